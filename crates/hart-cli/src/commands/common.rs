@@ -1,0 +1,121 @@
+//! Arguments and helpers shared by several subcommands.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use hart::data::{self, DataSpec, Dataset, Split};
+use hart::model::{LoadOptions, Model, ModelInfo, Normalization};
+use indicatif::{ProgressBar, ProgressStyle};
+use tch::Device;
+
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// fashion-mnist, mnist, kmnist, cifar10, cifar100, imagenet, or a PATH (format detected).
+    #[arg(long, default_value = "fashion-mnist")]
+    pub dataset: String,
+    /// Root of the named datasets other than fashion-mnist.
+    #[arg(long, env = "HART_DATA")]
+    pub data_dir: Option<PathBuf>,
+    /// Use only the first N records (deterministic order).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Crop size for ImageNet-style folders.
+    #[arg(long, default_value_t = 224)]
+    pub image_size: usize,
+}
+
+impl DataArgs {
+    pub fn load(&self, split: Split) -> Result<Dataset> {
+        if self.limit == Some(0) {
+            bail!("--limit must be at least 1");
+        }
+        let spec = DataSpec {
+            dataset: self.dataset.clone(),
+            split,
+            limit: self.limit,
+            data_dir: self.data_dir.clone(),
+            image_size: self.image_size,
+        };
+        let data = data::load(&spec)?;
+        tracing::info!(dataset = %data.name, split = %split, n = data.len(), "loaded data");
+        Ok(data)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model file: .safetensors (HART or a PyTorch state dict with --arch), .onnx, or TorchScript .pt.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Zoo architecture for a state dict without HART metadata, or an .onnx graph the weights belong to.
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Input normalisation for foreign state dicts: none, a dataset name, or MEAN,..:STD,..
+    #[arg(long)]
+    pub normalize: Option<String>,
+}
+
+impl ModelArgs {
+    pub fn load(&self, data: &Dataset, device: Device) -> Result<Model> {
+        let normalize = self
+            .normalize
+            .as_deref()
+            .map(Normalization::parse)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        let opts = LoadOptions {
+            arch: self.arch.clone(),
+            hint: Some(info_for(self.arch.as_deref().unwrap_or("unknown"), data)),
+            normalize,
+        };
+        let mut model = hart::model::load(&self.model, &opts)?;
+        model.to_device(device)?;
+        Ok(model)
+    }
+}
+
+/// What a model trained on `data` needs to know about its inputs.
+pub fn info_for(arch: &str, data: &Dataset) -> ModelInfo {
+    ModelInfo {
+        arch: arch.to_string(),
+        num_classes: data.num_classes as i64,
+        in_channels: data.channels as i64,
+        input_size: data.height as i64,
+        normalize: Normalization::for_dataset(&data.name),
+        dataset: Some(data.name.clone()),
+    }
+}
+
+pub fn parse_device(s: &str) -> Result<Device> {
+    let device = match s {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda(0),
+        s => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(i)) => Device::Cuda(i),
+            _ => bail!("unknown device {s:?} (cpu, cuda or cuda:N)"),
+        },
+    };
+    if let Device::Cuda(i) = device {
+        let n = tch::Cuda::device_count();
+        if i as i64 >= n {
+            bail!("--device {s}: CUDA is not available here ({n} GPU(s) visible)");
+        }
+    }
+    Ok(device)
+}
+
+pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    let style = ProgressStyle::with_template(&format!(
+        "{what} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} ETA {{eta}} {{msg}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    hart::util::write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+}

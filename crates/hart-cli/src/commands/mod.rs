@@ -1,0 +1,38 @@
+mod bench;
+mod common;
+mod demo;
+mod eval;
+mod train;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "hart", version, about = "Hessian-Aware Resilience Toolkit: measure, train and explain the bit-flip resilience of neural networks")]
+pub struct Cli {
+    /// More log output (-v info, -vv debug); HART_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Train a zoo architecture on a dataset and save it as safetensors.
+    Train(train::TrainArgs),
+    /// Accuracy of a model (safetensors, ONNX or TorchScript) on a dataset.
+    Eval(eval::EvalArgs),
+    /// The main job on the embedded Fashion-MNIST data.
+    Demo(demo::DemoArgs),
+    /// Benchmarks that print medians and ratios against a baseline measured in the same run.
+    Bench(bench::BenchArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Train(a) => train::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Demo(a) => demo::run(a),
+        Command::Bench(a) => bench::run(a),
+    }
+}

@@ -1,0 +1,137 @@
+//! `hart train`: plain training of a zoo architecture.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use hart::data::Split;
+use hart::eval::evaluate;
+use hart::model::{zoo, Model, Normalization};
+use hart::train::{train, OptimizerConfig, OptimizerKind, TrainConfig};
+use serde::Serialize;
+
+use super::common::{info_for, parse_device, progress_bar, write_json, DataArgs};
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Architecture: mlp, basenet, lenet5, resnet18-cifar, resnet18, resnet50, deit-tiny.
+    #[arg(long)]
+    pub arch: String,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// sgd, adam or rmsprop (PyTorch update rules).
+    #[arg(long, default_value = "sgd")]
+    pub optimizer: OptimizerKind,
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Input normalisation baked into the model: auto (the dataset's), none, or MEAN,..:STD,..
+    #[arg(long, default_value = "auto")]
+    pub normalize: String,
+    /// Evaluate on the first N test images after training (0 = skip).
+    #[arg(long, default_value_t = 10_000)]
+    pub eval_limit: usize,
+    /// Output model (.safetensors); the training log goes next to it as .train.json.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Serialize)]
+struct TrainLog<'a> {
+    arch: &'a str,
+    dataset: &'a str,
+    samples: usize,
+    optimizer: OptimizerKind,
+    lr: f64,
+    momentum: f64,
+    weight_decay: f64,
+    batch_size: usize,
+    seed: u64,
+    epochs: Vec<hart::train::EpochLog>,
+    test: Option<hart::eval::EvalResult>,
+}
+
+pub fn run(a: TrainArgs) -> Result<()> {
+    if a.out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
+        bail!("--out {}: trained models are saved as .safetensors", a.out.display());
+    }
+    if a.epochs == 0 {
+        bail!("--epochs must be at least 1");
+    }
+    if !(a.lr > 0.0 && a.lr.is_finite()) {
+        bail!("--lr must be a positive number, got {}", a.lr);
+    }
+    let device = parse_device(&a.device)?;
+    let data = a.data.load(Split::Train)?;
+    let mut info = info_for(&a.arch, &data);
+    if a.normalize != "auto" {
+        info.normalize = Normalization::parse(&a.normalize).map_err(anyhow::Error::msg)?;
+    }
+    tch::manual_seed(a.seed as i64);
+    let mut model = Model::Graph(zoo::build(&info)?);
+    model.to_device(device)?;
+    let cfg = TrainConfig {
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        optimizer: OptimizerConfig {
+            kind: a.optimizer,
+            lr: a.lr,
+            momentum: a.momentum,
+            weight_decay: a.weight_decay,
+        },
+        seed: a.seed,
+        device,
+    };
+    let bar = progress_bar(0, "train");
+    let epochs = train(&model, &data, &cfg, &bar)?;
+    bar.finish_and_clear();
+    model.save(&a.out)?;
+    let test = if a.eval_limit > 0 {
+        let mut test_args = a.data.clone();
+        test_args.limit = Some(a.eval_limit);
+        let test_data = test_args.load(Split::Test)?;
+        Some(evaluate(&model, &test_data, 256, device)?)
+    } else {
+        None
+    };
+    for e in &epochs {
+        println!(
+            "epoch {:>3}  loss {:.4}  train acc {:6.2}%  {:.1}s",
+            e.epoch,
+            e.loss,
+            100.0 * e.accuracy,
+            e.seconds
+        );
+    }
+    if let Some(t) = &test {
+        println!("test accuracy {:.2}% ({}/{})", 100.0 * t.accuracy, t.correct, t.total);
+    }
+    let log = TrainLog {
+        arch: &a.arch,
+        dataset: &data.name,
+        samples: data.len(),
+        optimizer: a.optimizer,
+        lr: a.lr,
+        momentum: a.momentum,
+        weight_decay: a.weight_decay,
+        batch_size: a.batch_size,
+        seed: a.seed,
+        epochs,
+        test,
+    };
+    write_json(&a.out.with_extension("train.json"), &log)?;
+    println!("saved {}", a.out.display());
+    Ok(())
+}

@@ -1,0 +1,49 @@
+use std::path::PathBuf;
+
+/// Every failure the library reports. Messages are one line and name the
+/// offending file, key or value, because they are printed verbatim by the CLI.
+#[derive(Debug, thiserror::Error)]
+pub enum HartError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A data file exists but its contents are wrong (bad magic, truncated, ...).
+    #[error("{}: {msg}", path.display())]
+    Data { path: PathBuf, msg: String },
+    /// A model file or architecture cannot be loaded or built.
+    #[error("{0}")]
+    Model(String),
+    /// An ONNX operator (or attribute combination) HART does not implement.
+    #[error("unsupported ONNX operator {0}")]
+    UnsupportedOp(String),
+    /// A bad argument or configuration value.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("libtorch: {}", first_line(&.0.to_string()))]
+    Torch(#[from] tch::TchError),
+}
+
+/// libtorch errors carry a multi-line C++ backtrace; the first line is the message.
+fn first_line(s: &str) -> &str {
+    s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s).trim()
+}
+
+impl HartError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        HartError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+    pub fn data(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        HartError::Data {
+            path: path.into(),
+            msg: msg.into(),
+        }
+    }
+}
+
+pub type Result<T, E = HartError> = std::result::Result<T, E>;

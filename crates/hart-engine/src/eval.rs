@@ -1,0 +1,82 @@
+//! Accuracy and loss of a model on a dataset.
+
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+use crate::data::Dataset;
+use crate::error::{HartError, Result};
+use crate::model::{Mode, Model};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EvalResult {
+    pub accuracy: f64,
+    pub correct: i64,
+    pub total: i64,
+    /// Mean cross-entropy over the samples with finite logits.
+    pub loss: f64,
+}
+
+/// Per-sample correctness under HART's tie rule: the prediction is the first
+/// index of the maximal logit (as `torch.argmax`), and a row holding any NaN
+/// is wrong — a flipped exponent bit can produce NaN, and "NaN wins" would
+/// otherwise depend on the kernel.
+pub fn correct_mask(logits: &Tensor, labels: &Tensor) -> Tensor {
+    let pred = logits.argmax(1, false);
+    let nan_row = logits.isnan().any_dim(1, false);
+    pred.eq_tensor(labels).logical_and(&nan_row.logical_not())
+}
+
+/// Evaluates in eval mode (BatchNorm running statistics) without gradients.
+pub fn evaluate(model: &Model, data: &Dataset, batch_size: usize, device: Device) -> Result<EvalResult> {
+    if data.is_empty() {
+        return Err(HartError::Invalid("cannot evaluate on an empty dataset".into()));
+    }
+    let batch_size = batch_size.max(1);
+    let (mut correct, mut loss_sum, mut loss_n) = (0i64, 0f64, 0i64);
+    tch::no_grad(|| -> Result<()> {
+        for start in (0..data.len()).step_by(batch_size) {
+            let end = (start + batch_size).min(data.len());
+            let (x, y) = data.batch_range(start, end);
+            let (x, y) = (x.to_device(device), y.to_device(device));
+            let logits = model.forward(&x, Mode::Eval)?;
+            check_logits(&logits, data, end - start)?;
+            correct += correct_mask(&logits, &y).sum(Kind::Int64).int64_value(&[]);
+            let finite = logits.isfinite().all_dim(1, false);
+            let n = finite.sum(Kind::Int64).int64_value(&[]);
+            if n > 0 {
+                let idx = finite.nonzero().squeeze_dim(1);
+                let ce = logits
+                    .index_select(0, &idx)
+                    .cross_entropy_for_logits(&y.index_select(0, &idx));
+                loss_sum += ce.double_value(&[]) * n as f64;
+                loss_n += n;
+            }
+        }
+        Ok(())
+    })?;
+    let total = data.len() as i64;
+    Ok(EvalResult {
+        accuracy: correct as f64 / total as f64,
+        correct,
+        total,
+        loss: if loss_n > 0 { loss_sum / loss_n as f64 } else { f64::NAN },
+    })
+}
+
+/// A model whose output is not `[batch, classes]` with enough classes for the
+/// data's labels would silently count garbage; say so instead.
+pub fn check_logits(logits: &Tensor, data: &Dataset, batch: usize) -> Result<()> {
+    let s = logits.size();
+    if s.len() != 2 || s[0] != batch as i64 {
+        return Err(HartError::Invalid(format!(
+            "model output has shape {s:?}, expected [{batch}, classes]"
+        )));
+    }
+    if (s[1] as usize) < data.num_classes {
+        return Err(HartError::Invalid(format!(
+            "model predicts {} classes but {} has {}",
+            s[1], data.name, data.num_classes
+        )));
+    }
+    Ok(())
+}

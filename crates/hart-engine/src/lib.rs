@@ -1,0 +1,10 @@
+//! HART library core: data, models, training, evaluation.
+pub mod bench;
+pub mod data;
+pub mod error;
+pub mod eval;
+pub mod model;
+pub mod train;
+pub mod util;
+
+pub use error::{HartError, Result};

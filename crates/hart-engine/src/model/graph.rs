@@ -1,0 +1,538 @@
+//! HART's one model representation: a topologically ordered list of named
+//! nodes over tch tensors. Zoo builders and the ONNX importer both produce it;
+//! everything that needs to see structure (which layer owns a parameter,
+//! running the network from a cut point on cached activations) reads it here.
+//!
+//! Every op is a differentiable libtorch call, so autograd — including the
+//! double backward Hessian-vector products need — works through any graph.
+
+use tch::{Kind, Tensor};
+
+use super::params::ParamStore;
+use crate::error::{HartError, Result};
+
+/// Index of a node; node `i` produces value `i`.
+pub type ValueId = usize;
+
+/// Padding as (top, left, bottom, right), so asymmetric ONNX pads survive.
+pub type Pads = [i64; 4];
+
+#[derive(Debug)]
+pub enum Op {
+    /// The image batch, float32 NCHW in [0, 1].
+    Input,
+    /// A named tensor of the [`ParamStore`] used as a plain value (ONNX
+    /// initializers feeding MatMul, DeiT's class token and position embedding).
+    Param(String),
+    /// A constant that is not a model parameter (ONNX `Constant`, shape data).
+    Constant(Tensor),
+    /// Per-channel `(x - mean) / std`, so zoo models take [0, 1] inputs.
+    Normalize { mean: Vec<f64>, std: Vec<f64> },
+    Conv2d {
+        weight: String,
+        bias: Option<String>,
+        stride: [i64; 2],
+        padding: Pads,
+        dilation: [i64; 2],
+        groups: i64,
+    },
+    /// `x Wᵀ + b`, PyTorch `nn.Linear`.
+    Linear { weight: String, bias: Option<String> },
+    BatchNorm {
+        weight: Option<String>,
+        bias: Option<String>,
+        running_mean: String,
+        running_var: String,
+        eps: f64,
+        momentum: f64,
+    },
+    /// Normalises over the dimensions from `axis` to the last.
+    LayerNorm {
+        weight: Option<String>,
+        bias: Option<String>,
+        eps: f64,
+        axis: i64,
+    },
+    Relu,
+    Gelu { tanh: bool },
+    Sigmoid,
+    Tanh,
+    Erf,
+    Sqrt,
+    Neg,
+    MaxPool2d {
+        kernel: [i64; 2],
+        stride: [i64; 2],
+        padding: Pads,
+        dilation: [i64; 2],
+        ceil_mode: bool,
+    },
+    AvgPool2d {
+        kernel: [i64; 2],
+        stride: [i64; 2],
+        padding: Pads,
+        ceil_mode: bool,
+        count_include_pad: bool,
+    },
+    /// Mean over H, W keeping them as size 1 (ONNX `GlobalAveragePool`).
+    GlobalAvgPool,
+    /// ONNX semantics: reshape to 2-D `[prod(dims < axis), prod(dims >= axis)]`.
+    Flatten { axis: i64 },
+    /// Inputs `[x, shape]`; ONNX semantics for 0 (copy) and -1 (infer).
+    Reshape,
+    Transpose { perm: Vec<i64> },
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+    MatMul,
+    /// `alpha * A' B' + beta * C`, inputs `[A, B, C?]`.
+    Gemm {
+        alpha: f64,
+        beta: f64,
+        trans_a: bool,
+        trans_b: bool,
+    },
+    Concat { axis: i64 },
+    Softmax { axis: i64 },
+    /// Axes from the attribute, or from a second input (opset 18); none = all.
+    ReduceMean { axes: Option<Vec<i64>>, keepdims: bool },
+    /// The shape of the input as an int64 vector (`start..end` as in ONNX).
+    Shape { start: i64, end: Option<i64> },
+    /// Inputs `[data, indices]`.
+    Gather { axis: i64 },
+    /// Axes from the attribute, or from a second input (opset 13+).
+    Unsqueeze { axes: Option<Vec<i64>> },
+    Squeeze { axes: Option<Vec<i64>> },
+    /// Inputs `[data, starts, ends, axes?, steps?]`.
+    Slice,
+    /// Inputs `[x, shape]`, numpy-style broadcast.
+    Expand,
+    Cast { to: Kind },
+    Identity,
+}
+
+#[derive(Debug)]
+pub struct Node {
+    /// Unique, human-readable; for layers this is the PyTorch module path
+    /// (`layer1.0.conv1`) so reports speak the user's names.
+    pub name: String,
+    pub op: Op,
+    pub inputs: Vec<ValueId>,
+}
+
+#[derive(Debug, Default)]
+pub struct Graph {
+    pub nodes: Vec<Node>,
+    pub output: ValueId,
+}
+
+/// Whether BatchNorm uses batch statistics (and updates its running ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
+impl Op {
+    /// Names of the parameters this op reads directly (not via `Param` nodes).
+    pub fn param_names(&self) -> Vec<&str> {
+        fn opt(o: &Option<String>) -> Option<&str> {
+            o.as_deref()
+        }
+        match self {
+            Op::Param(n) => vec![n.as_str()],
+            Op::Conv2d { weight, bias, .. } | Op::Linear { weight, bias } => {
+                std::iter::once(Some(weight.as_str())).chain([opt(bias)]).flatten().collect()
+            }
+            Op::BatchNorm {
+                weight,
+                bias,
+                running_mean,
+                running_var,
+                ..
+            } => [
+                opt(weight),
+                opt(bias),
+                Some(running_mean.as_str()),
+                Some(running_var.as_str()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            Op::LayerNorm { weight, bias, .. } => [opt(weight), opt(bias)].into_iter().flatten().collect(),
+            _ => vec![],
+        }
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Op::Input => "Input",
+            Op::Param(_) => "Param",
+            Op::Constant(_) => "Constant",
+            Op::Normalize { .. } => "Normalize",
+            Op::Conv2d { .. } => "Conv2d",
+            Op::Linear { .. } => "Linear",
+            Op::BatchNorm { .. } => "BatchNorm",
+            Op::LayerNorm { .. } => "LayerNorm",
+            Op::Relu => "Relu",
+            Op::Gelu { .. } => "Gelu",
+            Op::Sigmoid => "Sigmoid",
+            Op::Tanh => "Tanh",
+            Op::Erf => "Erf",
+            Op::Sqrt => "Sqrt",
+            Op::Neg => "Neg",
+            Op::MaxPool2d { .. } => "MaxPool2d",
+            Op::AvgPool2d { .. } => "AvgPool2d",
+            Op::GlobalAvgPool => "GlobalAvgPool",
+            Op::Flatten { .. } => "Flatten",
+            Op::Reshape => "Reshape",
+            Op::Transpose { .. } => "Transpose",
+            Op::Add => "Add",
+            Op::Sub => "Sub",
+            Op::Mul => "Mul",
+            Op::Div => "Div",
+            Op::Pow => "Pow",
+            Op::MatMul => "MatMul",
+            Op::Gemm { .. } => "Gemm",
+            Op::Concat { .. } => "Concat",
+            Op::Softmax { .. } => "Softmax",
+            Op::ReduceMean { .. } => "ReduceMean",
+            Op::Shape { .. } => "Shape",
+            Op::Gather { .. } => "Gather",
+            Op::Unsqueeze { .. } => "Unsqueeze",
+            Op::Squeeze { .. } => "Squeeze",
+            Op::Slice => "Slice",
+            Op::Expand => "Expand",
+            Op::Cast { .. } => "Cast",
+            Op::Identity => "Identity",
+        }
+    }
+}
+
+impl Graph {
+    /// Runs the whole network on `x`.
+    pub fn forward(&self, params: &ParamStore, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let mut env: Vec<Option<Tensor>> = Vec::with_capacity(self.nodes.len());
+        env.resize_with(self.nodes.len(), || None);
+        self.forward_from(params, x, 0, &mut env, mode)
+    }
+
+    /// Runs nodes `start..` given `env`, where every value an unevaluated node
+    /// reads from before `start` is already cached. This is what lets a
+    /// fault sweep re-run only the layers after a flipped weight.
+    pub fn forward_from(
+        &self,
+        params: &ParamStore,
+        x: &Tensor,
+        start: usize,
+        env: &mut [Option<Tensor>],
+        mode: Mode,
+    ) -> Result<Tensor> {
+        for i in start..self.nodes.len() {
+            let node = &self.nodes[i];
+            let value = eval_node(node, env, params, x, mode).map_err(|e| match e {
+                HartError::Torch(t) => HartError::Model(format!(
+                    "node {} ({}): {}",
+                    node.name,
+                    node.op.kind_name(),
+                    HartError::Torch(t)
+                )),
+                other => other,
+            })?;
+            env[i] = Some(value);
+        }
+        env[self.output]
+            .as_ref()
+            .map(|t| t.shallow_clone())
+            .ok_or_else(|| HartError::Model("graph output was not computed".into()))
+    }
+
+    /// For each parameter name, the index of the first node that reads it
+    /// (directly, or through a `Param` node's consumers).
+    pub fn first_consumer(&self, param: &str) -> Option<usize> {
+        self.nodes.iter().enumerate().find_map(|(i, n)| match &n.op {
+            Op::Param(p) if p == param => self
+                .nodes
+                .iter()
+                .enumerate()
+                .skip(i + 1)
+                .find(|(_, m)| m.inputs.contains(&i))
+                .map(|(j, _)| j),
+            op if op.param_names().contains(&param) => Some(i),
+            _ => None,
+        })
+    }
+
+    /// The layer (node name) that owns a parameter, for per-layer reports.
+    pub fn layer_of(&self, param: &str) -> Option<&str> {
+        self.first_consumer(param).map(|i| self.nodes[i].name.as_str())
+    }
+}
+
+fn input<'a>(env: &'a [Option<Tensor>], node: &Node, k: usize) -> Result<&'a Tensor> {
+    let id = *node.inputs.get(k).ok_or_else(|| {
+        HartError::Model(format!("node {} ({}) lacks input {k}", node.name, node.op.kind_name()))
+    })?;
+    env.get(id).and_then(|v| v.as_ref()).ok_or_else(|| {
+        HartError::Model(format!("node {}: input {k} was not computed", node.name))
+    })
+}
+
+fn opt_param<'a>(params: &'a ParamStore, name: &Option<String>) -> Result<Option<&'a Tensor>> {
+    name.as_deref().map(|n| params.get(n)).transpose()
+}
+
+/// Reads a small int64 tensor (shape data) as a vector.
+pub fn to_i64_vec(t: &Tensor) -> Result<Vec<i64>> {
+    let t = t.to_kind(Kind::Int64).to_device(tch::Device::Cpu).flatten(0, -1);
+    Ok(Vec::<i64>::try_from(&t)?)
+}
+
+fn norm_axis(axis: i64, rank: usize) -> i64 {
+    if axis < 0 {
+        axis + rank as i64
+    } else {
+        axis
+    }
+}
+
+/// Applies asymmetric padding up front when libtorch's symmetric padding can't express it.
+fn split_pads(x: &Tensor, p: &Pads, value: f64) -> Result<(Tensor, [i64; 2])> {
+    if p[0] == p[2] && p[1] == p[3] {
+        Ok((x.shallow_clone(), [p[0], p[1]]))
+    } else {
+        Ok((x.f_pad([p[1], p[3], p[0], p[2]], "constant", value)?, [0, 0]))
+    }
+}
+
+fn eval_node(node: &Node, env: &[Option<Tensor>], params: &ParamStore, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    let inp = |k| input(env, node, k);
+    let device = x.device();
+    Ok(match &node.op {
+        Op::Input => x.shallow_clone(),
+        Op::Param(name) => params.get(name)?.shallow_clone(),
+        Op::Constant(t) => {
+            if t.is_floating_point() {
+                t.to_device(device)
+            } else {
+                t.shallow_clone()
+            }
+        }
+        Op::Normalize { mean, std } => {
+            let c = mean.len() as i64;
+            let m = Tensor::from_slice(mean).to_kind(Kind::Float).to_device(device).view([1, c, 1, 1]);
+            let s = Tensor::from_slice(std).to_kind(Kind::Float).to_device(device).view([1, c, 1, 1]);
+            inp(0)?.f_sub(&m)?.f_div(&s)?
+        }
+        Op::Conv2d {
+            weight,
+            bias,
+            stride,
+            padding,
+            dilation,
+            groups,
+        } => {
+            let (xin, pad) = split_pads(inp(0)?, padding, 0.0)?;
+            xin.f_conv2d(params.get(weight)?, opt_param(params, bias)?, stride, pad, dilation, *groups)?
+        }
+        Op::Linear { weight, bias } => inp(0)?.f_linear(params.get(weight)?, opt_param(params, bias)?)?,
+        Op::BatchNorm {
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            eps,
+            momentum,
+        } => inp(0)?.f_batch_norm(
+            opt_param(params, weight)?,
+            opt_param(params, bias)?,
+            Some(params.get(running_mean)?),
+            Some(params.get(running_var)?),
+            mode == Mode::Train,
+            *momentum,
+            *eps,
+            true,
+        )?,
+        Op::LayerNorm { weight, bias, eps, axis } => {
+            let xin = inp(0)?;
+            let size = xin.size();
+            let ax = norm_axis(*axis, size.len()) as usize;
+            xin.f_layer_norm(&size[ax..], opt_param(params, weight)?, opt_param(params, bias)?, *eps, true)?
+        }
+        Op::Relu => inp(0)?.f_relu()?,
+        Op::Gelu { tanh } => inp(0)?.f_gelu(if *tanh { "tanh" } else { "none" })?,
+        Op::Sigmoid => inp(0)?.f_sigmoid()?,
+        Op::Tanh => inp(0)?.f_tanh()?,
+        Op::Erf => inp(0)?.f_erf()?,
+        Op::Sqrt => inp(0)?.f_sqrt()?,
+        Op::Neg => inp(0)?.f_neg()?,
+        Op::MaxPool2d {
+            kernel,
+            stride,
+            padding,
+            dilation,
+            ceil_mode,
+        } => {
+            let (xin, pad) = split_pads(inp(0)?, padding, f64::NEG_INFINITY)?;
+            xin.f_max_pool2d(kernel, stride, pad, dilation, *ceil_mode)?
+        }
+        Op::AvgPool2d {
+            kernel,
+            stride,
+            padding,
+            ceil_mode,
+            count_include_pad,
+        } => {
+            let (xin, pad) = split_pads(inp(0)?, padding, 0.0)?;
+            xin.f_avg_pool2d(kernel, stride, pad, *ceil_mode, *count_include_pad, None)?
+        }
+        Op::GlobalAvgPool => inp(0)?.f_mean_dim([-2i64, -1].as_slice(), true, None::<Kind>)?,
+        Op::Flatten { axis } => {
+            let xin = inp(0)?;
+            let size = xin.size();
+            let ax = norm_axis(*axis, size.len()) as usize;
+            let outer: i64 = size[..ax].iter().product();
+            xin.f_reshape([outer, -1])?
+        }
+        Op::Reshape => {
+            let xin = inp(0)?;
+            let size = xin.size();
+            let mut shape = to_i64_vec(inp(1)?)?;
+            for (i, s) in shape.iter_mut().enumerate() {
+                if *s == 0 {
+                    *s = *size.get(i).ok_or_else(|| {
+                        HartError::Model(format!("node {}: reshape 0 at axis {i} beyond input rank", node.name))
+                    })?;
+                }
+            }
+            xin.f_reshape(&shape)?
+        }
+        Op::Transpose { perm } => inp(0)?.f_permute(perm.as_slice())?,
+        Op::Add => inp(0)?.f_add(inp(1)?)?,
+        Op::Sub => inp(0)?.f_sub(inp(1)?)?,
+        Op::Mul => inp(0)?.f_mul(inp(1)?)?,
+        Op::Div => inp(0)?.f_div(inp(1)?)?,
+        Op::Pow => inp(0)?.f_pow(inp(1)?)?,
+        Op::MatMul => inp(0)?.f_matmul(inp(1)?)?,
+        Op::Gemm {
+            alpha,
+            beta,
+            trans_a,
+            trans_b,
+        } => {
+            let a = if *trans_a { inp(0)?.f_transpose(-2, -1)? } else { inp(0)?.shallow_clone() };
+            let b = if *trans_b { inp(1)?.f_transpose(-2, -1)? } else { inp(1)?.shallow_clone() };
+            let y = a.f_matmul(&b)?.f_mul_scalar(*alpha)?;
+            match node.inputs.get(2) {
+                Some(_) => y.f_add(&inp(2)?.f_mul_scalar(*beta)?)?,
+                None => y,
+            }
+        }
+        Op::Concat { axis } => {
+            let xs: Vec<&Tensor> = (0..node.inputs.len()).map(inp).collect::<Result<_>>()?;
+            Tensor::f_cat(&xs, *axis)?
+        }
+        Op::Softmax { axis } => inp(0)?.f_softmax(*axis, None::<Kind>)?,
+        Op::ReduceMean { axes, keepdims } => {
+            let xin = inp(0)?;
+            let axes = match (axes, node.inputs.get(1)) {
+                (Some(a), _) => a.clone(),
+                (None, Some(_)) => to_i64_vec(inp(1)?)?,
+                (None, None) => (0..xin.dim() as i64).collect(),
+            };
+            xin.f_mean_dim(axes.as_slice(), *keepdims, None::<Kind>)?
+        }
+        Op::Shape { start, end } => {
+            let size = inp(0)?.size();
+            let r = size.len() as i64;
+            let clamp = |v: i64| norm_axis(v, size.len()).clamp(0, r) as usize;
+            let (s, e) = (clamp(*start), clamp(end.unwrap_or(r)));
+            Tensor::from_slice(&size[s..e.max(s)])
+        }
+        Op::Gather { axis } => {
+            let data = inp(0)?;
+            let idx = inp(1)?.to_kind(Kind::Int64).to_device(data.device());
+            let ax = norm_axis(*axis, data.dim());
+            let dim_size = data.size()[ax as usize];
+            // ONNX allows negative indices; index_select does not.
+            let idx = idx.f_remainder(dim_size)?;
+            let flat = data.f_index_select(ax, &idx.flatten(0, -1))?;
+            let mut shape = data.size();
+            shape.splice(ax as usize..ax as usize + 1, idx.size());
+            flat.f_reshape(&shape)?
+        }
+        Op::Unsqueeze { axes } => {
+            let xin = inp(0)?;
+            let mut axes = match axes {
+                Some(a) => a.clone(),
+                None => to_i64_vec(inp(1)?)?,
+            };
+            let out_rank = xin.dim() + axes.len();
+            for a in axes.iter_mut() {
+                *a = norm_axis(*a, out_rank);
+            }
+            axes.sort_unstable();
+            let mut y = xin.shallow_clone();
+            for a in axes {
+                y = y.f_unsqueeze(a)?;
+            }
+            y
+        }
+        Op::Squeeze { axes } => {
+            let xin = inp(0)?;
+            let axes = match (axes, node.inputs.get(1)) {
+                (Some(a), _) => a.clone(),
+                (None, Some(_)) => to_i64_vec(inp(1)?)?,
+                (None, None) => xin.size().iter().enumerate().filter(|(_, &s)| s == 1).map(|(i, _)| i as i64).collect(),
+            };
+            let mut axes: Vec<i64> = axes.iter().map(|&a| norm_axis(a, xin.dim())).collect();
+            axes.sort_unstable_by(|a, b| b.cmp(a));
+            let mut y = xin.shallow_clone();
+            for a in axes {
+                y = y.f_squeeze_dim(a)?;
+            }
+            y
+        }
+        Op::Slice => {
+            let data = inp(0)?;
+            let starts = to_i64_vec(inp(1)?)?;
+            let ends = to_i64_vec(inp(2)?)?;
+            let axes = match node.inputs.get(3) {
+                Some(_) => to_i64_vec(inp(3)?)?,
+                None => (0..starts.len() as i64).collect(),
+            };
+            let steps = match node.inputs.get(4) {
+                Some(_) => to_i64_vec(inp(4)?)?,
+                None => vec![1; starts.len()],
+            };
+            let mut y = data.shallow_clone();
+            for k in 0..starts.len() {
+                let ax = norm_axis(axes[k], data.dim());
+                let dim = data.size()[ax as usize];
+                let clampi = |v: i64| if v < 0 { (v + dim).max(0) } else { v.min(dim) };
+                if steps[k] != 1 {
+                    return Err(HartError::UnsupportedOp(format!("Slice with step {} (node {})", steps[k], node.name)));
+                }
+                let (s, e) = (clampi(starts[k]), clampi(ends[k]));
+                y = y.f_narrow(ax, s, (e - s).max(0))?;
+            }
+            y
+        }
+        Op::Expand => {
+            let xin = inp(0)?;
+            let shape = to_i64_vec(inp(1)?)?;
+            // ONNX Expand broadcasts both ways; a 1 in `shape` keeps the input's size.
+            let rank = shape.len().max(xin.dim());
+            let mut xs = vec![1i64; rank - xin.dim()];
+            xs.extend(xin.size());
+            let mut ts = vec![1i64; rank - shape.len()];
+            ts.extend(&shape);
+            let target: Vec<i64> = xs.iter().zip(&ts).map(|(&a, &b)| a.max(b)).collect();
+            xin.f_reshape(&xs)?.f_expand(&target, false)?
+        }
+        Op::Cast { to } => inp(0)?.f_to_kind(*to)?,
+        Op::Identity => inp(0)?.shallow_clone(),
+    })
+}

@@ -1,0 +1,70 @@
+//! TorchScript models: opaque to HART (no layer structure), but their named
+//! parameters are visible, so generic training, Hessian and fault paths work.
+
+use std::cell::{Cell, RefCell};
+use std::path::Path;
+
+use tch::{CModule, Device, Kind, Tensor};
+
+use super::graph::Mode;
+use super::info::ModelInfo;
+use crate::error::{HartError, Result};
+
+pub struct ScriptModel {
+    module: RefCell<CModule>,
+    mode: Cell<Option<Mode>>,
+    pub info: ModelInfo,
+}
+
+impl ScriptModel {
+    pub fn load(path: &Path, info: ModelInfo) -> Result<Self> {
+        let module = CModule::load(path).map_err(|e| {
+            HartError::data(
+                path,
+                format!(
+                    "not a TorchScript archive (save with torch.jit.save; state dicts go in .safetensors): {}",
+                    e.to_string().lines().next().unwrap_or("")
+                ),
+            )
+        })?;
+        let m = ScriptModel {
+            module: RefCell::new(module),
+            mode: Cell::new(None),
+            info,
+        };
+        // TorchScript loads parameters without gradient tracking turned on for training.
+        for (_, t) in m.named_parameters() {
+            if t.is_floating_point() && !t.requires_grad() {
+                let _ = t.shallow_clone().set_requires_grad(true);
+            }
+        }
+        Ok(m)
+    }
+
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        if self.mode.get() != Some(mode) {
+            let mut m = self.module.borrow_mut();
+            match mode {
+                Mode::Train => m.f_set_train()?,
+                Mode::Eval => m.f_set_eval()?,
+            }
+            self.mode.set(Some(mode));
+        }
+        Ok(self.module.borrow().forward_ts(&[x])?)
+    }
+
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        self.module.borrow().named_parameters().unwrap_or_default()
+    }
+
+    pub fn to_device(&mut self, device: Device) -> Result<()> {
+        self.module.get_mut().to(device, Kind::Float, false);
+        Ok(())
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("pt.tmp");
+        self.module.borrow().save(&tmp)?;
+        std::fs::rename(&tmp, path).map_err(|e| HartError::io(path, e))
+    }
+}

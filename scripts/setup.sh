@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Idempotent set-up on a fresh Debian machine (as root): Debian packages, the
+# project-local venv with PyTorch 2.11 (whose libtorch HART links), and the
+# release build of `hart`. Fast when everything is already in place.
+#   scripts/setup.sh          what `hart` needs
+#   scripts/setup.sh --test   plus the Python packages the tests compare against
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+TORCH_VERSION=2.11.0
+TEST_PY_PACKAGES=(torchvision==0.26.0 timm onnx onnxscript safetensors numpy)
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+# --- Debian packages -------------------------------------------------------
+need=()
+[ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
+command -v g++ >/dev/null || need+=(g++)
+command -v python3 >/dev/null || need+=(python3)
+python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+if [ ${#need[@]} -gt 0 ]; then
+    say "installing Debian packages: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { say "cargo (Rust toolchain) is required"; exit 1; }
+
+# --- Python venv with torch --------------------------------------------------
+[ -x .venv/bin/python ] || { say "creating .venv"; python3 -m venv .venv; }
+if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+    say "installing torch==$TORCH_VERSION into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check "torch==$TORCH_VERSION"
+fi
+if [ "${1:-}" = "--test" ]; then
+    if ! .venv/bin/python -c 'import torchvision, timm, onnx, onnxscript, safetensors, numpy' 2>/dev/null; then
+        say "installing test packages: ${TEST_PY_PACKAGES[*]}"
+        .venv/bin/pip install -q --disable-pip-version-check "${TEST_PY_PACKAGES[@]}"
+    fi
+fi
+
+# --- Release build -------------------------------------------------------------
+# shellcheck source=env.sh
+source scripts/env.sh
+say "building target/release/hart"
+cargo build --release --locked -q 2>&1 | grep -v '^\s*$' >&2 || true
+[ "${PIPESTATUS[0]}" -eq 0 ] || { say "build failed"; exit 1; }

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Sets everything up (scripts/setup.sh --test) and runs the whole test suite,
+# plus the formatting and lint gates. `.ci/run` calls exactly this.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash scripts/setup.sh --test
+# shellcheck source=env.sh
+source scripts/env.sh
+cargo fmt --all -- --check
+# Release profile throughout: reuses the set-up build instead of compiling libtorch's bindings twice.
+cargo clippy --release --locked --workspace --all-targets -q -- -D warnings
+cargo test --release --locked --workspace
