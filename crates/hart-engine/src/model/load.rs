@@ -29,7 +29,7 @@ fn ext(path: &Path) -> String {
 
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Model> {
     if !path.exists() {
-        return Err(HartError::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
+        return Err(HartError::data(path, "no such model file"));
     }
     let model = match ext(path).as_str() {
         "safetensors" => Model::Graph(load_safetensors(path, opts)?),

@@ -124,13 +124,10 @@ impl Model {
             Model::Graph(g) => {
                 let tensors: Vec<(String, Tensor)> =
                     g.params.iter().map(|(n, t, _)| (n.to_string(), t.shallow_clone())).collect();
-                let mut meta = HashMap::new();
-                meta.insert("format".to_string(), "pt".to_string());
+                // One metadata key only: the crate serialises a HashMap, whose
+                // order would make files from identical runs differ byte-wise.
                 let info = serde_json::to_string(&g.info).map_err(|e| HartError::Model(e.to_string()))?;
-                meta.insert("hart".to_string(), info);
-                if let Some(src) = &g.info.arch.strip_prefix("onnx:") {
-                    meta.insert("hart.onnx".to_string(), src.to_string());
-                }
+                let meta = HashMap::from([("hart".to_string(), info)]);
                 safetensors_io::write(path, &tensors, meta)
             }
             Model::Script(s) => s.save(path),

@@ -92,6 +92,9 @@ pub fn train(model: &Model, data: &Dataset, cfg: &TrainConfig, bar: &ProgressBar
             accuracy: correct as f64 / seen as f64,
             seconds: start.elapsed().as_secs_f64(),
         };
+        model
+            .check_finite()
+            .map_err(|e| HartError::Invalid(format!("training diverged in epoch {epoch} ({e}); lower --lr")))?;
         tracing::info!(epoch, loss = log.loss, accuracy = log.accuracy, seconds = log.seconds, "epoch done");
         logs.push(log);
     }

@@ -1,0 +1,117 @@
+//! End-to-end checks of the `hart` binary: real training on a Fashion-MNIST
+//! slice, evaluation, determinism, and one-line errors on bad input.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn hart(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hart"))
+        .args(args)
+        .output()
+        .expect("hart binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a clean failure: non-zero exit, one `error:` line naming `needle`, no panic.
+fn assert_one_line_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
+    assert!(!err.contains("panicked"), "panic instead of an error: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "error should be one line: {err:?}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(lines[0].contains(needle), "error {:?} should mention {needle:?}", lines[0]);
+}
+
+fn eval_json(model: &Path, limit: &str) -> serde_json::Value {
+    let o = hart(&["eval", "--model", model.to_str().unwrap(), "--limit", limit, "--json"]);
+    assert!(o.status.success(), "eval failed: {}", stderr(&o));
+    serde_json::from_str(stdout(&o).trim()).expect("eval --json prints JSON")
+}
+
+#[test]
+fn lenet5_learns_fashion_mnist_slice() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lenet5.safetensors");
+    let o = hart(&[
+        "train", "--arch", "lenet5", "--limit", "4000", "--epochs", "2", "--lr", "0.05", "--seed", "1",
+        "--eval-limit", "0", "--out", out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "train failed: {}", stderr(&o));
+    assert!(dir.path().join("lenet5.train.json").exists(), "training log is stored next to the model");
+    // Held-out images: the test split, which training never saw.
+    let r = eval_json(&out, "2000");
+    let acc = r["accuracy"].as_f64().unwrap();
+    assert_eq!(r["total"].as_i64(), Some(2000));
+    assert_eq!(r["correct"].as_i64().unwrap() as f64 / 2000.0, acc);
+    assert!(acc > 0.6, "LeNet-5 should be well above chance (10%) after 2 epochs, got {acc}");
+}
+
+#[test]
+fn training_is_deterministic_for_a_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, seed: &str| {
+        let out = dir.path().join(name);
+        let o = hart(&[
+            "train", "--arch", "basenet", "--limit", "300", "--epochs", "1", "--seed", seed, "--optimizer",
+            "adam", "--lr", "0.001", "--eval-limit", "0", "--out", out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "train failed: {}", stderr(&o));
+        std::fs::read(out).unwrap()
+    };
+    let a = run("a.safetensors", "7");
+    let b = run("b.safetensors", "7");
+    let c = run("c.safetensors", "8");
+    assert!(a == b, "same seed must give bit-identical weights");
+    assert!(a != c, "a different seed must give different weights");
+}
+
+#[test]
+fn bad_inputs_give_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+
+    assert_one_line_error(&hart(&["train", "--arch", "nonet", "--limit", "10", "--out", &p("m.safetensors")]), "nonet");
+    assert_one_line_error(&hart(&["eval", "--model", &p("missing.safetensors")]), "missing.safetensors");
+
+    std::fs::write(p("junk.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!").unwrap();
+    assert_one_line_error(&hart(&["eval", "--model", &p("junk.safetensors")]), "junk.safetensors");
+
+    std::fs::write(p("model.xyz"), b"whatever").unwrap();
+    assert_one_line_error(&hart(&["eval", "--model", &p("model.xyz")]), "model.xyz");
+
+    assert_one_line_error(
+        &hart(&["train", "--arch", "lenet5", "--limit", "0", "--out", &p("m.safetensors")]),
+        "--limit",
+    );
+    assert_one_line_error(
+        &hart(&["train", "--arch", "lenet5", "--limit", "10", "--device", "tpu", "--out", &p("m.safetensors")]),
+        "tpu",
+    );
+    assert_one_line_error(
+        &hart(&["train", "--arch", "lenet5", "--dataset", &p("nowhere"), "--out", &p("m.safetensors")]),
+        "nowhere",
+    );
+}
+
+#[test]
+fn state_dict_needs_matching_arch() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mlp.safetensors");
+    let o = hart(&[
+        "train", "--arch", "mlp", "--limit", "100", "--epochs", "1", "--eval-limit", "0", "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_one_line_error(
+        &hart(&["eval", "--model", out.to_str().unwrap(), "--arch", "lenet5", "--limit", "10"]),
+        "lenet5",
+    );
+}
