@@ -155,16 +155,17 @@ impl GraphBuilder {
         let bias = self.add_param(&Self::param_name(name, "bias"), Tensor::zeros([c], opts), ParamKind::Trainable)?;
         let running_mean = self.add_param(&Self::param_name(name, "running_mean"), Tensor::zeros([c], opts), ParamKind::Buffer)?;
         let running_var = self.add_param(&Self::param_name(name, "running_var"), Tensor::ones([c], opts), ParamKind::Buffer)?;
-        self.add_param(
+        let num_batches_tracked = Some(self.add_param(
             &Self::param_name(name, "num_batches_tracked"),
             Tensor::zeros([], (Kind::Int64, tch::Device::Cpu)),
             ParamKind::Buffer,
-        )?;
+        )?);
         let op = Op::BatchNorm {
             weight: Some(weight),
             bias: Some(bias),
             running_mean,
             running_var,
+            num_batches_tracked,
             eps: 1e-5,
             momentum: 0.1,
         };

@@ -43,6 +43,8 @@ pub enum Op {
         bias: Option<String>,
         running_mean: String,
         running_var: String,
+        /// PyTorch's step counter buffer, incremented in training mode.
+        num_batches_tracked: Option<String>,
         eps: f64,
         momentum: f64,
     },
@@ -151,12 +153,14 @@ impl Op {
                 bias,
                 running_mean,
                 running_var,
+                num_batches_tracked,
                 ..
             } => [
                 opt(weight),
                 opt(bias),
                 Some(running_mean.as_str()),
                 Some(running_var.as_str()),
+                opt(num_batches_tracked),
             ]
             .into_iter()
             .flatten()
@@ -265,9 +269,14 @@ impl Graph {
         })
     }
 
-    /// The layer (node name) that owns a parameter, for per-layer reports.
+    /// The layer (node name) that owns a parameter, for per-layer reports:
+    /// the node reading it directly, which for a free-standing tensor such as
+    /// a class token is its own `Param` node.
     pub fn layer_of(&self, param: &str) -> Option<&str> {
-        self.first_consumer(param).map(|i| self.nodes[i].name.as_str())
+        self.nodes
+            .iter()
+            .find(|n| n.op.param_names().contains(&param))
+            .map(|n| n.name.as_str())
     }
 }
 
@@ -343,18 +352,26 @@ fn eval_node(node: &Node, env: &[Option<Tensor>], params: &ParamStore, x: &Tenso
             bias,
             running_mean,
             running_var,
+            num_batches_tracked,
             eps,
             momentum,
-        } => inp(0)?.f_batch_norm(
-            opt_param(params, weight)?,
-            opt_param(params, bias)?,
-            Some(params.get(running_mean)?),
-            Some(params.get(running_var)?),
-            mode == Mode::Train,
-            *momentum,
-            *eps,
-            true,
-        )?,
+        } => {
+            if mode == Mode::Train {
+                if let Some(n) = opt_param(params, num_batches_tracked)? {
+                    let _ = tch::no_grad(|| n.shallow_clone().f_add_scalar_(1))?;
+                }
+            }
+            inp(0)?.f_batch_norm(
+                opt_param(params, weight)?,
+                opt_param(params, bias)?,
+                Some(params.get(running_mean)?),
+                Some(params.get(running_var)?),
+                mode == Mode::Train,
+                *momentum,
+                *eps,
+                true,
+            )?
+        }
         Op::LayerNorm { weight, bias, eps, axis } => {
             let xin = inp(0)?;
             let size = xin.size();
