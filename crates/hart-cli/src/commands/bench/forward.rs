@@ -1,69 +1,15 @@
-//! `hart bench`: speed checks that print medians and ratios against a
-//! baseline measured in the same run.
+//! `hart bench forward`: the graph executor against the same LeNet-5 written
+//! as direct tch calls — the price of running models as inspectable graphs.
 
 use anyhow::Result;
-use clap::{Args, Subcommand};
-use hart::bench::{peak_rss_mib, time, Comparison};
+use hart::bench::{time, Comparison};
 use hart::model::{zoo, GraphModel, Mode, ModelInfo, Normalization};
 use tch::{Kind, Tensor};
-
-#[derive(Args, Debug)]
-pub struct BenchArgs {
-    #[command(subcommand)]
-    pub what: BenchWhat,
-    /// Timed repetitions per measurement (the median is reported).
-    #[arg(long, default_value_t = 15, global = true)]
-    pub runs: usize,
-    /// Print the comparisons as JSON.
-    #[arg(long, global = true)]
-    pub json: bool,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum BenchWhat {
-    /// HART's graph executor against the same LeNet-5 written as direct tch calls
-    /// (the overhead of running models as inspectable graphs), inference and training step.
-    Forward {
-        #[arg(long, default_value_t = 256)]
-        batch_size: i64,
-    },
-}
-
-pub fn run(a: BenchArgs) -> Result<()> {
-    let results = match a.what {
-        BenchWhat::Forward { batch_size } => forward(batch_size, a.runs)?,
-    };
-    report(&results, a.json)
-}
-
-fn report(results: &[Comparison], json: bool) -> Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(results)?);
-        return Ok(());
-    }
-    println!(
-        "{:<34} {:>14} {:>14} {:>9}",
-        "benchmark", "baseline (ms)", "HART (ms)", "speedup"
-    );
-    for c in results {
-        println!(
-            "{:<34} {:>14.3} {:>14.3} {:>8.2}×",
-            c.what,
-            1e3 * c.baseline.median_s,
-            1e3 * c.candidate.median_s,
-            c.speedup
-        );
-    }
-    if let Some(mib) = peak_rss_mib() {
-        println!("peak memory {mib:.0} MiB; medians of {} runs", results[0].candidate.runs);
-    }
-    Ok(())
-}
 
 /// LeNet-5 exactly as a PyTorch user would write it, reading HART's parameters.
 fn lenet5_direct(m: &GraphModel, x: &Tensor) -> Result<Tensor> {
     let p = |n: &str| m.params.get(n);
-    let n = m.info.normalize.as_ref().expect("bench model is normalised");
+    let n = m.info.normalize.as_ref().ok_or_else(|| anyhow::anyhow!("bench model lacks normalisation"))?;
     let x = (x - n.mean[0]) / n.std[0];
     let x = x
         .conv2d(p("conv1.weight")?, Some(p("conv1.bias")?), [1, 1], [2, 2], [1, 1], 1)
@@ -79,7 +25,7 @@ fn lenet5_direct(m: &GraphModel, x: &Tensor) -> Result<Tensor> {
     Ok(x.linear(p("fc3.weight")?, Some(p("fc3.bias")?)))
 }
 
-fn forward(batch: i64, runs: usize) -> Result<Vec<Comparison>> {
+pub fn run(batch: i64, runs: usize) -> Result<Vec<Comparison>> {
     tch::manual_seed(0);
     let info = ModelInfo {
         arch: "lenet5".into(),

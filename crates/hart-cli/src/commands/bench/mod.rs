@@ -1,0 +1,59 @@
+//! `hart bench`: speed checks that print medians and ratios against a
+//! baseline measured in the same run. One module per benchmark.
+
+mod forward;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use hart::bench::{peak_rss_mib, Comparison};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+    /// Timed repetitions per measurement (the median is reported).
+    #[arg(long, default_value_t = 15, global = true)]
+    pub runs: usize,
+    /// Print the comparisons as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchWhat {
+    /// HART's graph executor against the same LeNet-5 written as direct tch calls
+    /// (inference and a training step).
+    Forward {
+        #[arg(long, default_value_t = 256)]
+        batch_size: i64,
+    },
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let results = match a.what {
+        BenchWhat::Forward { batch_size } => forward::run(batch_size, a.runs)?,
+    };
+    report(&results, a.json)
+}
+
+/// Prints comparisons as a table (or JSON), with the process's peak memory.
+pub fn report(results: &[Comparison], json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(results)?);
+        return Ok(());
+    }
+    println!("{:<40} {:>14} {:>14} {:>9}", "benchmark", "baseline (ms)", "HART (ms)", "speedup");
+    for c in results {
+        println!(
+            "{:<40} {:>14.3} {:>14.3} {:>8.2}×",
+            c.what,
+            1e3 * c.baseline.median_s,
+            1e3 * c.candidate.median_s,
+            c.speedup
+        );
+    }
+    if let (Some(mib), Some(first)) = (peak_rss_mib(), results.first()) {
+        println!("peak memory {mib:.0} MiB; medians of {} runs", first.candidate.runs);
+    }
+    Ok(())
+}
