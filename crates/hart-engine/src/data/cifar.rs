@@ -93,10 +93,8 @@ pub(crate) fn load(dir: &Path, kind: Kind, split: Split, limit: Option<usize>) -
     let mut files = Vec::new();
     for name in kind.files(split) {
         let path = dir.join(&name);
-        let size = std::fs::metadata(&path)
-            .map_err(|e| HartError::io(&path, e))?
-            .len() as usize;
-        if size % rec != 0 {
+        let size = std::fs::metadata(&path).map_err(|e| HartError::io(&path, e))?.len() as usize;
+        if !size.is_multiple_of(rec) {
             return Err(HartError::data(
                 &path,
                 format!(

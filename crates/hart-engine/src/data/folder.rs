@@ -34,16 +34,12 @@ fn split_dir(root: &Path, split: Split) -> Result<PathBuf> {
         Split::Train => &["train"],
         Split::Test => &["val", "test"],
     };
-    wanted
-        .iter()
-        .map(|s| root.join(s))
-        .find(|d| d.is_dir())
-        .ok_or_else(|| {
-            HartError::data(
-                root.join(wanted[0]),
-                format!("{split} split folder not found (the root has other split folders)"),
-            )
-        })
+    wanted.iter().map(|s| root.join(s)).find(|d| d.is_dir()).ok_or_else(|| {
+        HartError::data(
+            root.join(wanted[0]),
+            format!("{split} split folder not found (the root has other split folders)"),
+        )
+    })
 }
 
 fn is_image(path: &Path) -> bool {
@@ -95,15 +91,13 @@ pub(crate) fn load(root: &Path, split: Split, limit: Option<usize>, size: usize)
 
     let rec = 3 * size * size;
     let mut images = Vec::new();
-    images
-        .try_reserve_exact(files.len().saturating_mul(rec))
-        .map_err(|_| {
-            HartError::Invalid(format!(
-                "{}: {} images of 3x{size}x{size} do not fit in memory; pass a limit",
-                dir.display(),
-                files.len()
-            ))
-        })?;
+    images.try_reserve_exact(files.len().saturating_mul(rec)).map_err(|_| {
+        HartError::Invalid(format!(
+            "{}: {} images of 3x{size}x{size} do not fit in memory; pass a limit",
+            dir.display(),
+            files.len()
+        ))
+    })?;
     images.resize(files.len() * rec, 0);
     decode_all(&files, &mut images, size)?;
 
@@ -141,8 +135,7 @@ fn decode_all(files: &[(PathBuf, i64)], out: &mut [u8], size: usize) -> Result<(
         // Join in order so the first failing file in dataset order is reported.
         workers
             .into_iter()
-            .map(|w| w.join().expect("image decode thread panicked"))
-            .collect::<Result<()>>()
+            .try_for_each(|w| w.join().expect("image decode thread panicked"))
     })
 }
 

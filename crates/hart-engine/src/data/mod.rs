@@ -114,10 +114,7 @@ impl Dataset {
     /// Records `start..end`; panics if the range is out of bounds.
     pub fn batch_range(&self, start: usize, end: usize) -> (Tensor, Tensor) {
         let rec = self.record_len();
-        self.to_tensors(
-            &self.images[start * rec..end * rec],
-            &self.labels[start..end],
-        )
+        self.to_tensors(&self.images[start * rec..end * rec], &self.labels[start..end])
     }
 
     fn to_tensors(&self, pixels: &[u8], labels: &[i64]) -> (Tensor, Tensor) {
@@ -149,14 +146,10 @@ enum Format {
 
 pub fn load(spec: &DataSpec) -> Result<Dataset> {
     if spec.limit == Some(0) {
-        return Err(HartError::Invalid(
-            "limit must be at least 1 (got 0)".into(),
-        ));
+        return Err(HartError::Invalid("limit must be at least 1 (got 0)".into()));
     }
     if spec.image_size == 0 {
-        return Err(HartError::Invalid(
-            "image size must be at least 1 (got 0)".into(),
-        ));
+        return Err(HartError::Invalid("image size must be at least 1 (got 0)".into()));
     }
     let format = resolve(spec)?;
     tracing::debug!(dataset = %spec.dataset, split = %spec.split, "loading dataset");
@@ -187,9 +180,7 @@ fn resolve(spec: &DataSpec) -> Result<Format> {
         "mnist" => Ok(Format::Idx(named_dir(&root()?, &["mnist", "MNIST"], &name)?)),
         "kmnist" => Ok(Format::Idx(named_dir(&root()?, &["kmnist", "KMNIST"], &name)?)),
         "cifar10" | "cifar-10" => named_cifar(&root()?, cifar::Kind::Cifar10, cifar::CIFAR10_DIR),
-        "cifar100" | "cifar-100" => {
-            named_cifar(&root()?, cifar::Kind::Cifar100, cifar::CIFAR100_DIR)
-        }
+        "cifar100" | "cifar-100" => named_cifar(&root()?, cifar::Kind::Cifar100, cifar::CIFAR100_DIR),
         "imagenet" => Ok(Format::Folder(named_dir(&root()?, &["imagenet"], &name)?)),
         _ => {
             let path = Path::new(&spec.dataset);
@@ -226,7 +217,10 @@ fn existing_dir(dir: &Path, dataset: &str) -> Result<PathBuf> {
     } else if dir.exists() {
         Err(HartError::data(dir, format!("dataset '{dataset}' must be a directory")))
     } else {
-        Err(HartError::data(dir, format!("directory for dataset '{dataset}' not found")))
+        Err(HartError::data(
+            dir,
+            format!("directory for dataset '{dataset}' not found"),
+        ))
     }
 }
 

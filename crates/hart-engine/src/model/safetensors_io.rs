@@ -69,8 +69,11 @@ pub fn write(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String
     crate::util::write_atomic(path, &bytes)
 }
 
+/// Named tensors in file order.
+pub type NamedTensors = Vec<(String, Tensor)>;
+
 /// Reads every tensor (in file order) and the metadata.
-pub fn read(path: &Path) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
+pub fn read(path: &Path) -> Result<(NamedTensors, HashMap<String, String>)> {
     let bytes = std::fs::read(path).map_err(|e| HartError::io(path, e))?;
     let bad = |e: safetensors::SafeTensorError| HartError::data(path, format!("not a valid safetensors file: {e}"));
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(bad)?;

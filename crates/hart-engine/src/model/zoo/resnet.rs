@@ -13,6 +13,7 @@ pub enum Variant {
     ImageNet50,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn conv_bn(b: &mut GraphBuilder, conv: &str, bn: &str, x: ValueId, cin: i64, cout: i64, k: i64, stride: i64) -> Result<ValueId> {
     let x = b.conv(conv, x, cin, cout, k, stride, k / 2, false, Init::KaimingFanOut)?;
     b.batch_norm(bn, x, cout)
