@@ -44,5 +44,4 @@ fi
 # shellcheck source=env.sh
 source scripts/env.sh
 say "building target/release/hart"
-cargo build --release --locked -q 2>&1 | grep -v '^\s*$' >&2 || true
-[ "${PIPESTATUS[0]}" -eq 0 ] || { say "build failed"; exit 1; }
+cargo build --release --locked -q || { say "build failed"; exit 1; }
