@@ -3,7 +3,9 @@ pub mod bench;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod experiment;
 pub mod model;
+pub mod report;
 pub mod train;
 pub mod util;
 

@@ -1,0 +1,4 @@
+//! `hart experiment`: baseline vs Hessian-aware training, end to end.
+
+pub mod cache;
+pub mod stats;

@@ -1,0 +1,68 @@
+//! Means and 95% confidence intervals over seeds.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MeanCi {
+    pub mean: f64,
+    /// Half-width of the 95% interval (Student t, n−1 degrees of freedom); NaN for n < 2.
+    pub ci95: f64,
+    pub n: usize,
+}
+
+/// Two-sided 97.5% quantiles of Student's t for 1..=30 degrees of freedom.
+const T975: [f64; 30] = [
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120,
+    2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+];
+
+pub fn t975(dof: usize) -> f64 {
+    match dof {
+        0 => f64::NAN,
+        d if d <= 30 => T975[d - 1],
+        _ => 1.96,
+    }
+}
+
+pub fn mean_ci(xs: &[f64]) -> MeanCi {
+    let n = xs.len();
+    if n == 0 {
+        return MeanCi {
+            mean: f64::NAN,
+            ci95: f64::NAN,
+            n,
+        };
+    }
+    let mean = xs.iter().sum::<f64>() / n as f64;
+    let ci95 = if n < 2 {
+        f64::NAN
+    } else {
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        t975(n - 1) * (var / n as f64).sqrt()
+    };
+    MeanCi { mean, ci95, n }
+}
+
+impl std::fmt::Display for MeanCi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.ci95.is_nan() {
+            write!(f, "{:.4}", self.mean)
+        } else {
+            write!(f, "{:.4} ± {:.4}", self.mean, self.ci95)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_matches_hand_computation() {
+        // mean 2, sample sd 1, n 3: half-width = 4.303 / sqrt(3).
+        let m = mean_ci(&[1.0, 2.0, 3.0]);
+        assert_eq!(m.mean, 2.0);
+        assert!((m.ci95 - 4.303 / 3f64.sqrt()).abs() < 1e-12);
+        assert!(mean_ci(&[5.0]).ci95.is_nan());
+    }
+}
