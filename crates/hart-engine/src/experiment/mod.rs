@@ -1,4 +1,7 @@
 //! `hart experiment`: baseline vs Hessian-aware training, end to end.
 
 pub mod cache;
+pub mod config;
 pub mod stats;
+
+pub use config::ExperimentConfig;

@@ -1,0 +1,343 @@
+//! The experiment configuration (TOML). Unknown keys are errors, and every
+//! error names the key, so a typo never silently runs the default.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{HartError, Result};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    #[serde(default = "default_name")]
+    pub name: String,
+    pub data: DataConfig,
+    /// Zoo architectures to compare.
+    pub archs: Vec<String>,
+    /// One training run per seed and recipe; means and 95% intervals are over seeds.
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+    #[serde(default)]
+    pub train: TrainDefaults,
+    /// Training recipes; the first is the baseline the others are compared with.
+    #[serde(rename = "recipe")]
+    pub recipes: Vec<Recipe>,
+    #[serde(default)]
+    pub sweep: SweepConfig,
+    #[serde(default)]
+    pub analysis: AnalysisConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    #[serde(default = "default_dataset")]
+    pub dataset: String,
+    pub data_dir: Option<PathBuf>,
+    /// Training images (first N of the train split); all when absent.
+    pub train_limit: Option<usize>,
+    /// Test images for clean accuracy.
+    #[serde(default = "default_test_limit")]
+    pub test_limit: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainDefaults {
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    #[serde(default = "default_optimizer")]
+    pub optimizer: String,
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    #[serde(default = "default_momentum")]
+    pub momentum: f64,
+    #[serde(default)]
+    pub weight_decay: f64,
+}
+
+impl Default for TrainDefaults {
+    fn default() -> Self {
+        TrainDefaults {
+            epochs: default_epochs(),
+            batch_size: default_batch(),
+            optimizer: default_optimizer(),
+            lr: default_lr(),
+            momentum: default_momentum(),
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// A training recipe: `regularizer` none (plain), hessian (HAT), sam or
+/// fd-hessian, with optional overrides of the training defaults.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    pub name: String,
+    #[serde(default = "default_regularizer")]
+    pub regularizer: String,
+    pub optimizer: Option<String>,
+    pub lr: Option<f64>,
+    pub momentum: Option<f64>,
+    pub epochs: Option<usize>,
+    pub hessian_lambda: Option<f64>,
+    pub hessian_probes: Option<usize>,
+    pub hessian_every: Option<usize>,
+    pub hessian_layers: Option<String>,
+    pub hessian_selective: Option<bool>,
+    pub hessian_top_p: Option<f64>,
+    pub sam_rho: Option<f64>,
+    pub fd_sigma: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SweepConfig {
+    /// all, sign, exponent, exponent-msb, mantissa, or a list like "30,31".
+    #[serde(default = "default_bits")]
+    pub bits: String,
+    /// Evaluation images for the sweep (the first N of the test split).
+    #[serde(default = "default_sweep_limit")]
+    pub limit: usize,
+    /// Sample this many parameter elements (all bits of the class each); exhaustive when absent.
+    pub sample_params: Option<usize>,
+    #[serde(default = "default_threshold")]
+    pub threshold: f64,
+}
+
+impl Default for SweepConfig {
+    fn default() -> Self {
+        SweepConfig {
+            bits: default_bits(),
+            limit: default_sweep_limit(),
+            sample_params: None,
+            threshold: default_threshold(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisConfig {
+    #[serde(default = "yes")]
+    pub hessian: bool,
+    /// Images for the Hessian statistics.
+    #[serde(default = "default_hessian_limit")]
+    pub hessian_limit: usize,
+    #[serde(default = "default_quant_bits")]
+    pub quantize_bits: Vec<u32>,
+    #[serde(default = "default_sparsity")]
+    pub prune_sparsity: Vec<f64>,
+    #[serde(default)]
+    pub landscape: Option<LandscapeConfig>,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        AnalysisConfig {
+            hessian: true,
+            hessian_limit: default_hessian_limit(),
+            quantize_bits: default_quant_bits(),
+            prune_sparsity: default_sparsity(),
+            landscape: Some(LandscapeConfig::default()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LandscapeConfig {
+    #[serde(default = "default_steps")]
+    pub steps: usize,
+    #[serde(default = "default_range")]
+    pub range: f64,
+    #[serde(default = "default_landscape_limit")]
+    pub limit: usize,
+}
+
+impl Default for LandscapeConfig {
+    fn default() -> Self {
+        LandscapeConfig {
+            steps: default_steps(),
+            range: default_range(),
+            limit: default_landscape_limit(),
+        }
+    }
+}
+
+fn default_name() -> String {
+    "experiment".into()
+}
+fn default_dataset() -> String {
+    "fashion-mnist".into()
+}
+fn default_seeds() -> Vec<u64> {
+    vec![0, 1, 2]
+}
+fn default_test_limit() -> usize {
+    10_000
+}
+fn default_epochs() -> usize {
+    3
+}
+fn default_batch() -> usize {
+    64
+}
+fn default_optimizer() -> String {
+    "sgd".into()
+}
+fn default_lr() -> f64 {
+    0.05
+}
+fn default_momentum() -> f64 {
+    0.9
+}
+fn default_regularizer() -> String {
+    "none".into()
+}
+fn default_bits() -> String {
+    "all".into()
+}
+fn default_sweep_limit() -> usize {
+    1000
+}
+fn default_threshold() -> f64 {
+    0.1
+}
+fn yes() -> bool {
+    true
+}
+fn default_hessian_limit() -> usize {
+    1000
+}
+fn default_quant_bits() -> Vec<u32> {
+    vec![8, 6, 4, 3, 2]
+}
+fn default_sparsity() -> Vec<f64> {
+    vec![0.5, 0.7, 0.9]
+}
+fn default_steps() -> usize {
+    21
+}
+fn default_range() -> f64 {
+    1.0
+}
+fn default_landscape_limit() -> usize {
+    500
+}
+
+fn invalid(key: &str, msg: impl std::fmt::Display) -> HartError {
+    HartError::Invalid(format!("config key `{key}`: {msg}"))
+}
+
+impl ExperimentConfig {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| HartError::io(path, e))?;
+        Self::parse(&text).map_err(|e| match e {
+            HartError::Invalid(m) => HartError::Invalid(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        let cfg: ExperimentConfig = toml::from_str(text).map_err(|e| {
+            // toml's Display is a multi-line snippet; keep the message and the line.
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let msg = e.message().replace('\n', " ");
+            match line {
+                Some(l) => HartError::Invalid(format!("line {l}: {msg}")),
+                None => HartError::Invalid(msg),
+            }
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.archs.is_empty() {
+            return Err(invalid("archs", "name at least one architecture"));
+        }
+        for a in &self.archs {
+            if !crate::model::zoo::ARCHS.contains(&a.as_str()) {
+                return Err(invalid("archs", format!("unknown architecture {a:?}")));
+            }
+        }
+        if self.seeds.is_empty() {
+            return Err(invalid("seeds", "need at least one seed"));
+        }
+        if self.recipes.is_empty() {
+            return Err(invalid("recipe", "need at least one [[recipe]]"));
+        }
+        for (i, r) in self.recipes.iter().enumerate() {
+            if !["none", "hessian", "sam", "fd-hessian"].contains(&r.regularizer.as_str()) {
+                return Err(invalid(
+                    &format!("recipe[{i}].regularizer"),
+                    format!("{:?} is not none, hessian, sam or fd-hessian", r.regularizer),
+                ));
+            }
+            if self.recipes[..i].iter().any(|o| o.name == r.name) {
+                return Err(invalid(&format!("recipe[{i}].name"), format!("duplicate name {:?}", r.name)));
+            }
+        }
+        if !(self.sweep.threshold > 0.0 && self.sweep.threshold < 1.0) {
+            return Err(invalid("sweep.threshold", "must be between 0 and 1"));
+        }
+        if self.sweep.limit == 0 || self.data.test_limit == 0 {
+            return Err(invalid("sweep.limit / data.test_limit", "must be at least 1"));
+        }
+        if self.train.epochs == 0 {
+            return Err(invalid("train.epochs", "must be at least 1"));
+        }
+        if let Some(b) = self.analysis.quantize_bits.iter().find(|&&b| !(2..=16).contains(&b)) {
+            return Err(invalid("analysis.quantize_bits", format!("{b} is outside 2..=16")));
+        }
+        if let Some(s) = self.analysis.prune_sparsity.iter().find(|&&s| !(0.0..1.0).contains(&s)) {
+            return Err(invalid("analysis.prune_sparsity", format!("{s} is outside [0, 1)")));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+archs = ["lenet5"]
+[data]
+train_limit = 100
+[[recipe]]
+name = "plain"
+[[recipe]]
+name = "hat"
+regularizer = "hessian"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = ExperimentConfig::parse(MINIMAL).unwrap();
+        assert_eq!(c.seeds, vec![0, 1, 2]);
+        assert_eq!(c.recipes[1].regularizer, "hessian");
+        assert_eq!(c.sweep.threshold, 0.1);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let typo = MINIMAL.replace("train_limit", "train_limt");
+        let e = ExperimentConfig::parse(&typo).unwrap_err().to_string();
+        assert!(e.contains("train_limt") && e.contains("line 4"), "{e}");
+        let bad = format!("{MINIMAL}[sweep]\nthreshold = 2.0\n");
+        let e = ExperimentConfig::parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("sweep.threshold"), "{e}");
+        let bad = MINIMAL.replace("\"hessian\"", "\"magic\"");
+        let e = ExperimentConfig::parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("recipe[1].regularizer"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+}
