@@ -158,8 +158,20 @@ pub fn load(spec: &DataSpec) -> Result<Dataset> {
         Format::Cifar(dir, kind) => cifar::load(&dir, kind, spec.split, spec.limit)?,
         Format::Folder(dir) => folder::load(&dir, spec.split, spec.limit, spec.image_size)?,
     };
-    ds.name = spec.dataset.clone();
+    ds.name = canonical_name(&spec.dataset);
     Ok(ds)
+}
+
+/// One name per named dataset whatever alias the user typed, so per-dataset
+/// settings (normalisation) key on it; paths stay as given.
+fn canonical_name(dataset: &str) -> String {
+    match dataset.to_ascii_lowercase().as_str() {
+        "fashion-mnist" | "fashion_mnist" | "fashionmnist" => "fashion-mnist".into(),
+        "cifar10" | "cifar-10" => "cifar10".into(),
+        "cifar100" | "cifar-100" => "cifar100".into(),
+        n @ ("mnist" | "kmnist" | "imagenet") => n.into(),
+        _ => dataset.into(),
+    }
 }
 
 fn resolve(spec: &DataSpec) -> Result<Format> {
