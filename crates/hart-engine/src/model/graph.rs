@@ -56,6 +56,8 @@ pub enum Op {
         axis: i64,
     },
     Relu,
+    /// Clamp to [min, max] (ONNX `Clip`, PyTorch `ReLU6`/`Hardtanh`); NaN stays NaN.
+    Clip { min: Option<f64>, max: Option<f64> },
     Gelu { tanh: bool },
     Sigmoid,
     Tanh,
@@ -181,6 +183,7 @@ impl Op {
             Op::BatchNorm { .. } => "BatchNorm",
             Op::LayerNorm { .. } => "LayerNorm",
             Op::Relu => "Relu",
+            Op::Clip { .. } => "Clip",
             Op::Gelu { .. } => "Gelu",
             Op::Sigmoid => "Sigmoid",
             Op::Tanh => "Tanh",
@@ -379,6 +382,12 @@ fn eval_node(node: &Node, env: &[Option<Tensor>], params: &ParamStore, x: &Tenso
             xin.f_layer_norm(&size[ax..], opt_param(params, weight)?, opt_param(params, bias)?, *eps, true)?
         }
         Op::Relu => inp(0)?.f_relu()?,
+        Op::Clip { min, max } => match (min, max) {
+            (Some(lo), Some(hi)) => inp(0)?.f_clamp(*lo, *hi)?,
+            (Some(lo), None) => inp(0)?.f_clamp_min(*lo)?,
+            (None, Some(hi)) => inp(0)?.f_clamp_max(*hi)?,
+            (None, None) => inp(0)?.shallow_clone(),
+        },
         Op::Gelu { tanh } => inp(0)?.f_gelu(if *tanh { "tanh" } else { "none" })?,
         Op::Sigmoid => inp(0)?.f_sigmoid()?,
         Op::Tanh => inp(0)?.f_tanh()?,

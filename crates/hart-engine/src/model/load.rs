@@ -1,7 +1,7 @@
 //! Loading any model file HART accepts: safetensors (zoo architectures or an
 //! ONNX graph, with weights), ONNX, TorchScript.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tch::Tensor;
 
@@ -89,8 +89,15 @@ fn load_safetensors(path: &Path, opts: &LoadOptions) -> Result<GraphModel> {
             )))
         }
     };
-    let mut model = if arch.to_lowercase().ends_with(".onnx") {
-        onnx::import(Path::new(&arch))?
+    let mut model = if let Some(graph) = onnx_graph_path(path, &arch) {
+        if !graph.exists() {
+            return Err(HartError::Invalid(format!(
+                "{}: the weights belong to the ONNX graph {}, which is missing; pass --arch PATH.onnx",
+                path.display(),
+                graph.display()
+            )));
+        }
+        onnx::import(&graph)?
     } else {
         let mut info = recorded
             .clone()
@@ -110,6 +117,17 @@ fn load_safetensors(path: &Path, opts: &LoadOptions) -> Result<GraphModel> {
     };
     assign_strict(path, &mut model, &tensors)?;
     Ok(model)
+}
+
+/// The ONNX graph that weights saved from an imported model belong to:
+/// `--arch model.onnx`, or the `onnx:<file>` recorded at save time, looked
+/// up next to the weights file.
+fn onnx_graph_path(weights: &Path, arch: &str) -> Option<PathBuf> {
+    if arch.to_lowercase().ends_with(".onnx") && !arch.starts_with("onnx:") {
+        return Some(PathBuf::from(arch));
+    }
+    let file = arch.strip_prefix("onnx:")?;
+    Some(weights.parent().unwrap_or(Path::new(".")).join(file))
 }
 
 /// Reads the class count and input channels off a state dict's first
@@ -143,11 +161,13 @@ fn fit_info_to_file(info: &mut ModelInfo, tensors: &[(String, Tensor)]) -> Resul
 }
 
 fn assign_strict(path: &Path, model: &mut GraphModel, tensors: &[(String, Tensor)]) -> Result<()> {
-    let unexpected: Vec<&str> = tensors
+    let mut unexpected: Vec<&str> = tensors
         .iter()
         .map(|(n, _)| n.as_str())
         .filter(|n| !model.params.contains(n))
         .collect();
+    // Name weights before BatchNorm bookkeeping: they say more about the mismatch.
+    unexpected.sort_by_key(|n| n.ends_with("num_batches_tracked") || n.contains(".running_"));
     let missing: Vec<String> = model
         .params
         .iter()

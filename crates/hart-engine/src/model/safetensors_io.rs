@@ -87,7 +87,9 @@ pub fn read(path: &Path) -> Result<(NamedTensors, HashMap<String, String>)> {
         let offset = view.data().as_ptr() as usize - bytes.as_ptr() as usize;
         entries.push((offset, name, t));
     }
-    // safetensors sorts names in its header; data offsets keep the writer's order.
+    // Neither the header (sorted names) nor the data (grouped by alignment) keeps the
+    // writer's order; offsets at least make the order stable. Callers that need the
+    // state-dict order take it from the architecture.
     entries.sort_by_key(|e| e.0);
     let tensors = entries.into_iter().map(|(_, n, t)| (n, t)).collect();
     Ok((tensors, meta.metadata().clone().unwrap_or_default()))

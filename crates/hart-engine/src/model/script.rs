@@ -23,7 +23,8 @@ impl ScriptModel {
                 path,
                 format!(
                     "not a TorchScript archive (save with torch.jit.save; state dicts go in .safetensors): {}",
-                    e.to_string().lines().next().unwrap_or("")
+                    // libtorch appends a long "internal miniz error ..." explanation.
+                    e.to_string().lines().next().unwrap_or("").split(". ").next().unwrap_or("")
                 ),
             )
         })?;

@@ -7,25 +7,36 @@ use std::process::Command;
 use tch::Tensor;
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
-/// Runs `tests/python/<script>` with the project's venv and returns its stdout.
-/// A missing interpreter or package fails the test: a comparison that silently
-/// skips proves nothing.
-pub fn run_python(script: &str, args: &[&Path]) -> String {
+/// Runs `tests/python/<script>` with the project's venv and returns its
+/// stdout, or why it failed. A missing interpreter or package is a failure:
+/// a comparison with PyTorch that silently skips proves nothing.
+pub fn try_run_python(script: &str, args: &[&Path]) -> Result<String, String> {
     let python = repo_root().join(".venv/bin/python");
+    let script = repo_root().join("tests/python").join(script);
     let out = Command::new(&python)
-        .arg(repo_root().join("tests/python").join(script))
+        .arg(&script)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (run scripts/setup.sh --test)", python.display()));
-    assert!(
-        out.status.success(),
-        "{script} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        .map_err(|e| format!("cannot run {}: {e} (run scripts/setup.sh --test)", python.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed ({}):\n{}",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn run_python(script: &str, args: &[&Path]) -> String {
+    try_run_python(script, args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Named tensors of a safetensors file written by a Python script.
