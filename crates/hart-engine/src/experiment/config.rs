@@ -89,7 +89,11 @@ pub struct Recipe {
     pub hessian_every: Option<usize>,
     pub hessian_layers: Option<String>,
     pub hessian_selective: Option<bool>,
-    pub hessian_top_p: Option<f64>,
+    /// Curvature reading of the selective rule: diag or power.
+    pub hessian_reading: Option<String>,
+    pub hessian_top_p: Option<usize>,
+    pub hessian_sub_batch: Option<usize>,
+    pub weight_decay: Option<f64>,
     pub sam_rho: Option<f64>,
     pub fd_sigma: Option<f64>,
 }

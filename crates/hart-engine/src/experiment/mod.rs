@@ -2,6 +2,8 @@
 
 pub mod cache;
 pub mod config;
+pub mod recipe;
+pub mod run;
 pub mod stats;
 
 pub use config::ExperimentConfig;

@@ -1,0 +1,161 @@
+//! Runs an experiment's stages in order, each cached by its inputs.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::ProgressBar;
+use serde::{Deserialize, Serialize};
+use tch::Device;
+
+use super::cache::{hash_json, Cache, Outcome};
+use super::config::ExperimentConfig;
+use super::recipe;
+use crate::data::{self, DataSpec, Dataset, Split};
+use crate::error::Result;
+use crate::eval::evaluate;
+use crate::model::{zoo, Model, ModelInfo, Normalization};
+use crate::train::train_with;
+
+/// One trained model of the experiment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainedModel {
+    pub arch: String,
+    pub recipe: String,
+    pub seed: u64,
+    pub train_seconds: f64,
+    pub test_accuracy: f64,
+    /// Per-epoch training log (loss, accuracy, trace estimate, penalty firing).
+    pub epochs: serde_json::Value,
+    /// Hash of the training stage's inputs: later stages key on it.
+    pub key: String,
+    pub path: PathBuf,
+}
+
+/// What each stage did, for the caller's display and the tests.
+#[derive(Debug, Default, Clone)]
+pub struct StageLog {
+    pub entries: Vec<(String, Outcome)>,
+}
+
+impl StageLog {
+    pub fn record(&mut self, what: String, o: Outcome) {
+        let verb = match o {
+            Outcome::Cached => "cached",
+            Outcome::Computed => "computed",
+        };
+        tracing::info!(stage = %what, "{verb}");
+        self.entries.push((what, o));
+    }
+}
+
+pub struct Runner<'a> {
+    pub cfg: &'a ExperimentConfig,
+    pub out: PathBuf,
+    pub cache: Cache,
+    pub device: Device,
+    pub log: StageLog,
+    pub bar: ProgressBar,
+    train_data: Option<Dataset>,
+    test_data: Option<Dataset>,
+}
+
+impl<'a> Runner<'a> {
+    pub fn new(cfg: &'a ExperimentConfig, out: &Path, device: Device, bar: ProgressBar) -> Result<Self> {
+        Ok(Runner {
+            cfg,
+            out: out.to_path_buf(),
+            cache: Cache::new(out.join("cache"))?,
+            device,
+            log: StageLog::default(),
+            bar,
+            train_data: None,
+            test_data: None,
+        })
+    }
+
+    fn spec(&self, split: Split, limit: Option<usize>) -> DataSpec {
+        let mut s = DataSpec::new(self.cfg.data.dataset.clone(), split);
+        s.limit = limit;
+        s.data_dir = self.cfg.data.data_dir.clone();
+        s
+    }
+
+    pub fn train_data(&mut self) -> Result<&Dataset> {
+        if self.train_data.is_none() {
+            self.train_data = Some(data::load(&self.spec(Split::Train, self.cfg.data.train_limit))?);
+        }
+        Ok(self.train_data.as_ref().expect("loaded above"))
+    }
+
+    /// The test split, first `data.test_limit` images; sweeps and analyses take prefixes of it.
+    pub fn test_data(&mut self) -> Result<&Dataset> {
+        if self.test_data.is_none() {
+            let limit = [self.cfg.data.test_limit, self.cfg.sweep.limit].into_iter().max();
+            self.test_data = Some(data::load(&self.spec(Split::Test, limit))?);
+        }
+        Ok(self.test_data.as_ref().expect("loaded above"))
+    }
+
+    /// The first `n` test images (a prefix, so every stage sees the same images).
+    pub fn test_prefix(&mut self, n: usize) -> Result<Dataset> {
+        let mut d = self.test_data()?.clone();
+        d.truncate(n);
+        Ok(d)
+    }
+
+    /// Trains (or fetches from the cache) every arch × recipe × seed.
+    pub fn train_all(&mut self) -> Result<Vec<TrainedModel>> {
+        let mut out = vec![];
+        for arch in self.cfg.archs.clone() {
+            for (i, r) in self.cfg.recipes.clone().iter().enumerate() {
+                for &seed in &self.cfg.seeds.clone() {
+                    let (train_cfg, reg) = recipe::training(self.cfg, i, seed, self.device)?;
+                    let key = serde_json::json!({
+                        "stage": "train", "arch": arch, "recipe": r, "defaults": self.cfg.train,
+                        "data": self.cfg.data, "seed": seed,
+                    });
+                    let test_n = self.cfg.data.test_limit;
+                    let test = self.test_prefix(test_n)?;
+                    let train_data = self.train_data()?.clone();
+                    let device = self.device;
+                    let key_hash = hash_json(&key)?;
+                    let bar = self.bar.clone();
+                    let (mut m, dir, outcome) = self.cache.stage("train", &key, |dir| {
+                        bar.set_message(format!("training {arch} / {} / seed {seed}", r.name));
+                        let info = ModelInfo {
+                            arch: arch.clone(),
+                            num_classes: train_data.num_classes as i64,
+                            in_channels: train_data.channels as i64,
+                            input_size: train_data.height as i64,
+                            normalize: Normalization::for_dataset(&train_data.name),
+                            dataset: Some(train_data.name.clone()),
+                        };
+                        tch::manual_seed(seed as i64);
+                        let mut model = Model::Graph(zoo::build(&info)?);
+                        model.to_device(device)?;
+                        let start = Instant::now();
+                        let logs = train_with(&model, &train_data, &train_cfg, &reg, &ProgressBar::hidden())?;
+                        let seconds = start.elapsed().as_secs_f64();
+                        let acc = evaluate(&model, &test, 512, device)?;
+                        model.save(&dir.join("model.safetensors"))?;
+                        Ok(TrainedModel {
+                            arch: arch.clone(),
+                            recipe: r.name.clone(),
+                            seed,
+                            train_seconds: seconds,
+                            test_accuracy: acc.accuracy,
+                            epochs: serde_json::to_value(&logs).unwrap_or_default(),
+                            key: key_hash.clone(),
+                            path: PathBuf::new(),
+                        })
+                    })?;
+                    m.path = dir.join("model.safetensors");
+                    self.log.record(format!("train {arch}/{}/seed{seed}", r.name), outcome);
+                    self.bar.inc(1);
+                    out.push(m);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
