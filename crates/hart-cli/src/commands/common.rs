@@ -66,24 +66,12 @@ impl ModelArgs {
             .map_err(anyhow::Error::msg)?;
         let opts = LoadOptions {
             arch: self.arch.clone(),
-            hint: Some(info_for(self.arch.as_deref().unwrap_or("unknown"), data)),
+            hint: Some(ModelInfo::for_data(self.arch.as_deref().unwrap_or("unknown"), data)),
             normalize,
         };
         let mut model = hart::model::load(&self.model, &opts)?;
         model.to_device(device)?;
         Ok(model)
-    }
-}
-
-/// What a model trained on `data` needs to know about its inputs.
-pub fn info_for(arch: &str, data: &Dataset) -> ModelInfo {
-    ModelInfo {
-        arch: arch.to_string(),
-        num_classes: data.num_classes as i64,
-        in_channels: data.channels as i64,
-        input_size: data.height as i64,
-        normalize: Normalization::for_dataset(&data.name),
-        dataset: Some(data.name.clone()),
     }
 }
 

@@ -13,7 +13,7 @@ use super::recipe;
 use crate::data::{self, DataSpec, Dataset, Split};
 use crate::error::Result;
 use crate::eval::evaluate;
-use crate::model::{zoo, Model, ModelInfo, Normalization};
+use crate::model::{zoo, Model, ModelInfo};
 use crate::train::train_with;
 
 /// One trained model of the experiment.
@@ -122,14 +122,7 @@ impl<'a> Runner<'a> {
                     let bar = self.bar.clone();
                     let (mut m, dir, outcome) = self.cache.stage("train", &key, |dir| {
                         bar.set_message(format!("training {arch} / {} / seed {seed}", r.name));
-                        let info = ModelInfo {
-                            arch: arch.clone(),
-                            num_classes: train_data.num_classes as i64,
-                            in_channels: train_data.channels as i64,
-                            input_size: train_data.height as i64,
-                            normalize: Normalization::for_dataset(&train_data.name),
-                            dataset: Some(train_data.name.clone()),
-                        };
+                        let info = ModelInfo::for_data(&arch, &train_data);
                         tch::manual_seed(seed as i64);
                         let mut model = Model::Graph(zoo::build(&info)?);
                         model.to_device(device)?;

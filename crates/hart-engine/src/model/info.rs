@@ -38,7 +38,11 @@ impl Normalization {
             .ok_or_else(|| format!("normalisation {s:?}: expected none, a dataset name or MEAN,..:STD,.."))?;
         let nums = |v: &str| -> Result<Vec<f64>, String> {
             v.split(',')
-                .map(|x| x.trim().parse::<f64>().map_err(|_| format!("normalisation {s:?}: {x:?} is not a number")))
+                .map(|x| {
+                    x.trim()
+                        .parse::<f64>()
+                        .map_err(|_| format!("normalisation {s:?}: {x:?} is not a number"))
+                })
                 .collect()
         };
         let (mean, std) = (nums(m)?, nums(sd)?);
@@ -46,6 +50,20 @@ impl Normalization {
             return Err(format!("normalisation {s:?}: need as many positive stds as means"));
         }
         Ok(Some(Normalization { mean, std }))
+    }
+}
+
+impl ModelInfo {
+    /// A model of `arch` for `data`'s inputs and classes, normalised with the dataset's statistics.
+    pub fn for_data(arch: &str, data: &crate::data::Dataset) -> Self {
+        ModelInfo {
+            arch: arch.to_string(),
+            num_classes: data.num_classes as i64,
+            in_channels: data.channels as i64,
+            input_size: data.height as i64,
+            normalize: Normalization::for_dataset(&data.name),
+            dataset: Some(data.name.clone()),
+        }
     }
 }
 
