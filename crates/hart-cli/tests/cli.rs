@@ -27,7 +27,11 @@ fn assert_one_line_error(o: &Output, needle: &str) {
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "error should be one line: {err:?}");
     assert!(lines[0].starts_with("error: "), "{err}");
-    assert!(lines[0].contains(needle), "error {:?} should mention {needle:?}", lines[0]);
+    assert!(
+        lines[0].contains(needle),
+        "error {:?} should mention {needle:?}",
+        lines[0]
+    );
 }
 
 fn eval_json(model: &Path, limit: &str) -> serde_json::Value {
@@ -41,17 +45,36 @@ fn lenet5_learns_fashion_mnist_slice() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("lenet5.safetensors");
     let o = hart(&[
-        "train", "--arch", "lenet5", "--limit", "4000", "--epochs", "2", "--lr", "0.05", "--seed", "1",
-        "--eval-limit", "0", "--out", out.to_str().unwrap(),
+        "train",
+        "--arch",
+        "lenet5",
+        "--limit",
+        "4000",
+        "--epochs",
+        "2",
+        "--lr",
+        "0.05",
+        "--seed",
+        "1",
+        "--eval-limit",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "train failed: {}", stderr(&o));
-    assert!(dir.path().join("lenet5.train.json").exists(), "training log is stored next to the model");
+    assert!(
+        dir.path().join("lenet5.train.json").exists(),
+        "training log is stored next to the model"
+    );
     // Held-out images: the test split, which training never saw.
     let r = eval_json(&out, "2000");
     let acc = r["accuracy"].as_f64().unwrap();
     assert_eq!(r["total"].as_i64(), Some(2000));
     assert_eq!(r["correct"].as_i64().unwrap() as f64 / 2000.0, acc);
-    assert!(acc > 0.6, "LeNet-5 should be well above chance (10%) after 2 epochs, got {acc}");
+    assert!(
+        acc > 0.6,
+        "LeNet-5 should be well above chance (10%) after 2 epochs, got {acc}"
+    );
 }
 
 #[test]
@@ -60,8 +83,23 @@ fn training_is_deterministic_for_a_seed() {
     let run = |name: &str, seed: &str| {
         let out = dir.path().join(name);
         let o = hart(&[
-            "train", "--arch", "basenet", "--limit", "300", "--epochs", "1", "--seed", seed, "--optimizer",
-            "adam", "--lr", "0.001", "--eval-limit", "0", "--out", out.to_str().unwrap(),
+            "train",
+            "--arch",
+            "basenet",
+            "--limit",
+            "300",
+            "--epochs",
+            "1",
+            "--seed",
+            seed,
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.001",
+            "--eval-limit",
+            "0",
+            "--out",
+            out.to_str().unwrap(),
         ]);
         assert!(o.status.success(), "train failed: {}", stderr(&o));
         std::fs::read(out).unwrap()
@@ -78,25 +116,69 @@ fn bad_inputs_give_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
 
-    assert_one_line_error(&hart(&["train", "--arch", "nonet", "--limit", "10", "--out", &p("m.safetensors")]), "nonet");
-    assert_one_line_error(&hart(&["eval", "--model", &p("missing.safetensors")]), "missing.safetensors");
+    assert_one_line_error(
+        &hart(&[
+            "train",
+            "--arch",
+            "nonet",
+            "--limit",
+            "10",
+            "--out",
+            &p("m.safetensors"),
+        ]),
+        "nonet",
+    );
+    assert_one_line_error(
+        &hart(&["eval", "--model", &p("missing.safetensors")]),
+        "missing.safetensors",
+    );
 
-    std::fs::write(p("junk.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!").unwrap();
+    std::fs::write(
+        p("junk.safetensors"),
+        b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!",
+    )
+    .unwrap();
     assert_one_line_error(&hart(&["eval", "--model", &p("junk.safetensors")]), "junk.safetensors");
 
     std::fs::write(p("model.xyz"), b"whatever").unwrap();
     assert_one_line_error(&hart(&["eval", "--model", &p("model.xyz")]), "model.xyz");
 
     assert_one_line_error(
-        &hart(&["train", "--arch", "lenet5", "--limit", "0", "--out", &p("m.safetensors")]),
+        &hart(&[
+            "train",
+            "--arch",
+            "lenet5",
+            "--limit",
+            "0",
+            "--out",
+            &p("m.safetensors"),
+        ]),
         "--limit",
     );
     assert_one_line_error(
-        &hart(&["train", "--arch", "lenet5", "--limit", "10", "--device", "tpu", "--out", &p("m.safetensors")]),
+        &hart(&[
+            "train",
+            "--arch",
+            "lenet5",
+            "--limit",
+            "10",
+            "--device",
+            "tpu",
+            "--out",
+            &p("m.safetensors"),
+        ]),
         "tpu",
     );
     assert_one_line_error(
-        &hart(&["train", "--arch", "lenet5", "--dataset", &p("nowhere"), "--out", &p("m.safetensors")]),
+        &hart(&[
+            "train",
+            "--arch",
+            "lenet5",
+            "--dataset",
+            &p("nowhere"),
+            "--out",
+            &p("m.safetensors"),
+        ]),
         "nowhere",
     );
 }
@@ -106,12 +188,29 @@ fn state_dict_needs_matching_arch() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("mlp.safetensors");
     let o = hart(&[
-        "train", "--arch", "mlp", "--limit", "100", "--epochs", "1", "--eval-limit", "0", "--out",
+        "train",
+        "--arch",
+        "mlp",
+        "--limit",
+        "100",
+        "--epochs",
+        "1",
+        "--eval-limit",
+        "0",
+        "--out",
         out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_one_line_error(
-        &hart(&["eval", "--model", out.to_str().unwrap(), "--arch", "lenet5", "--limit", "10"]),
+        &hart(&[
+            "eval",
+            "--model",
+            out.to_str().unwrap(),
+            "--arch",
+            "lenet5",
+            "--limit",
+            "10",
+        ]),
         "lenet5",
     );
 }

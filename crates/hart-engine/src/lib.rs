@@ -1,10 +1,15 @@
 //! HART library core: data, models, training, evaluation.
 pub mod bench;
+pub mod compress;
 pub mod data;
 pub mod error;
 pub mod eval;
 pub mod experiment;
+pub mod faults;
+pub mod hessian;
+pub mod landscape;
 pub mod model;
+pub mod plot;
 pub mod report;
 pub mod train;
 pub mod util;

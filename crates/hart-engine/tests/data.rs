@@ -534,7 +534,10 @@ const FASHION: &str = "/usr/share/datasets/fashion-mnist";
 #[test]
 fn real_fashion_mnist_slice() {
     // scripts/setup.sh installs Debian's dataset-fashion-mnist; its absence is a set-up failure.
-    assert!(PathBuf::from(FASHION).is_dir(), "{FASHION} missing: run scripts/setup.sh");
+    assert!(
+        PathBuf::from(FASHION).is_dir(),
+        "{FASHION} missing: run scripts/setup.sh"
+    );
     let mut s = DataSpec::new("fashion-mnist", Split::Test);
     s.limit = Some(100);
     let ds = load(&s).unwrap();

@@ -17,10 +17,18 @@ fn info(arch: &str, channels: i64, size: i64) -> ModelInfo {
 
 #[test]
 fn every_parameter_belongs_to_a_named_layer() {
-    for (arch, c, s) in [("lenet5", 1, 28), ("basenet", 1, 28), ("resnet18-cifar", 3, 32), ("deit-tiny", 3, 32)] {
+    for (arch, c, s) in [
+        ("lenet5", 1, 28),
+        ("basenet", 1, 28),
+        ("resnet18-cifar", 3, 32),
+        ("deit-tiny", 3, 32),
+    ] {
         let m = zoo::build(&info(arch, c, s)).unwrap();
         for (name, _, _) in m.params.iter() {
-            let layer = m.graph.layer_of(name).unwrap_or_else(|| panic!("{arch}: {name} has no layer"));
+            let layer = m
+                .graph
+                .layer_of(name)
+                .unwrap_or_else(|| panic!("{arch}: {name} has no layer"));
             // torchvision/timm names: the parameter lives under its module's path.
             let module = name.rsplit_once('.').map_or(name, |(m, _)| m);
             assert_eq!(layer, module, "{arch}: {name}");
@@ -42,9 +50,18 @@ fn running_from_a_cut_point_matches_the_full_forward() {
             let mut partial: Vec<Option<Tensor>> = env
                 .iter()
                 .enumerate()
-                .map(|(i, v)| if i < cut { v.as_ref().map(|t| t.shallow_clone()) } else { None })
+                .map(|(i, v)| {
+                    if i < cut {
+                        v.as_ref().map(|t| t.shallow_clone())
+                    } else {
+                        None
+                    }
+                })
                 .collect();
-            let y = m.graph.forward_from(&m.params, &x, cut, &mut partial, Mode::Eval).unwrap();
+            let y = m
+                .graph
+                .forward_from(&m.params, &x, cut, &mut partial, Mode::Eval)
+                .unwrap();
             assert!(y.equal(&full), "{arch}: cut at node {cut} changes the output");
         }
     }
@@ -54,7 +71,12 @@ fn running_from_a_cut_point_matches_the_full_forward() {
 fn double_backward_flows_through_every_zoo_model() {
     // Hessian-vector products differentiate the gradient again; fused kernels
     // without double backward would fail here.
-    for (arch, c, s) in [("mlp", 1, 28), ("lenet5", 1, 28), ("resnet18-cifar", 3, 32), ("deit-tiny", 3, 32)] {
+    for (arch, c, s) in [
+        ("mlp", 1, 28),
+        ("lenet5", 1, 28),
+        ("resnet18-cifar", 3, 32),
+        ("deit-tiny", 3, 32),
+    ] {
         tch::manual_seed(1);
         let m = zoo::build(&info(arch, c, s)).unwrap();
         let x = Tensor::rand([2, c, s, s], (Kind::Float, tch::Device::Cpu));
@@ -66,6 +88,9 @@ fn double_backward_flows_through_every_zoo_model() {
         let gv: Tensor = grads.iter().zip(&v).map(|(g, v)| (g * v).sum(Kind::Float)).sum();
         let hv = Tensor::run_backward(&[&gv], &params, false, false);
         let norm: f64 = hv.iter().map(|h| h.norm().double_value(&[])).sum();
-        assert!(norm.is_finite() && norm > 0.0, "{arch}: Hessian-vector product is {norm}");
+        assert!(
+            norm.is_finite() && norm > 0.0,
+            "{arch}: Hessian-vector product is {norm}"
+        );
     }
 }

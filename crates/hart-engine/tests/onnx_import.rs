@@ -65,7 +65,11 @@ fn check_logits(dir: &Path, v: &Variant) {
     let saved = dir.join(format!("{}.weights.safetensors", v.name));
     model.save(&saved).unwrap();
     let reloaded = hart::model::load(&saved, &Default::default()).unwrap_or_else(|e| panic!("{}: {e}", v.name));
-    assert!(reloaded.forward(x, Mode::Eval).unwrap().equal(&out), "{}: reload changed logits", v.name);
+    assert!(
+        reloaded.forward(x, Mode::Eval).unwrap().equal(&out),
+        "{}: reload changed logits",
+        v.name
+    );
     if v.dynamic_batch {
         // Reshape targets computed from the input's shape must follow the batch size.
         for n in [1, 3] {

@@ -7,10 +7,10 @@ use anyhow::Result;
 use clap::Args;
 use hart::data::{DataSpec, Split};
 use hart::eval::evaluate;
-use hart::model::{zoo, Model};
+use hart::model::{zoo, Model, ModelInfo};
 use hart::train::{train, OptimizerConfig, OptimizerKind, TrainConfig};
 
-use super::common::{info_for, progress_bar, write_json};
+use super::common::{progress_bar, write_json};
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -33,7 +33,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     test_spec.limit = Some(10_000);
     let test = hart::data::load(&test_spec)?;
     tch::manual_seed(a.seed as i64);
-    let model = Model::Graph(zoo::build(&info_for("lenet5", &data))?);
+    let model = Model::Graph(zoo::build(&ModelInfo::for_data("lenet5", &data))?);
     let cfg = TrainConfig {
         epochs,
         batch_size: 64,
@@ -63,7 +63,13 @@ pub fn run(a: DemoArgs) -> Result<()> {
         &serde_json::json!({"arch": "lenet5", "dataset": "fashion-mnist", "epochs": logs, "test": result}),
     )?;
     for e in &logs {
-        println!("epoch {}  loss {:.4}  train acc {:.2}%  {:.1}s", e.epoch, e.loss, 100.0 * e.accuracy, e.seconds);
+        println!(
+            "epoch {}  loss {:.4}  train acc {:.2}%  {:.1}s",
+            e.epoch,
+            e.loss,
+            100.0 * e.accuracy,
+            e.seconds
+        );
     }
     println!(
         "test accuracy {:.2}% ({}/{}); model and summary in {}",

@@ -2,12 +2,21 @@ mod bench;
 mod common;
 mod demo;
 mod eval;
+mod landscape;
+mod merge;
+mod prune;
+mod quantize;
+mod sweep;
 mod train;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "hart", version, about = "Hessian-Aware Resilience Toolkit: measure, train and explain the bit-flip resilience of neural networks")]
+#[command(
+    name = "hart",
+    version,
+    about = "Hessian-Aware Resilience Toolkit: measure, train and explain the bit-flip resilience of neural networks"
+)]
 pub struct Cli {
     /// More log output (-v info, -vv debug); HART_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -24,6 +33,16 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// The main job on the embedded Fashion-MNIST data.
     Demo(demo::DemoArgs),
+    /// Accuracy of one or more models under weight-only uniform quantization, per bit width.
+    Quantize(quantize::QuantizeArgs),
+    /// Accuracy of one or more models under magnitude pruning, per sparsity.
+    Prune(prune::PruneArgs),
+    /// Loss and accuracy along filter-normalised random directions (1-D line or 2-D grid).
+    Landscape(landscape::LandscapeArgs),
+    /// Single-bit-flip sweep of a model's float32 tensors: RAD per flip, erratic bits, summary.
+    Sweep(sweep::SweepArgs),
+    /// Combine the shards of one sweep into one table and summary.
+    Merge(merge::MergeArgs),
     /// Benchmarks that print medians and ratios against a baseline measured in the same run.
     Bench(bench::BenchArgs),
 }
@@ -33,6 +52,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Quantize(a) => quantize::run(a),
+        Command::Prune(a) => prune::run(a),
+        Command::Landscape(a) => landscape::run(a),
+        Command::Sweep(a) => sweep::run(a),
+        Command::Merge(a) => merge::run(a),
         Command::Bench(a) => bench::run(a),
     }
 }

@@ -6,11 +6,11 @@ use anyhow::{bail, Result};
 use clap::Args;
 use hart::data::Split;
 use hart::eval::evaluate;
-use hart::model::{zoo, Model, Normalization};
+use hart::model::{zoo, Model, ModelInfo, Normalization};
 use hart::train::{train, OptimizerConfig, OptimizerKind, TrainConfig};
 use serde::Serialize;
 
-use super::common::{info_for, parse_device, progress_bar, write_json, DataArgs};
+use super::common::{parse_device, progress_bar, write_json, DataArgs};
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -75,7 +75,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     let device = parse_device(&a.device)?;
     let data = a.data.load(Split::Train)?;
-    let mut info = info_for(&a.arch, &data);
+    let mut info = ModelInfo::for_data(&a.arch, &data);
     if a.normalize != "auto" {
         info.normalize = Normalization::parse(&a.normalize).map_err(anyhow::Error::msg)?;
     }

@@ -286,7 +286,10 @@ impl ExperimentConfig {
                 ));
             }
             if self.recipes[..i].iter().any(|o| o.name == r.name) {
-                return Err(invalid(&format!("recipe[{i}].name"), format!("duplicate name {:?}", r.name)));
+                return Err(invalid(
+                    &format!("recipe[{i}].name"),
+                    format!("duplicate name {:?}", r.name),
+                ));
             }
         }
         if !(self.sweep.threshold > 0.0 && self.sweep.threshold < 1.0) {

@@ -1,8 +1,8 @@
 //! Turning a config recipe into the training configuration `hart train` uses.
 
 use crate::error::{HartError, Result};
-use crate::train::{OptimizerConfig, RegularizerConfig, RegularizerKind, TrainConfig};
 use crate::train::regularizer::Selective;
+use crate::train::{OptimizerConfig, RegularizerConfig, RegularizerKind, TrainConfig};
 
 use super::config::{ExperimentConfig, Recipe};
 
@@ -11,7 +11,12 @@ fn keyed<T>(i: usize, key: &str, r: Result<T>) -> Result<T> {
 }
 
 /// The optimiser and regulariser of recipe `i`, over the config's training defaults.
-pub fn training(cfg: &ExperimentConfig, i: usize, seed: u64, device: tch::Device) -> Result<(TrainConfig, RegularizerConfig)> {
+pub fn training(
+    cfg: &ExperimentConfig,
+    i: usize,
+    seed: u64,
+    device: tch::Device,
+) -> Result<(TrainConfig, RegularizerConfig)> {
     let r: &Recipe = &cfg.recipes[i];
     let d = &cfg.train;
     let optimizer = OptimizerConfig {

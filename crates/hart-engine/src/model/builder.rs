@@ -116,7 +116,11 @@ impl GraphBuilder {
         init: Init,
     ) -> Result<ValueId> {
         let shape = [cout, cin, kernel, kernel];
-        let weight = self.add_param(&Self::param_name(name, "weight"), init_weight(&shape, init), ParamKind::Trainable)?;
+        let weight = self.add_param(
+            &Self::param_name(name, "weight"),
+            init_weight(&shape, init),
+            ParamKind::Trainable,
+        )?;
         let bias = if bias {
             let b = match init {
                 Init::TruncNormal02 => Tensor::zeros([cout], (Kind::Float, tch::Device::Cpu)),
@@ -138,7 +142,11 @@ impl GraphBuilder {
     }
 
     pub fn linear(&mut self, name: &str, x: ValueId, fin: i64, fout: i64, init: Init) -> Result<ValueId> {
-        let weight = self.add_param(&Self::param_name(name, "weight"), init_weight(&[fout, fin], init), ParamKind::Trainable)?;
+        let weight = self.add_param(
+            &Self::param_name(name, "weight"),
+            init_weight(&[fout, fin], init),
+            ParamKind::Trainable,
+        )?;
         let b = match init {
             Init::TruncNormal02 => Tensor::zeros([fout], (Kind::Float, tch::Device::Cpu)),
             _ => uniform(&[fout], 1.0 / (fin as f64).sqrt()),
@@ -151,10 +159,26 @@ impl GraphBuilder {
     /// `num_batches_tracked`, so PyTorch state dicts load strictly.
     pub fn batch_norm(&mut self, name: &str, x: ValueId, c: i64) -> Result<ValueId> {
         let opts = (Kind::Float, tch::Device::Cpu);
-        let weight = self.add_param(&Self::param_name(name, "weight"), Tensor::ones([c], opts), ParamKind::Trainable)?;
-        let bias = self.add_param(&Self::param_name(name, "bias"), Tensor::zeros([c], opts), ParamKind::Trainable)?;
-        let running_mean = self.add_param(&Self::param_name(name, "running_mean"), Tensor::zeros([c], opts), ParamKind::Buffer)?;
-        let running_var = self.add_param(&Self::param_name(name, "running_var"), Tensor::ones([c], opts), ParamKind::Buffer)?;
+        let weight = self.add_param(
+            &Self::param_name(name, "weight"),
+            Tensor::ones([c], opts),
+            ParamKind::Trainable,
+        )?;
+        let bias = self.add_param(
+            &Self::param_name(name, "bias"),
+            Tensor::zeros([c], opts),
+            ParamKind::Trainable,
+        )?;
+        let running_mean = self.add_param(
+            &Self::param_name(name, "running_mean"),
+            Tensor::zeros([c], opts),
+            ParamKind::Buffer,
+        )?;
+        let running_var = self.add_param(
+            &Self::param_name(name, "running_var"),
+            Tensor::ones([c], opts),
+            ParamKind::Buffer,
+        )?;
         let num_batches_tracked = Some(self.add_param(
             &Self::param_name(name, "num_batches_tracked"),
             Tensor::zeros([], (Kind::Int64, tch::Device::Cpu)),
@@ -174,8 +198,16 @@ impl GraphBuilder {
 
     pub fn layer_norm(&mut self, name: &str, x: ValueId, dim: i64, eps: f64) -> Result<ValueId> {
         let opts = (Kind::Float, tch::Device::Cpu);
-        let weight = self.add_param(&Self::param_name(name, "weight"), Tensor::ones([dim], opts), ParamKind::Trainable)?;
-        let bias = self.add_param(&Self::param_name(name, "bias"), Tensor::zeros([dim], opts), ParamKind::Trainable)?;
+        let weight = self.add_param(
+            &Self::param_name(name, "weight"),
+            Tensor::ones([dim], opts),
+            ParamKind::Trainable,
+        )?;
+        let bias = self.add_param(
+            &Self::param_name(name, "bias"),
+            Tensor::zeros([dim], opts),
+            ParamKind::Trainable,
+        )?;
         let op = Op::LayerNorm {
             weight: Some(weight),
             bias: Some(bias),

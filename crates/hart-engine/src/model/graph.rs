@@ -27,7 +27,10 @@ pub enum Op {
     /// A constant that is not a model parameter (ONNX `Constant`, shape data).
     Constant(Tensor),
     /// Per-channel `(x - mean) / std`, so zoo models take [0, 1] inputs.
-    Normalize { mean: Vec<f64>, std: Vec<f64> },
+    Normalize {
+        mean: Vec<f64>,
+        std: Vec<f64>,
+    },
     Conv2d {
         weight: String,
         bias: Option<String>,
@@ -37,7 +40,10 @@ pub enum Op {
         groups: i64,
     },
     /// `x Wᵀ + b`, PyTorch `nn.Linear`.
-    Linear { weight: String, bias: Option<String> },
+    Linear {
+        weight: String,
+        bias: Option<String>,
+    },
     BatchNorm {
         weight: Option<String>,
         bias: Option<String>,
@@ -57,8 +63,13 @@ pub enum Op {
     },
     Relu,
     /// Clamp to [min, max] (ONNX `Clip`, PyTorch `ReLU6`/`Hardtanh`); NaN stays NaN.
-    Clip { min: Option<f64>, max: Option<f64> },
-    Gelu { tanh: bool },
+    Clip {
+        min: Option<f64>,
+        max: Option<f64>,
+    },
+    Gelu {
+        tanh: bool,
+    },
     Sigmoid,
     Tanh,
     Erf,
@@ -81,10 +92,14 @@ pub enum Op {
     /// Mean over H, W keeping them as size 1 (ONNX `GlobalAveragePool`).
     GlobalAvgPool,
     /// ONNX semantics: reshape to 2-D `[prod(dims < axis), prod(dims >= axis)]`.
-    Flatten { axis: i64 },
+    Flatten {
+        axis: i64,
+    },
     /// Inputs `[x, shape]`; ONNX semantics for 0 (copy) and -1 (infer).
     Reshape,
-    Transpose { perm: Vec<i64> },
+    Transpose {
+        perm: Vec<i64>,
+    },
     Add,
     Sub,
     Mul,
@@ -98,22 +113,40 @@ pub enum Op {
         trans_a: bool,
         trans_b: bool,
     },
-    Concat { axis: i64 },
-    Softmax { axis: i64 },
+    Concat {
+        axis: i64,
+    },
+    Softmax {
+        axis: i64,
+    },
     /// Axes from the attribute, or from a second input (opset 18); none = all.
-    ReduceMean { axes: Option<Vec<i64>>, keepdims: bool },
+    ReduceMean {
+        axes: Option<Vec<i64>>,
+        keepdims: bool,
+    },
     /// The shape of the input as an int64 vector (`start..end` as in ONNX).
-    Shape { start: i64, end: Option<i64> },
+    Shape {
+        start: i64,
+        end: Option<i64>,
+    },
     /// Inputs `[data, indices]`.
-    Gather { axis: i64 },
+    Gather {
+        axis: i64,
+    },
     /// Axes from the attribute, or from a second input (opset 13+).
-    Unsqueeze { axes: Option<Vec<i64>> },
-    Squeeze { axes: Option<Vec<i64>> },
+    Unsqueeze {
+        axes: Option<Vec<i64>>,
+    },
+    Squeeze {
+        axes: Option<Vec<i64>>,
+    },
     /// Inputs `[data, starts, ends, axes?, steps?]`.
     Slice,
     /// Inputs `[x, shape]`, numpy-style broadcast.
     Expand,
-    Cast { to: Kind },
+    Cast {
+        to: Kind,
+    },
     Identity,
 }
 
@@ -147,9 +180,10 @@ impl Op {
         }
         match self {
             Op::Param(n) => vec![n.as_str()],
-            Op::Conv2d { weight, bias, .. } | Op::Linear { weight, bias } => {
-                std::iter::once(Some(weight.as_str())).chain([opt(bias)]).flatten().collect()
-            }
+            Op::Conv2d { weight, bias, .. } | Op::Linear { weight, bias } => std::iter::once(Some(weight.as_str()))
+                .chain([opt(bias)])
+                .flatten()
+                .collect(),
             Op::BatchNorm {
                 weight,
                 bias,
@@ -284,12 +318,13 @@ impl Graph {
 }
 
 fn input<'a>(env: &'a [Option<Tensor>], node: &Node, k: usize) -> Result<&'a Tensor> {
-    let id = *node.inputs.get(k).ok_or_else(|| {
-        HartError::Model(format!("node {} ({}) lacks input {k}", node.name, node.op.kind_name()))
-    })?;
-    env.get(id).and_then(|v| v.as_ref()).ok_or_else(|| {
-        HartError::Model(format!("node {}: input {k} was not computed", node.name))
-    })
+    let id = *node
+        .inputs
+        .get(k)
+        .ok_or_else(|| HartError::Model(format!("node {} ({}) lacks input {k}", node.name, node.op.kind_name())))?;
+    env.get(id)
+        .and_then(|v| v.as_ref())
+        .ok_or_else(|| HartError::Model(format!("node {}: input {k} was not computed", node.name)))
 }
 
 fn opt_param<'a>(params: &'a ParamStore, name: &Option<String>) -> Result<Option<&'a Tensor>> {
@@ -334,8 +369,14 @@ fn eval_node(node: &Node, env: &[Option<Tensor>], params: &ParamStore, x: &Tenso
         }
         Op::Normalize { mean, std } => {
             let c = mean.len() as i64;
-            let m = Tensor::from_slice(mean).to_kind(Kind::Float).to_device(device).view([1, c, 1, 1]);
-            let s = Tensor::from_slice(std).to_kind(Kind::Float).to_device(device).view([1, c, 1, 1]);
+            let m = Tensor::from_slice(mean)
+                .to_kind(Kind::Float)
+                .to_device(device)
+                .view([1, c, 1, 1]);
+            let s = Tensor::from_slice(std)
+                .to_kind(Kind::Float)
+                .to_device(device)
+                .view([1, c, 1, 1]);
             inp(0)?.f_sub(&m)?.f_div(&s)?
         }
         Op::Conv2d {
@@ -347,7 +388,14 @@ fn eval_node(node: &Node, env: &[Option<Tensor>], params: &ParamStore, x: &Tenso
             groups,
         } => {
             let (xin, pad) = split_pads(inp(0)?, padding, 0.0)?;
-            xin.f_conv2d(params.get(weight)?, opt_param(params, bias)?, stride, pad, dilation, *groups)?
+            xin.f_conv2d(
+                params.get(weight)?,
+                opt_param(params, bias)?,
+                stride,
+                pad,
+                dilation,
+                *groups,
+            )?
         }
         Op::Linear { weight, bias } => inp(0)?.f_linear(params.get(weight)?, opt_param(params, bias)?)?,
         Op::BatchNorm {
@@ -375,11 +423,22 @@ fn eval_node(node: &Node, env: &[Option<Tensor>], params: &ParamStore, x: &Tenso
                 true,
             )?
         }
-        Op::LayerNorm { weight, bias, eps, axis } => {
+        Op::LayerNorm {
+            weight,
+            bias,
+            eps,
+            axis,
+        } => {
             let xin = inp(0)?;
             let size = xin.size();
             let ax = norm_axis(*axis, size.len()) as usize;
-            xin.f_layer_norm(&size[ax..], opt_param(params, weight)?, opt_param(params, bias)?, *eps, true)?
+            xin.f_layer_norm(
+                &size[ax..],
+                opt_param(params, weight)?,
+                opt_param(params, bias)?,
+                *eps,
+                true,
+            )?
         }
         Op::Relu => inp(0)?.f_relu()?,
         Op::Clip { min, max } => match (min, max) {
@@ -448,8 +507,16 @@ fn eval_node(node: &Node, env: &[Option<Tensor>], params: &ParamStore, x: &Tenso
             trans_a,
             trans_b,
         } => {
-            let a = if *trans_a { inp(0)?.f_transpose(-2, -1)? } else { inp(0)?.shallow_clone() };
-            let b = if *trans_b { inp(1)?.f_transpose(-2, -1)? } else { inp(1)?.shallow_clone() };
+            let a = if *trans_a {
+                inp(0)?.f_transpose(-2, -1)?
+            } else {
+                inp(0)?.shallow_clone()
+            };
+            let b = if *trans_b {
+                inp(1)?.f_transpose(-2, -1)?
+            } else {
+                inp(1)?.shallow_clone()
+            };
             let y = a.f_matmul(&b)?.f_mul_scalar(*alpha)?;
             match node.inputs.get(2) {
                 Some(_) => y.f_add(&inp(2)?.f_mul_scalar(*beta)?)?,
@@ -511,7 +578,13 @@ fn eval_node(node: &Node, env: &[Option<Tensor>], params: &ParamStore, x: &Tenso
             let axes = match (axes, node.inputs.get(1)) {
                 (Some(a), _) => a.clone(),
                 (None, Some(_)) => to_i64_vec(inp(1)?)?,
-                (None, None) => xin.size().iter().enumerate().filter(|(_, &s)| s == 1).map(|(i, _)| i as i64).collect(),
+                (None, None) => xin
+                    .size()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &s)| s == 1)
+                    .map(|(i, _)| i as i64)
+                    .collect(),
             };
             let mut axes: Vec<i64> = axes.iter().map(|&a| norm_axis(a, xin.dim())).collect();
             axes.sort_unstable_by(|a, b| b.cmp(a));
@@ -539,7 +612,10 @@ fn eval_node(node: &Node, env: &[Option<Tensor>], params: &ParamStore, x: &Tenso
                 let dim = data.size()[ax as usize];
                 let clampi = |v: i64| if v < 0 { (v + dim).max(0) } else { v.min(dim) };
                 if steps[k] != 1 {
-                    return Err(HartError::UnsupportedOp(format!("Slice with step {} (node {})", steps[k], node.name)));
+                    return Err(HartError::UnsupportedOp(format!(
+                        "Slice with step {} (node {})",
+                        steps[k], node.name
+                    )));
                 }
                 let (s, e) = (clampi(starts[k]), clampi(ends[k]));
                 y = y.f_narrow(ax, s, (e - s).max(0))?;

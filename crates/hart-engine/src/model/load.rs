@@ -24,7 +24,9 @@ pub struct LoadOptions {
 }
 
 fn ext(path: &Path) -> String {
-    path.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default()
+    path.extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_default()
 }
 
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Model> {
@@ -65,10 +67,9 @@ fn default_info(arch: &str) -> ModelInfo {
 fn load_safetensors(path: &Path, opts: &LoadOptions) -> Result<GraphModel> {
     let (tensors, meta) = safetensors_io::read(path)?;
     let recorded: Option<ModelInfo> = match meta.get("hart") {
-        Some(s) => Some(
-            serde_json::from_str(s)
-                .map_err(|e| HartError::data(path, format!("unreadable HART metadata: {e}")))?,
-        ),
+        Some(s) => {
+            Some(serde_json::from_str(s).map_err(|e| HartError::data(path, format!("unreadable HART metadata: {e}")))?)
+        }
         None => None,
     };
     let arch = match (&opts.arch, &recorded) {
@@ -190,7 +191,12 @@ fn assign_strict(path: &Path, model: &mut GraphModel, tensors: &[(String, Tensor
         let m: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
         return Err(HartError::data(
             path,
-            format!("{} tensor(s) of the {} model missing: {}", m.len(), model.info.arch, list(&m)),
+            format!(
+                "{} tensor(s) of the {} model missing: {}",
+                m.len(),
+                model.info.arch,
+                list(&m)
+            ),
         ));
     }
     for (name, t) in tensors {

@@ -111,7 +111,9 @@ impl Model {
             if t.is_floating_point() {
                 let finite = t.detach().isfinite().all().int64_value(&[]) != 0;
                 if !finite {
-                    return Err(HartError::Model(format!("parameter {name} contains NaN or infinite values")));
+                    return Err(HartError::Model(format!(
+                        "parameter {name} contains NaN or infinite values"
+                    )));
                 }
             }
         }
@@ -122,8 +124,11 @@ impl Model {
     pub fn save(&self, path: &Path) -> Result<()> {
         match self {
             Model::Graph(g) => {
-                let tensors: Vec<(String, Tensor)> =
-                    g.params.iter().map(|(n, t, _)| (n.to_string(), t.shallow_clone())).collect();
+                let tensors: Vec<(String, Tensor)> = g
+                    .params
+                    .iter()
+                    .map(|(n, t, _)| (n.to_string(), t.shallow_clone()))
+                    .collect();
                 // One metadata key only: the crate serialises a HashMap, whose
                 // order would make files from identical runs differ byte-wise.
                 let info = serde_json::to_string(&g.info).map_err(|e| HartError::Model(e.to_string()))?;

@@ -19,7 +19,11 @@ fn dtype_of(kind: Kind) -> Result<Dtype> {
         Kind::Int8 => Dtype::I8,
         Kind::Uint8 => Dtype::U8,
         Kind::Bool => Dtype::BOOL,
-        k => return Err(HartError::Model(format!("cannot store tensors of kind {k:?} in safetensors"))),
+        k => {
+            return Err(HartError::Model(format!(
+                "cannot store tensors of kind {k:?} in safetensors"
+            )))
+        }
     })
 }
 

@@ -24,7 +24,13 @@ impl ScriptModel {
                 format!(
                     "not a TorchScript archive (save with torch.jit.save; state dicts go in .safetensors): {}",
                     // libtorch appends a long "internal miniz error ..." explanation.
-                    e.to_string().lines().next().unwrap_or("").split(". ").next().unwrap_or("")
+                    e.to_string()
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .split(". ")
+                        .next()
+                        .unwrap_or("")
                 ),
             )
         })?;

@@ -61,7 +61,10 @@ mod tests {
     fn page_is_self_contained_and_escaped() {
         let mut r = Report::new("A <b> test");
         r.heading("Accuracy")
-            .table(vec!["model".into(), "acc".into()], vec![vec!["x&y".into(), "0.9".into()]])
+            .table(
+                vec!["model".into(), "acc".into()],
+                vec![vec!["x&y".into(), "0.9".into()]],
+            )
             .image(vec![137, 80, 78, 71], "plot", "plot.png");
         let html = to_html(&r);
         assert!(html.contains("A &lt;b&gt; test"));

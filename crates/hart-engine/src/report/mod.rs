@@ -14,9 +14,16 @@ pub enum Block {
     Paragraph(String),
     /// Text the reader must not miss (where the Hessian-aware model is not better).
     Callout(String),
-    Table { header: Vec<String>, rows: Vec<Vec<String>> },
+    Table {
+        header: Vec<String>,
+        rows: Vec<Vec<String>>,
+    },
     /// A PNG image and its caption; embedded in HTML, referenced by path in Markdown.
-    Image { png: Vec<u8>, caption: String, path: String },
+    Image {
+        png: Vec<u8>,
+        caption: String,
+        path: String,
+    },
 }
 
 #[derive(Debug, Clone, Default)]

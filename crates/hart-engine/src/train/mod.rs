@@ -1,6 +1,8 @@
-//! Plain supervised training (`hart train`).
+//! Supervised training (`hart train`): plain, or with a regulariser
+//! (Hessian-aware training and its baselines, see [`regularizer`]).
 
 pub mod optim;
+pub mod regularizer;
 
 use std::time::Instant;
 
@@ -14,8 +16,9 @@ use tch::{Device, Kind};
 use crate::data::Dataset;
 use crate::error::{HartError, Result};
 use crate::eval::correct_mask;
-use crate::model::{Mode, Model};
+use crate::model::Model;
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind};
+pub use regularizer::{Regularizer, RegularizerConfig, RegularizerKind};
 
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
@@ -32,6 +35,14 @@ pub struct EpochLog {
     pub loss: f64,
     pub accuracy: f64,
     pub seconds: f64,
+    /// Mean over the epoch's regularised steps of the minibatch Tr(H) estimate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_estimate: Option<f64>,
+    /// Steps on which the regulariser was evaluated, and on which its gradient was applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub penalty_evaluated: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub penalty_fired: Option<usize>,
 }
 
 /// The order in which an epoch visits the training set: a seeded shuffle, so
@@ -45,6 +56,17 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
 
 /// Trains `model` (already on `cfg.device`) in place. `bar` counts samples.
 pub fn train(model: &Model, data: &Dataset, cfg: &TrainConfig, bar: &ProgressBar) -> Result<Vec<EpochLog>> {
+    train_with(model, data, cfg, &RegularizerConfig::default(), bar)
+}
+
+/// [`train`] with a regulariser computing each step's gradients.
+pub fn train_with(
+    model: &Model,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    reg: &RegularizerConfig,
+    bar: &ProgressBar,
+) -> Result<Vec<EpochLog>> {
     if data.is_empty() {
         return Err(HartError::Invalid("cannot train on an empty dataset".into()));
     }
@@ -53,27 +75,32 @@ pub fn train(model: &Model, data: &Dataset, cfg: &TrainConfig, bar: &ProgressBar
     }
     let params: Vec<_> = model.trainable().into_iter().map(|(_, t)| t).collect();
     let mut opt = Optimizer::new(params, cfg.optimizer);
+    let mut reg = Regularizer::new(model, reg, cfg.seed)?;
+    let regularized = reg.config().kind != RegularizerKind::None;
     bar.set_length((cfg.epochs * data.len()) as u64);
     let mut logs = Vec::with_capacity(cfg.epochs);
     for epoch in 1..=cfg.epochs {
         let start = Instant::now();
         let order = epoch_order(data.len(), cfg.seed, epoch);
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0i64, 0usize);
+        let (mut trace_sum, mut traced, mut evaluated, mut fired) = (0f64, 0usize, 0usize, 0usize);
         for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
             let (x, y) = data.batch(idx);
             let (x, y) = (x.to_device(cfg.device), y.to_device(cfg.device));
             opt.zero_grad();
-            let logits = model.forward(&x, Mode::Train)?;
-            let loss = logits
-                .f_log_softmax(-1, Kind::Float)?
-                .f_nll_loss(&y, None::<tch::Tensor>, tch::Reduction::Mean, -100)?;
-            let loss_value = loss.double_value(&[]);
+            let out = reg.step(model, &x, &y)?;
+            let (loss_value, logits) = (out.loss, out.logits);
+            if let Some(t) = out.trace {
+                trace_sum += t;
+                traced += 1;
+            }
+            evaluated += usize::from(out.trace.is_some() || out.fired);
+            fired += usize::from(out.fired);
             if !loss_value.is_finite() {
                 return Err(HartError::Invalid(format!(
                     "training diverged at epoch {epoch}, step {step}: loss is {loss_value}; lower --lr"
                 )));
             }
-            loss.f_backward()?;
             opt.step();
             loss_sum += loss_value * idx.len() as f64;
             correct += tch::no_grad(|| correct_mask(&logits, &y).sum(Kind::Int64).int64_value(&[]));
@@ -91,11 +118,20 @@ pub fn train(model: &Model, data: &Dataset, cfg: &TrainConfig, bar: &ProgressBar
             loss: loss_sum / seen as f64,
             accuracy: correct as f64 / seen as f64,
             seconds: start.elapsed().as_secs_f64(),
+            trace_estimate: (traced > 0).then(|| trace_sum / traced as f64),
+            penalty_evaluated: regularized.then_some(evaluated),
+            penalty_fired: regularized.then_some(fired),
         };
         model
             .check_finite()
             .map_err(|e| HartError::Invalid(format!("training diverged in epoch {epoch} ({e}); lower --lr")))?;
-        tracing::info!(epoch, loss = log.loss, accuracy = log.accuracy, seconds = log.seconds, "epoch done");
+        tracing::info!(
+            epoch,
+            loss = log.loss,
+            accuracy = log.accuracy,
+            seconds = log.seconds,
+            "epoch done"
+        );
         logs.push(log);
     }
     Ok(logs)

@@ -22,7 +22,9 @@ impl FromStr for OptimizerKind {
             "sgd" => Ok(Self::Sgd),
             "adam" => Ok(Self::Adam),
             "rmsprop" => Ok(Self::RmsProp),
-            _ => Err(HartError::Invalid(format!("unknown optimizer {s:?} (sgd, adam, rmsprop)"))),
+            _ => Err(HartError::Invalid(format!(
+                "unknown optimizer {s:?} (sgd, adam, rmsprop)"
+            ))),
         }
     }
 }
@@ -81,7 +83,11 @@ impl Optimizer {
                 if !g.defined() {
                     continue;
                 }
-                let g = if c.weight_decay != 0.0 { &g + p * c.weight_decay } else { g };
+                let g = if c.weight_decay != 0.0 {
+                    &g + p * c.weight_decay
+                } else {
+                    g
+                };
                 let update = match c.kind {
                     OptimizerKind::Sgd => {
                         if c.momentum != 0.0 {

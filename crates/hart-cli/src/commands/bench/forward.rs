@@ -9,7 +9,11 @@ use tch::{Kind, Tensor};
 /// LeNet-5 exactly as a PyTorch user would write it, reading HART's parameters.
 fn lenet5_direct(m: &GraphModel, x: &Tensor) -> Result<Tensor> {
     let p = |n: &str| m.params.get(n);
-    let n = m.info.normalize.as_ref().ok_or_else(|| anyhow::anyhow!("bench model lacks normalisation"))?;
+    let n = m
+        .info
+        .normalize
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("bench model lacks normalisation"))?;
     let x = (x - n.mean[0]) / n.std[0];
     let x = x
         .conv2d(p("conv1.weight")?, Some(p("conv1.bias")?), [1, 1], [2, 2], [1, 1], 1)
@@ -59,8 +63,12 @@ pub fn run(batch: i64, runs: usize) -> Result<Vec<Comparison>> {
     };
     let train = Comparison::new(
         "lenet5 forward+backward",
-        time("direct", runs, || grad_step(lenet5_direct(&m, &x).expect("direct forward"))),
-        time("graph", runs, || grad_step(m.forward(&x, Mode::Train).expect("graph forward"))),
+        time("direct", runs, || {
+            grad_step(lenet5_direct(&m, &x).expect("direct forward"))
+        }),
+        time("graph", runs, || {
+            grad_step(m.forward(&x, Mode::Train).expect("graph forward"))
+        }),
     );
     Ok(vec![infer, train])
 }

@@ -42,7 +42,10 @@ pub fn report(results: &[Comparison], json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(results)?);
         return Ok(());
     }
-    println!("{:<40} {:>14} {:>14} {:>9}", "benchmark", "baseline (ms)", "HART (ms)", "speedup");
+    println!(
+        "{:<40} {:>14} {:>14} {:>9}",
+        "benchmark", "baseline (ms)", "HART (ms)", "speedup"
+    );
     for c in results {
         println!(
             "{:<40} {:>14.3} {:>14.3} {:>8.2}×",

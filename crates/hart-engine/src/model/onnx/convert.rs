@@ -356,7 +356,14 @@ impl<'a> Converter<'a> {
                 None => a.float(attr)?.map(f64::from),
             };
         }
-        self.emit(name, Op::Clip { min: bounds[0], max: bounds[1] }, vec![x])
+        self.emit(
+            name,
+            Op::Clip {
+                min: bounds[0],
+                max: bounds[1],
+            },
+            vec![x],
+        )
     }
 
     fn unary(&mut self, node: &NodeProto, name: &str, op: Op) -> Result<ValueId> {

@@ -35,7 +35,13 @@ fn attention(b: &mut GraphBuilder, p: &str, x: ValueId) -> Result<ValueId> {
     let qkv = b.linear(&format!("{p}.qkv"), x, DIM, 3 * DIM, Init::TruncNormal02)?;
     let shape = b.shape_const(p, &[0, -1, 3, HEADS, head_dim]);
     let qkv = b.op(p, Op::Reshape, &[qkv, shape]);
-    let qkv = b.op(p, Op::Transpose { perm: vec![2, 0, 3, 1, 4] }, &[qkv]);
+    let qkv = b.op(
+        p,
+        Op::Transpose {
+            perm: vec![2, 0, 3, 1, 4],
+        },
+        &[qkv],
+    );
     let q = gather(b, p, qkv, 0, 0);
     let k = gather(b, p, qkv, 0, 1);
     let v = gather(b, p, qkv, 0, 2);
@@ -71,7 +77,17 @@ pub fn deit_tiny(b: &mut GraphBuilder, x: ValueId, info: &ModelInfo) -> Result<V
         )));
     }
     let tokens = (info.input_size / patch).pow(2);
-    let x = b.conv("patch_embed.proj", x, info.in_channels, DIM, patch, patch, 0, true, Init::TruncNormal02)?;
+    let x = b.conv(
+        "patch_embed.proj",
+        x,
+        info.in_channels,
+        DIM,
+        patch,
+        patch,
+        0,
+        true,
+        Init::TruncNormal02,
+    )?;
     let shape = b.shape_const("patch_embed", &[0, DIM, -1]);
     let x = b.op("patch_embed", Op::Reshape, &[x, shape]);
     let x = b.op("patch_embed", Op::Transpose { perm: vec![0, 2, 1] }, &[x]);

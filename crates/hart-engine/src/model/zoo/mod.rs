@@ -12,7 +12,15 @@ use super::GraphModel;
 use crate::error::{HartError, Result};
 
 /// Architectures `--arch` accepts.
-pub const ARCHS: &[&str] = &["mlp", "basenet", "lenet5", "resnet18-cifar", "resnet18", "resnet50", "deit-tiny"];
+pub const ARCHS: &[&str] = &[
+    "mlp",
+    "basenet",
+    "lenet5",
+    "resnet18-cifar",
+    "resnet18",
+    "resnet50",
+    "deit-tiny",
+];
 
 /// Builds a randomly initialised model (seed it with `tch::manual_seed`).
 pub fn build(info: &ModelInfo) -> Result<GraphModel> {

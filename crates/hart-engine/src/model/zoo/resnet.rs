@@ -14,13 +14,29 @@ pub enum Variant {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn conv_bn(b: &mut GraphBuilder, conv: &str, bn: &str, x: ValueId, cin: i64, cout: i64, k: i64, stride: i64) -> Result<ValueId> {
+fn conv_bn(
+    b: &mut GraphBuilder,
+    conv: &str,
+    bn: &str,
+    x: ValueId,
+    cin: i64,
+    cout: i64,
+    k: i64,
+    stride: i64,
+) -> Result<ValueId> {
     let x = b.conv(conv, x, cin, cout, k, stride, k / 2, false, Init::KaimingFanOut)?;
     b.batch_norm(bn, x, cout)
 }
 
 /// torchvision `BasicBlock` (expansion 1).
-fn basic_block(b: &mut GraphBuilder, p: &str, x: ValueId, cin: i64, planes: i64, stride: i64) -> Result<(ValueId, i64)> {
+fn basic_block(
+    b: &mut GraphBuilder,
+    p: &str,
+    x: ValueId,
+    cin: i64,
+    planes: i64,
+    stride: i64,
+) -> Result<(ValueId, i64)> {
     let y = conv_bn(b, &format!("{p}.conv1"), &format!("{p}.bn1"), x, cin, planes, 3, stride)?;
     let y = b.relu(p, y);
     let y = conv_bn(b, &format!("{p}.conv2"), &format!("{p}.bn2"), y, planes, planes, 3, 1)?;
@@ -34,7 +50,16 @@ fn bottleneck(b: &mut GraphBuilder, p: &str, x: ValueId, cin: i64, planes: i64, 
     let cout = planes * 4;
     let y = conv_bn(b, &format!("{p}.conv1"), &format!("{p}.bn1"), x, cin, planes, 1, 1)?;
     let y = b.relu(p, y);
-    let y = conv_bn(b, &format!("{p}.conv2"), &format!("{p}.bn2"), y, planes, planes, 3, stride)?;
+    let y = conv_bn(
+        b,
+        &format!("{p}.conv2"),
+        &format!("{p}.bn2"),
+        y,
+        planes,
+        planes,
+        3,
+        stride,
+    )?;
     let y = b.relu(p, y);
     let y = conv_bn(b, &format!("{p}.conv3"), &format!("{p}.bn3"), y, planes, cout, 1, 1)?;
     let shortcut = shortcut(b, p, x, cin, cout, stride)?;
@@ -46,7 +71,17 @@ fn shortcut(b: &mut GraphBuilder, p: &str, x: ValueId, cin: i64, cout: i64, stri
     if stride == 1 && cin == cout {
         return Ok(x);
     }
-    let y = b.conv(&format!("{p}.downsample.0"), x, cin, cout, 1, stride, 0, false, Init::KaimingFanOut)?;
+    let y = b.conv(
+        &format!("{p}.downsample.0"),
+        x,
+        cin,
+        cout,
+        1,
+        stride,
+        0,
+        false,
+        Init::KaimingFanOut,
+    )?;
     b.batch_norm(&format!("{p}.downsample.1"), y, cout)
 }
 

@@ -1,0 +1,86 @@
+//! What every engine shares: the evaluation context, the per-flip outcome,
+//! and applying a flip with a guaranteed bit-exact restore.
+
+use tch::{Device, Kind, Tensor};
+
+use super::bits::{flip, read_elements, write_element};
+use super::clean::Clean;
+use super::space::{Flip, FlipSpace};
+use crate::data::Dataset;
+use crate::error::{HartError, Result};
+use crate::eval::correct_mask;
+use crate::model::{Mode, Model};
+
+/// Everything an engine needs besides the flips.
+#[derive(Clone, Copy)]
+pub struct Ctx<'a> {
+    pub model: &'a Model,
+    pub data: &'a Dataset,
+    pub clean: &'a Clean,
+    /// Images per forward pass of the reference and generic loops.
+    pub batch: usize,
+    pub device: Device,
+    pub threshold: f64,
+    /// Count every sample of every flip (no early exit).
+    pub exact_rad: bool,
+}
+
+impl Ctx<'_> {
+    /// Images and labels `start..end`, on the engine's device.
+    pub fn images(&self, start: usize, end: usize) -> (Tensor, Tensor) {
+        let (x, y) = self.data.batch_range(start, end);
+        (x.to_device(self.device), y.to_device(self.device))
+    }
+
+    /// Per-sample correctness of the model as it currently is, on `start..end`.
+    pub fn correct_on(&self, start: usize, end: usize) -> Result<Tensor> {
+        let (x, y) = self.images(start, end);
+        let logits = tch::no_grad(|| self.model.forward(&x, Mode::Eval))?;
+        Ok(correct_mask(&logits, &y).to_device(Device::Cpu))
+    }
+}
+
+/// One flip's measurement: the faulty correct count over the `total` samples,
+/// exact or (after an early exit) on the verdict's side of the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub correct: i64,
+    pub exact: bool,
+}
+
+pub trait Engine {
+    /// Outcomes for `flips`, all of one target tensor, in order.
+    fn run(&mut self, space: &FlipSpace, flips: &[Flip]) -> Result<Vec<Outcome>>;
+}
+
+/// The clean and flipped values of each flip, read from the tensor itself.
+pub fn old_new(space: &FlipSpace, flips: &[Flip]) -> Result<Vec<(f32, f32)>> {
+    flips
+        .iter()
+        .map(|f| {
+            let old = read_elements(&space.targets[f.target].tensor, f.index, 1)?[0];
+            Ok((old, flip(old, f.bit)))
+        })
+        .collect()
+}
+
+/// Runs `body` with the flip applied and restores the clean value whatever
+/// `body` returns; a failed restore is an error, never silent corruption.
+pub fn with_flip<T>(tensor: &Tensor, index: i64, old: f32, new: f32, body: impl FnOnce() -> Result<T>) -> Result<T> {
+    write_element(tensor, index, new)?;
+    let out = body();
+    write_element(tensor, index, old)?;
+    let back = read_elements(tensor, index, 1)?[0];
+    if back.to_bits() != old.to_bits() {
+        return Err(HartError::Model(format!(
+            "restoring element {index} failed: {back} != {old}"
+        )));
+    }
+    out
+}
+
+/// Lost-minus-won count of `faulty` against the clean correctness of the same samples.
+pub fn lost(clean: &Tensor, faulty: &Tensor) -> i64 {
+    clean.to_kind(Kind::Int64).sum(Kind::Int64).int64_value(&[])
+        - faulty.to_kind(Kind::Int64).sum(Kind::Int64).int64_value(&[])
+}

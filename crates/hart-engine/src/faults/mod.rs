@@ -1,0 +1,31 @@
+//! Bit-flip fault injection: single-bit flips of float32 tensors and their
+//! Relative Accuracy Drop, measured exactly and fast, resumably and in shards.
+//! See docs/sweep.md for the method and its guarantees.
+
+pub mod bits;
+pub mod clean;
+pub mod engine;
+pub mod fast;
+pub mod faultlist;
+pub mod generic;
+pub mod hash;
+pub mod journal;
+pub mod merge;
+pub mod output;
+pub mod record;
+pub mod reference;
+pub mod sbatch;
+pub mod shard;
+pub mod space;
+pub mod stats;
+pub mod summary;
+pub mod sweep;
+pub mod verdict;
+
+pub use bits::BitSet;
+pub use engine::{Engine, Outcome};
+pub use output::Format;
+pub use shard::Shard;
+pub use space::{Flip, FlipSpace, Scope};
+pub use summary::Summary;
+pub use sweep::{prepare, EngineKind, Sweep, SweepConfig};

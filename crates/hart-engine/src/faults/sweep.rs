@@ -1,0 +1,302 @@
+//! A sweep from start to finish: build the flip space, measure the clean
+//! model, process this shard's unfinished work units durably, then stream
+//! the parts into the flips table and summary.json.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::bits::BitSet;
+use super::clean::{clean_pass, Clean};
+use super::engine::{old_new, Ctx, Engine};
+use super::generic::Generic;
+use super::hash::{bytes_hash, data_hash, model_hash};
+use super::journal::{new_version, part_path, read_manifest, Hashes, Journal, Manifest};
+use super::output::{create, Format};
+use super::record::{read_csv, Row};
+use super::reference::Reference;
+use super::shard::Shard;
+use super::space::{select_targets, FlipSpace, Scope, Unit};
+use super::summary::{Summary, SummaryBuilder};
+use super::verdict::rad;
+use super::{fast, faultlist};
+use crate::data::Dataset;
+use crate::error::{HartError, Result};
+use crate::model::Model;
+use crate::util::write_atomic;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// The fast engine where the graph allows it, the generic one elsewhere.
+    Auto,
+    /// Flip in place, full forward, early exit: no structure needed.
+    Generic,
+    /// The brute-force loop (no early exit): slow, the definition.
+    Reference,
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = HartError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(EngineKind::Auto),
+            "generic" => Ok(EngineKind::Generic),
+            "reference" => Ok(EngineKind::Reference),
+            _ => Err(HartError::Invalid(format!(
+                "unknown engine {s:?} (auto, generic or reference)"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SweepConfig {
+    pub bits: BitSet,
+    pub scope: Scope,
+    pub params: Option<String>,
+    /// `--sample-params K --seed S`.
+    pub sample: Option<(u64, u64)>,
+    pub faults: Option<PathBuf>,
+    pub threshold: f64,
+    pub exact_rad: bool,
+    pub engine: EngineKind,
+    pub batch: usize,
+    pub shard: Shard,
+    pub confidence: f64,
+}
+
+impl SweepConfig {
+    pub fn new() -> Self {
+        SweepConfig {
+            bits: BitSet::ALL,
+            scope: Scope::All,
+            params: None,
+            sample: None,
+            faults: None,
+            threshold: 0.1,
+            exact_rad: false,
+            engine: EngineKind::Auto,
+            batch: 1000,
+            shard: Shard::WHOLE,
+            confidence: 0.95,
+        }
+    }
+}
+
+impl Default for SweepConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub struct Sweep<'a> {
+    pub model: &'a Model,
+    pub data: &'a Dataset,
+    pub space: FlipSpace,
+    pub clean: Clean,
+    pub manifest: Manifest,
+    pub cfg: SweepConfig,
+}
+
+/// Checks the settings, builds the flip space and runs the clean pass.
+pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &SweepConfig) -> Result<Sweep<'a>> {
+    if !(0.0..1.0).contains(&cfg.threshold) {
+        return Err(HartError::Invalid(format!(
+            "--threshold {} must be in [0, 1)",
+            cfg.threshold
+        )));
+    }
+    if cfg.batch == 0 {
+        return Err(HartError::Invalid("--batch-size must be at least 1".into()));
+    }
+    if !(cfg.confidence > 0.0 && cfg.confidence < 1.0) {
+        return Err(HartError::Invalid(format!(
+            "--confidence {} must be in (0, 1)",
+            cfg.confidence
+        )));
+    }
+    let targets = select_targets(model, cfg.scope, cfg.params.as_deref())?;
+    let mut faults_hash = None;
+    let space = match (&cfg.faults, cfg.sample) {
+        (Some(_), Some(_)) => {
+            return Err(HartError::Invalid(
+                "--faults and --sample-params exclude each other".into(),
+            ))
+        }
+        (Some(path), None) => {
+            faults_hash = Some(bytes_hash(&std::fs::read(path).map_err(|e| HartError::io(path, e))?));
+            let flips = faultlist::read(path, model, &targets)?;
+            FlipSpace::from_list(targets, flips)
+        }
+        (None, Some((k, seed))) => FlipSpace::sampled(targets, cfg.bits, k, seed)?,
+        (None, None) => FlipSpace::exhaustive(targets, cfg.bits)?,
+    };
+    let clean = clean_pass(model, data, cfg.batch, model.device())?;
+    let config = serde_json::json!({
+        "bits": if cfg.faults.is_some() { serde_json::Value::Null } else { serde_json::json!(space.bits) },
+        "scope": cfg.scope,
+        "params": cfg.params,
+        "sample_params": cfg.sample.map(|s| s.0),
+        "seed": cfg.sample.map(|s| s.1),
+        "faults_sha256": faults_hash,
+        "threshold": cfg.threshold,
+        "exact_rad": cfg.exact_rad,
+        "engine": cfg.engine,
+        "batch_size": cfg.batch,
+        "confidence": cfg.confidence,
+    });
+    let layers: BTreeMap<String, String> = space
+        .targets
+        .iter()
+        .map(|t| {
+            let layer = model.graph().and_then(|g| g.graph.layer_of(&t.name)).unwrap_or(&t.name);
+            (t.name.clone(), layer.to_string())
+        })
+        .collect();
+    let manifest = Manifest {
+        version: new_version(),
+        hashes: Hashes {
+            model: model_hash(model)?,
+            data: data_hash(data),
+            config: bytes_hash(config.to_string().as_bytes()),
+        },
+        config,
+        shard: cfg.shard,
+        units: space.units().len(),
+        flips: space.len(),
+        population: space.population(),
+        sampled: cfg.sample.is_some(),
+        threshold: cfg.threshold,
+        confidence: cfg.confidence,
+        clean_correct: clean.correct_count,
+        total: data.len() as i64,
+        layers,
+    };
+    Ok(Sweep {
+        model,
+        data,
+        space,
+        clean,
+        manifest,
+        cfg: cfg.clone(),
+    })
+}
+
+impl Sweep<'_> {
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            model: self.model,
+            data: self.data,
+            clean: &self.clean,
+            batch: self.cfg.batch,
+            device: self.model.device(),
+            threshold: self.cfg.threshold,
+            exact_rad: self.cfg.exact_rad,
+        }
+    }
+
+    pub fn engine(&self) -> Box<dyn Engine + '_> {
+        match (self.cfg.engine, self.model.graph()) {
+            (EngineKind::Reference, _) => Box::new(Reference { ctx: self.ctx() }),
+            (EngineKind::Auto, Some(_)) => Box::new(fast::Fast::new(self.ctx())),
+            _ => Box::new(Generic { ctx: self.ctx() }),
+        }
+    }
+
+    /// This shard's units.
+    pub fn owned(&self) -> Vec<Unit> {
+        self.space
+            .units()
+            .iter()
+            .copied()
+            .filter(|u| self.cfg.shard.owns(u.id))
+            .collect()
+    }
+
+    /// Rows of one unit, computed by `engine`.
+    pub fn rows(&self, engine: &mut dyn Engine, unit: &Unit) -> Result<Vec<Row>> {
+        let flips = self.space.unit_flips(unit);
+        let values = old_new(&self.space, &flips)?;
+        let outcomes = engine.run(&self.space, &flips)?;
+        let cc = self.clean.correct_count;
+        Ok(flips
+            .iter()
+            .zip(values)
+            .zip(outcomes)
+            .map(|((f, (old, new)), o)| Row {
+                param: self.space.targets[f.target].name.clone(),
+                index: f.index,
+                bit: f.bit,
+                old,
+                new,
+                correct: o.correct,
+                total: self.clean.n as i64,
+                rad: rad(cc, o.correct),
+                exact: o.exact,
+            })
+            .collect())
+    }
+
+    /// Processes every unfinished unit of this shard into `dir`, calling
+    /// `progress(flips)` after each, then checks the weights came back intact.
+    pub fn run(&self, dir: &Path, progress: &mut dyn FnMut(u64)) -> Result<()> {
+        let journal = Journal::open(dir, &self.manifest)?;
+        let mut engine = self.engine();
+        for unit in self.owned() {
+            if journal.is_done(unit.id) {
+                progress(unit.len());
+                continue;
+            }
+            let rows = self.rows(engine.as_mut(), &unit)?;
+            journal.record(unit.id, &rows)?;
+            progress(unit.len());
+        }
+        drop(engine);
+        if model_hash(self.model)? != self.manifest.hashes.model {
+            return Err(HartError::Model(
+                "model weights changed during the sweep (restore failed)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Flips this shard covers.
+    pub fn owned_flips(&self) -> u64 {
+        self.owned().iter().map(|u| u.len()).sum()
+    }
+}
+
+/// Streams the parts of this shard's finished sweep into its table and summary.
+pub fn finish(dir: &Path, format: Format) -> Result<Summary> {
+    let m = read_manifest(dir)?;
+    let parts = (0..m.units)
+        .filter(|u| m.shard.owns(*u))
+        .map(|u| part_path(dir, u))
+        .collect();
+    assemble(dir, &m, format, parts)
+}
+
+/// Writes `out/flips.*` and `out/summary.json` from `parts` in order.
+pub fn assemble(out: &Path, m: &Manifest, format: Format, parts: Vec<PathBuf>) -> Result<Summary> {
+    let mut table = create(out, format)?;
+    let mut summary = SummaryBuilder::new(m);
+    for p in &parts {
+        if !p.exists() {
+            return Err(HartError::data(
+                p,
+                "missing part: the sweep has not finished (run the same command again)",
+            ));
+        }
+        for row in read_csv(p)? {
+            summary.add(&row);
+            table.push(row)?;
+        }
+    }
+    table.finish()?;
+    let summary = summary.finish(m.confidence);
+    let text = serde_json::to_string_pretty(&summary).map_err(|e| HartError::Invalid(e.to_string()))?;
+    write_atomic(&out.join("summary.json"), text.as_bytes())?;
+    Ok(summary)
+}

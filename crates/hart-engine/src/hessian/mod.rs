@@ -1,0 +1,147 @@
+//! Curvature of a model's loss: Hessian-vector products by exact double
+//! back-propagation over a whole data slice ([`operator`]), trace by
+//! Hutchinson or Hutch++ with a relative-standard-error stopping rule
+//! ([`trace`]), top eigenvalues by Lanczos ([`lanczos`]), the eigenvalue
+//! density by stochastic Lanczos quadrature ([`density`]), and per-tensor
+//! traces from the same probes. Works on any [`crate::model::Model`]: graph
+//! models and TorchScript alike, as it needs only the named parameters.
+
+pub mod density;
+pub mod lanczos;
+pub mod operator;
+pub mod params;
+pub mod probe;
+mod report;
+pub mod trace;
+
+use std::str::FromStr;
+
+use indicatif::ProgressBar;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+pub use density::Density;
+pub use lanczos::TopEigen;
+pub use operator::{data_hessian, HvpOperator, LossHessian, Progressed};
+pub use params::{LayerSelection, ParamSet};
+pub use report::{HessianReport, Named};
+pub use trace::{hutchinson, hutchpp, TraceEstimate, TraceOptions};
+
+use crate::error::{HartError, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceMethod {
+    Hutchinson,
+    #[serde(rename = "hutchpp")]
+    HutchPlusPlus,
+}
+
+impl FromStr for TraceMethod {
+    type Err = HartError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "hutchinson" => Ok(Self::Hutchinson),
+            "hutchpp" | "hutch++" => Ok(Self::HutchPlusPlus),
+            _ => Err(HartError::Invalid(format!(
+                "unknown trace method {s:?} (hutchinson, hutchpp)"
+            ))),
+        }
+    }
+}
+
+/// Everything `hart hessian` computes, and how hard it tries.
+#[derive(Debug, Clone)]
+pub struct AnalysisConfig {
+    pub method: TraceMethod,
+    pub trace: TraceOptions,
+    /// Hutch++ sketch columns.
+    pub sketch: usize,
+    /// Top eigenvalues to compute (0 = none).
+    pub top_k: usize,
+    /// Relative residual at which a Ritz value counts as converged.
+    pub eig_tol: f64,
+    pub max_lanczos_steps: usize,
+    /// Stochastic Lanczos quadrature: (runs, steps), or none.
+    pub density: Option<(usize, usize)>,
+    pub seed: u64,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        AnalysisConfig {
+            method: TraceMethod::Hutchinson,
+            trace: TraceOptions::default(),
+            sketch: 10,
+            top_k: 1,
+            eig_tol: 1e-3,
+            max_lanczos_steps: 100,
+            density: None,
+            seed: 0,
+        }
+    }
+}
+
+/// Trace, per-tensor traces, top eigenvalues and (optionally) the spectral
+/// density of the operator `op` over `params`. `bar` counts HVPs.
+pub fn analyze(
+    op: &mut dyn HvpOperator,
+    params: &ParamSet,
+    cfg: &AnalysisConfig,
+    bar: &ProgressBar,
+) -> Result<HessianReport> {
+    cfg.trace.validate()?;
+    let start = std::time::Instant::now();
+    let kind = params.tensors[0].kind();
+    // Separate streams per part, so adding the density does not change the trace.
+    let rng = |part: u64| ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ part);
+    let mut op = Progressed { inner: op, bar };
+    bar.set_message("trace");
+    let on_block = |t: f64, se: f64| bar.set_message(format!("trace {t:.4e} ± {se:.2e}"));
+    let trace = match cfg.method {
+        TraceMethod::Hutchinson => hutchinson(&mut op, params, &cfg.trace, &mut rng(1), on_block)?,
+        TraceMethod::HutchPlusPlus => hutchpp(&mut op, params, &cfg.trace, cfg.sketch, &mut rng(1), on_block)?,
+    };
+    tracing::info!(
+        trace = trace.trace,
+        stderr = trace.stderr,
+        hvps = trace.hvps,
+        "trace done"
+    );
+    let top = if cfg.top_k > 0 {
+        bar.set_message("top eigenvalues");
+        let top = lanczos::top_eigenvalues(
+            &mut op,
+            cfg.top_k,
+            cfg.max_lanczos_steps,
+            cfg.eig_tol,
+            kind,
+            &mut rng(2),
+        )?;
+        if !top.converged {
+            tracing::warn!(
+                steps = top.steps,
+                "top eigenvalues did not converge to --eig-tol; raise --max-lanczos"
+            );
+        }
+        Some(top)
+    } else {
+        None
+    };
+    let density = match cfg.density {
+        Some((runs, steps)) => {
+            bar.set_message("spectral density");
+            Some(density::spectral_density(&mut op, runs, steps, kind, &mut rng(3))?)
+        }
+        None => None,
+    };
+    Ok(HessianReport::new(
+        params,
+        cfg,
+        trace,
+        top,
+        density,
+        op.hvps(),
+        start.elapsed().as_secs_f64(),
+    ))
+}

@@ -1,0 +1,217 @@
+//! Training-time regularisers beyond plain cross-entropy: Hessian-aware
+//! training (`hessian`: CE + λ·Tr(H) by Hutchinson with exact double
+//! back-propagation, optionally selective), and the baselines SAM/ASAM
+//! (`sam`) and a first-order finite-difference Hessian penalty
+//! (`fd-hessian`, NSO-style). docs/hessian.md says what each does and why.
+//!
+//! A regulariser owns the gradient computation of a step: it runs the
+//! forward pass(es) and leaves the gradient of its objective in the
+//! parameters' `.grad`, and the training loop's optimiser takes it from there.
+
+mod buffers;
+mod fd;
+mod hat;
+mod sam;
+pub mod selective;
+
+use std::str::FromStr;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use tch::{Kind, Tensor};
+
+use crate::error::{HartError, Result};
+use crate::hessian::{LayerSelection, ParamSet};
+use crate::model::{Mode, Model};
+pub use selective::{Reading, Selective};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RegularizerKind {
+    #[default]
+    None,
+    Hessian,
+    Sam,
+    FdHessian,
+}
+
+impl FromStr for RegularizerKind {
+    type Err = HartError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Self::None),
+            "hessian" => Ok(Self::Hessian),
+            "sam" => Ok(Self::Sam),
+            "fd-hessian" => Ok(Self::FdHessian),
+            _ => Err(HartError::Invalid(format!(
+                "unknown regularizer {s:?} (none, hessian, sam, fd-hessian)"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegularizerConfig {
+    pub kind: RegularizerKind,
+    /// Weight λ of the trace penalty (`hessian`, `fd-hessian`).
+    pub lambda: f64,
+    /// Hutchinson probes per penalised step (`hessian`, `fd-hessian`).
+    pub probes: usize,
+    /// Apply the regulariser on every K-th step only; the others are plain steps.
+    pub every: usize,
+    /// Parameters whose Hessian block is penalised (`hessian`, `fd-hessian`).
+    pub layers: LayerSelection,
+    /// Fire the penalty only when a curvature reading beats its running mean (`hessian`).
+    pub selective: Option<Selective>,
+    /// Take the penalty on the first N samples of the minibatch only (0 = all; `hessian`).
+    pub sub_batch: usize,
+    /// SAM neighbourhood radius ρ.
+    pub sam_rho: f64,
+    /// ASAM: scale the SAM perturbation by |w| (Kwon et al. 2021).
+    pub sam_adaptive: bool,
+    /// Finite-difference step σ of `fd-hessian`.
+    pub fd_sigma: f64,
+}
+
+impl Default for RegularizerConfig {
+    fn default() -> Self {
+        RegularizerConfig {
+            kind: RegularizerKind::None,
+            lambda: 0.01,
+            probes: 1,
+            every: 1,
+            layers: LayerSelection::All,
+            selective: None,
+            sub_batch: 0,
+            sam_rho: 0.05,
+            sam_adaptive: false,
+            fd_sigma: 0.01,
+        }
+    }
+}
+
+impl RegularizerConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(HartError::Invalid(msg));
+        if !(self.lambda >= 0.0 && self.lambda.is_finite()) {
+            return bad(format!(
+                "--hessian-lambda must be a finite number ≥ 0, got {}",
+                self.lambda
+            ));
+        }
+        if self.probes == 0 {
+            return bad("--hessian-probes must be at least 1".into());
+        }
+        if self.every == 0 {
+            return bad("--hessian-every must be at least 1".into());
+        }
+        if !(self.sam_rho > 0.0 && self.sam_rho.is_finite()) {
+            return bad(format!("--sam-rho must be positive, got {}", self.sam_rho));
+        }
+        if !(self.fd_sigma > 0.0 && self.fd_sigma.is_finite()) {
+            return bad(format!("--fd-sigma must be positive, got {}", self.fd_sigma));
+        }
+        if let Some(s) = &self.selective {
+            if self.kind != RegularizerKind::Hessian {
+                return bad("--hessian-selective needs --regularizer hessian".into());
+            }
+            s.validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// What one step computed, besides the gradients it left in `.grad`.
+pub struct StepOutcome {
+    /// Mean cross-entropy of the minibatch at the current weights.
+    pub loss: f64,
+    /// The minibatch logits at the current weights (for accuracy).
+    pub logits: Tensor,
+    /// The step's Hutchinson estimate of Tr(H) over the selected parameters, when evaluated.
+    pub trace: Option<f64>,
+    /// Whether the regulariser's gradient went into this step.
+    pub fired: bool,
+}
+
+/// Mean cross-entropy, in the logits' precision (so float64 checks stay float64).
+pub fn cross_entropy(logits: &Tensor, y: &Tensor) -> Result<Tensor> {
+    Ok(logits
+        .f_log_softmax(-1, logits.kind())?
+        .f_nll_loss(y, None::<Tensor>, tch::Reduction::Mean, -100)?)
+}
+
+/// A regulariser bound to a model: its parameter selection and running state.
+pub struct Regularizer {
+    cfg: RegularizerConfig,
+    /// Every trainable tensor: all of them receive the objective's gradient.
+    all: Vec<Tensor>,
+    /// The tensors whose Hessian block is penalised.
+    selected: ParamSet,
+    rng: ChaCha8Rng,
+    selective: selective::State,
+    step: usize,
+}
+
+impl Regularizer {
+    pub fn new(model: &Model, cfg: &RegularizerConfig, seed: u64) -> Result<Self> {
+        cfg.validate()?;
+        let selected = ParamSet::select(model, &cfg.layers)?;
+        Ok(Regularizer {
+            cfg: cfg.clone(),
+            all: model.trainable().into_iter().map(|(_, t)| t).collect(),
+            selected,
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x4841_5254),
+            selective: selective::State::default(),
+            step: 0,
+        })
+    }
+
+    pub fn config(&self) -> &RegularizerConfig {
+        &self.cfg
+    }
+
+    /// Computes this step's gradients into `.grad` (zeroed by the caller).
+    pub fn step(&mut self, model: &Model, x: &Tensor, y: &Tensor) -> Result<StepOutcome> {
+        let active = self.cfg.kind != RegularizerKind::None && self.step % self.cfg.every == 0;
+        self.step += 1;
+        if !active {
+            return plain_step(model, x, y);
+        }
+        match self.cfg.kind {
+            RegularizerKind::None => plain_step(model, x, y),
+            RegularizerKind::Hessian => hat::step(self, model, x, y),
+            RegularizerKind::Sam => sam::step(self, model, x, y),
+            RegularizerKind::FdHessian => fd::step(self, model, x, y),
+        }
+    }
+}
+
+/// Cross-entropy and its gradient, exactly as plain training does it.
+pub fn plain_step(model: &Model, x: &Tensor, y: &Tensor) -> Result<StepOutcome> {
+    let logits = model.forward(x, Mode::Train)?;
+    let loss = cross_entropy(&logits, y)?;
+    let value = loss.double_value(&[]);
+    loss.f_backward()?;
+    Ok(StepOutcome {
+        loss: value,
+        logits,
+        trace: None,
+        fired: false,
+    })
+}
+
+/// Adds `grads` (one per tensor, undefined = nothing) to the tensors' `.grad`,
+/// through a surrogate whose gradient they are (tch cannot assign `.grad`).
+pub(crate) fn accumulate_grad(params: &[Tensor], grads: &[Tensor]) -> Result<()> {
+    let surrogate = params
+        .iter()
+        .zip(grads)
+        .filter(|(_, g)| g.defined())
+        .map(|(p, g)| (p * g.detach()).sum(Kind::Double))
+        .reduce(|a, b| a + b);
+    if let Some(s) = surrogate {
+        s.f_backward()?;
+    }
+    Ok(())
+}
