@@ -19,6 +19,15 @@ command -v g++ >/dev/null || need+=(g++)
 command -v python3 >/dev/null || need+=(python3)
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+# The sharded-sweep test runs a throw-away single-node Slurm cluster (scripts/slurm-test-cluster.sh).
+if [ "${1:-}" = "--test" ]; then
+    command -v munged >/dev/null || need+=(munge)
+    command -v slurmctld >/dev/null || need+=(slurmctld)
+    command -v slurmd >/dev/null || need+=(slurmd)
+    command -v sbatch >/dev/null || need+=(slurm-client)
+fi
+# The one font plots are drawn with (read directly; no fontconfig).
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
     say "installing Debian packages: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -2,6 +2,8 @@ mod bench;
 mod common;
 mod demo;
 mod eval;
+mod experiment;
+mod hessian;
 mod landscape;
 mod merge;
 mod prune;
@@ -31,6 +33,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Accuracy of a model (safetensors, ONNX or TorchScript) on a dataset.
     Eval(eval::EvalArgs),
+    /// Baseline vs Hessian-aware training end to end, from a TOML config, with a report.
+    Experiment(experiment::ExperimentArgs),
     /// The main job on the embedded Fashion-MNIST data.
     Demo(demo::DemoArgs),
     /// Accuracy of one or more models under weight-only uniform quantization, per bit width.
@@ -43,6 +47,9 @@ pub enum Command {
     Sweep(sweep::SweepArgs),
     /// Combine the shards of one sweep into one table and summary.
     Merge(merge::MergeArgs),
+    /// Curvature of a model's loss: Hessian trace (with its standard error), per-tensor traces,
+    /// top eigenvalues and eigenvalue density.
+    Hessian(hessian::HessianArgs),
     /// Benchmarks that print medians and ratios against a baseline measured in the same run.
     Bench(bench::BenchArgs),
 }
@@ -51,12 +58,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Experiment(a) => experiment::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Quantize(a) => quantize::run(a),
         Command::Prune(a) => prune::run(a),
         Command::Landscape(a) => landscape::run(a),
         Command::Sweep(a) => sweep::run(a),
         Command::Merge(a) => merge::run(a),
+        Command::Hessian(a) => hessian::run(a),
         Command::Bench(a) => bench::run(a),
     }
 }

@@ -103,11 +103,14 @@ pub struct SweepArgs {
     pub json: bool,
 }
 
-/// A loaded sweep: data, device and models, with the weights each compresses.
+/// A model with its legend label and the weight tensors a sweep compresses.
+pub type Labelled = (String, Model, Vec<(String, tch::Tensor)>);
+
+/// A loaded sweep: data, device and models.
 pub struct Loaded {
     pub data: Dataset,
     pub device: Device,
-    pub models: Vec<(String, Model, Vec<(String, tch::Tensor)>)>,
+    pub models: Vec<Labelled>,
 }
 
 impl SweepArgs {
@@ -263,7 +266,7 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
     )
 }
 
-fn print_quantize_table(models: &[(String, Model, Vec<(String, tch::Tensor)>)], bits: &[u32], rows: &[Row]) {
+fn print_quantize_table(models: &[Labelled], bits: &[u32], rows: &[Row]) {
     let mut header = vec!["bits".to_string()];
     header.extend(models.iter().map(|(l, _, _)| l.clone()));
     let acc = |label: &str, pick: &dyn Fn(&Row) -> Option<f64>| {

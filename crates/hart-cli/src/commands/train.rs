@@ -7,10 +7,11 @@ use clap::Args;
 use hart::data::Split;
 use hart::eval::evaluate;
 use hart::model::{zoo, Model, ModelInfo, Normalization};
-use hart::train::{train, OptimizerConfig, OptimizerKind, TrainConfig};
+use hart::train::{train_with, OptimizerConfig, OptimizerKind, RegularizerConfig, TrainConfig};
 use serde::Serialize;
 
 use super::common::{parse_device, progress_bar, write_json, DataArgs};
+use super::hessian::RegularizerArgs;
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -19,6 +20,8 @@ pub struct TrainArgs {
     pub arch: String,
     #[command(flatten)]
     pub data: DataArgs,
+    #[command(flatten)]
+    pub regularizer: RegularizerArgs,
     #[arg(long, default_value_t = 5)]
     pub epochs: usize,
     #[arg(long, default_value_t = 64)]
@@ -59,6 +62,7 @@ struct TrainLog<'a> {
     weight_decay: f64,
     batch_size: usize,
     seed: u64,
+    regularizer: &'a RegularizerConfig,
     epochs: Vec<hart::train::EpochLog>,
     test: Option<hart::eval::EvalResult>,
 }
@@ -74,6 +78,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         bail!("--lr must be a positive number, got {}", a.lr);
     }
     let device = parse_device(&a.device)?;
+    let regularizer = a.regularizer.config()?;
     let data = a.data.load(Split::Train)?;
     let mut info = ModelInfo::for_data(&a.arch, &data);
     if a.normalize != "auto" {
@@ -95,7 +100,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         device,
     };
     let bar = progress_bar(0, "train");
-    let epochs = train(&model, &data, &cfg, &bar)?;
+    let epochs = train_with(&model, &data, &cfg, &regularizer, &bar)?;
     bar.finish_and_clear();
     model.save(&a.out)?;
     let test = if a.eval_limit > 0 {
@@ -114,6 +119,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
             100.0 * e.accuracy,
             e.seconds
         );
+        if let (Some(t), Some(n), Some(f)) = (e.trace_estimate, e.penalty_evaluated, e.penalty_fired) {
+            println!("           minibatch Tr(H) estimate {t:.4e}, penalty fired on {f} of {n} evaluated steps");
+        }
     }
     if let Some(t) = &test {
         println!("test accuracy {:.2}% ({}/{})", 100.0 * t.accuracy, t.correct, t.total);
@@ -128,6 +136,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         weight_decay: a.weight_decay,
         batch_size: a.batch_size,
         seed: a.seed,
+        regularizer: &regularizer,
         epochs,
         test,
     };

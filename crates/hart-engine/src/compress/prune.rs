@@ -28,7 +28,7 @@ impl FromStr for Scope {
         match s {
             "global" => Ok(Scope::Global),
             "layer" => Ok(Scope::Layer),
-            _ => Err(HartError::Invalid(format!("--scope {s:?}: expected global or layer"))),
+            _ => Err(HartError::Invalid(format!("unknown scope {s:?} (global or layer)"))),
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Means and 95% confidence intervals over seeds.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MeanCi {
     pub mean: f64,
     /// Half-width of the 95% interval (Student t, n−1 degrees of freedom); NaN for n < 2.

@@ -55,7 +55,7 @@ pub fn from_logits(logits: Tensor, labels: Tensor) -> Clean {
     let others = logits.scatter_value(1, &labels.unsqueeze(1), f64::NEG_INFINITY);
     let runner_up = others.amax([1i64].as_slice(), false);
     let top = logits.amax([1i64].as_slice(), false);
-    let margins = correct.where_self(&(&label_logit - &runner_up), &(&top - &label_logit));
+    let margins = (&label_logit - &runner_up).where_self(&correct, &(&top - &label_logit));
     let nan_row = logits.isnan().any_dim(1, false);
     let margins = margins.masked_fill(&nan_row, f64::NEG_INFINITY);
     let slack = (logits.abs().amax([1i64].as_slice(), false) + 1.0) * 2f64.powi(-17);

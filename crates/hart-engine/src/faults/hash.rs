@@ -27,7 +27,7 @@ fn tensor_bytes(t: &Tensor) -> Result<Vec<u8>> {
     let t = t.detach().to_device(tch::Device::Cpu).contiguous();
     let n = t.numel() * t.kind().elt_size_in_bytes();
     let mut buf = vec![0u8; n];
-    t.f_copy_data_u8(&mut buf, n)?;
+    t.f_copy_data_u8(&mut buf, t.numel())?;
     Ok(buf)
 }
 

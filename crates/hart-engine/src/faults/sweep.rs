@@ -200,7 +200,7 @@ impl Sweep<'_> {
     pub fn engine(&self) -> Box<dyn Engine + '_> {
         match (self.cfg.engine, self.model.graph()) {
             (EngineKind::Reference, _) => Box::new(Reference { ctx: self.ctx() }),
-            (EngineKind::Auto, Some(_)) => Box::new(fast::Fast::new(self.ctx())),
+            (EngineKind::Auto, Some(gm)) => Box::new(fast::Fast::new(self.ctx(), gm)),
             _ => Box::new(Generic { ctx: self.ctx() }),
         }
     }

@@ -271,7 +271,25 @@ impl Graph {
         env: &mut [Option<Tensor>],
         mode: Mode,
     ) -> Result<Tensor> {
-        for i in start..self.nodes.len() {
+        self.forward_nodes(params, x, start..self.nodes.len(), env, mode)?;
+        env[self.output]
+            .as_ref()
+            .map(|t| t.shallow_clone())
+            .ok_or_else(|| HartError::Model("graph output was not computed".into()))
+    }
+
+    /// Runs exactly the nodes `ids` (ascending), storing their values in
+    /// `env`. A fault sweep re-runs a cut's downstream nodes plus the few
+    /// earlier shape computations that depend on the batch size.
+    pub fn forward_nodes(
+        &self,
+        params: &ParamStore,
+        x: &Tensor,
+        ids: impl IntoIterator<Item = usize>,
+        env: &mut [Option<Tensor>],
+        mode: Mode,
+    ) -> Result<()> {
+        for i in ids {
             let node = &self.nodes[i];
             let value = eval_node(node, env, params, x, mode).map_err(|e| match e {
                 HartError::Torch(t) => HartError::Model(format!(
@@ -284,10 +302,7 @@ impl Graph {
             })?;
             env[i] = Some(value);
         }
-        env[self.output]
-            .as_ref()
-            .map(|t| t.shallow_clone())
-            .ok_or_else(|| HartError::Model("graph output was not computed".into()))
+        Ok(())
     }
 
     /// For each parameter name, the index of the first node that reads it

@@ -9,6 +9,9 @@ use super::font::FAMILY;
 use super::render::{tick, Chart, DrawResult};
 use super::Figure;
 
+/// A piece of iso-line between two points in data coordinates.
+pub type Segment = ((f64, f64), (f64, f64));
+
 #[derive(Debug, Clone)]
 pub struct ContourPlot {
     pub figure: Figure,
@@ -31,7 +34,7 @@ impl ContourPlot {
     }
 
     /// Iso-line segments at each level, by marching squares on transformed values.
-    pub fn segments(&self, scale: &ValueScale) -> Vec<((f64, f64), (f64, f64))> {
+    pub fn segments(&self, scale: &ValueScale) -> Vec<Segment> {
         let (nx, ny) = (self.x.len(), self.y.len());
         let mut out = Vec::new();
         for k in 1..=self.levels {
@@ -57,15 +60,7 @@ impl ContourPlot {
 /// Crossings of `level` on the edges of cell (i, j), corners counter-clockwise
 /// from (x_i, y_j), joined into segments. At a saddle (four crossings) the
 /// cell centre decides which corners the level separates.
-fn cell_segments(
-    x: &[f64],
-    y: &[f64],
-    i: usize,
-    j: usize,
-    v: [f64; 4],
-    level: f64,
-    out: &mut Vec<((f64, f64), (f64, f64))>,
-) {
+fn cell_segments(x: &[f64], y: &[f64], i: usize, j: usize, v: [f64; 4], level: f64, out: &mut Vec<Segment>) {
     let corners = [(x[i], y[j]), (x[i + 1], y[j]), (x[i + 1], y[j + 1]), (x[i], y[j + 1])];
     let above = |t: f64| t >= level;
     let mut hits = Vec::with_capacity(4);

@@ -2,11 +2,15 @@
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::colormap::ValueScale;
 use super::font::FAMILY;
 use super::render::{tick, Chart, DrawResult};
 use super::Figure;
+
+/// A grid cell to paint: projected depth, corners (x, height, y), mean height.
+type Quad = (i32, Vec<(f64, f64, f64)>, f64);
 
 #[derive(Debug, Clone)]
 pub struct SurfacePlot {
@@ -35,6 +39,10 @@ impl Chart for SurfacePlot {
             .caption(&self.figure.title, (FAMILY, 24))
             .margin(20)
             .build_cartesian_3d(x0..x1, scale.lo..scale.hi, y0..y1)?;
+        // A low box: loss walls are steep, and seen from this elevation a
+        // wall steeper than the view shows its underside and hides the basin.
+        let (w, h) = root.dim_in_pixel();
+        chart.set_3d_pixel_range((w as i32 / 2, h as i32 / 5, w as i32 / 2));
         chart.with_projection(|mut p| {
             p.yaw = 0.7;
             p.pitch = 0.45;
@@ -54,7 +62,7 @@ impl Chart for SurfacePlot {
         // Painter's algorithm: plotters does not sort by depth, so draw the
         // farthest quads first and let nearer ones cover them.
         let coord = chart.as_coord_spec();
-        let mut quads: Vec<(i32, Vec<(f64, f64, f64)>, f64)> = Vec::new();
+        let mut quads: Vec<Quad> = Vec::new();
         for i in 0..self.x.len() - 1 {
             for j in 0..ny - 1 {
                 let v = [h(i, j), h(i + 1, j), h(i + 1, j + 1), h(i, j + 1)];
@@ -79,20 +87,23 @@ impl Chart for SurfacePlot {
                 .into_iter()
                 .map(|(_, corners, mean)| Polygon::new(corners, super::colormap::viridis(unit(mean)).filled())),
         )?;
-        // Axis titles: the 3-D axes have no description slot, so place text
-        // just beyond the end of each axis.
-        let style = TextStyle::from((FAMILY, 15).into_font()).color(&BLACK);
+        // Axis titles: the 3-D axes have no description slot. With this yaw
+        // the ticks sit on the edges through the nearest corner (x1, ·, y1),
+        // so each title goes beside the middle of its edge, centred, outside the box.
+        let centred = Pos::new(HPos::Center, VPos::Center);
+        let style = TextStyle::from((FAMILY, 15).into_font()).color(&BLACK).pos(centred);
         let area = chart.plotting_area();
-        let pad_x = 0.12 * (x1 - x0);
-        let pad_y = 0.12 * (y1 - y0);
+        let (mid_x, mid_y) = (0.5 * (x0 + x1), 0.5 * (y0 + y1));
+        let out_x = x1 + 0.4 * (x1 - x0);
+        let out_y = y1 + 0.4 * (y1 - y0);
         area.draw(&Text::new(
             self.figure.x_label.clone(),
-            (x1 + pad_x, scale.lo, y0 - pad_y),
+            (mid_x, scale.lo, out_y),
             style.clone(),
         ))?;
         area.draw(&Text::new(
             self.figure.y_label.clone(),
-            (x0 - pad_x, scale.lo, y1 + pad_y),
+            (out_x, scale.lo, mid_y),
             style.clone(),
         ))?;
         area.draw(&Text::new(

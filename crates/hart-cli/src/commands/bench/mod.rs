@@ -2,6 +2,8 @@
 //! baseline measured in the same run. One module per benchmark.
 
 mod forward;
+mod landscape;
+mod sweep;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -27,11 +29,46 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 256)]
         batch_size: i64,
     },
+    /// A loss-landscape grid against plain evaluations of the same model
+    /// (lenet5, Fashion-MNIST test images), and the 51×51 time it implies.
+    Landscape {
+        /// Test images per grid point.
+        #[arg(long, default_value_t = 1000)]
+        images: usize,
+        /// Points per axis of the timed 2-D grid.
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+        #[arg(long, default_value_t = 256)]
+        batch_size: usize,
+    },
+    /// Sweep engine flips/s against the brute-force loop on the same flips
+    /// (MLP, LeNet-5, resnet18-cifar).
+    Sweep {
+        /// Evaluation images.
+        #[arg(long, default_value_t = 2000)]
+        images: usize,
+        /// Elements whose 32 bits the engine sweeps (resnet18-cifar: a quarter).
+        #[arg(long, default_value_t = 128)]
+        elements: usize,
+        /// Flips the reference loop times (a random subset of the engine's).
+        #[arg(long, default_value_t = 24)]
+        reference_flips: usize,
+    },
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
     let results = match a.what {
         BenchWhat::Forward { batch_size } => forward::run(batch_size, a.runs)?,
+        BenchWhat::Landscape {
+            images,
+            steps,
+            batch_size,
+        } => landscape::run(images, steps, batch_size, a.runs)?,
+        BenchWhat::Sweep {
+            images,
+            elements,
+            reference_flips,
+        } => sweep::run(images, elements, reference_flips)?,
     };
     report(&results, a.json)
 }

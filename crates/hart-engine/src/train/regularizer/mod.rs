@@ -24,6 +24,7 @@ use tch::{Kind, Tensor};
 use crate::error::{HartError, Result};
 use crate::hessian::{LayerSelection, ParamSet};
 use crate::model::{Mode, Model};
+pub use hat::{hutchinson_penalty, Penalty};
 pub use selective::{Reading, Selective};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]

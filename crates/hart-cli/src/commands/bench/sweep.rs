@@ -1,0 +1,184 @@
+//! `hart bench sweep`: flips per second of the sweep engine against the
+//! in-process brute-force loop on the same flips (per-flip times; the
+//! reference runs a random subset of the engine's flips, whose counts must
+//! agree), for an MLP and LeNet-5 trained briefly on Fashion-MNIST and a
+//! BatchNorm+residual CNN (resnet18-cifar, random weights, 32×32 inputs).
+
+use std::io::Write;
+use std::time::Instant;
+
+use anyhow::{ensure, Result};
+use hart::bench::{Comparison, Timing};
+use hart::data::{DataSpec, Dataset, Split};
+use hart::faults::{prepare, record::Row, EngineKind, SweepConfig};
+use hart::model::{zoo, Model, ModelInfo};
+use hart::train::{train, OptimizerConfig, OptimizerKind, TrainConfig};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn fashion(split: Split, n: usize) -> Result<Dataset> {
+    let mut spec = DataSpec::new("fashion-mnist", split);
+    spec.limit = Some(n);
+    Ok(hart::data::load(&spec)?)
+}
+
+fn trained(arch: &str) -> Result<(Model, Dataset)> {
+    tch::manual_seed(0);
+    let data = fashion(Split::Train, 10_000)?;
+    let model = Model::Graph(zoo::build(&ModelInfo::for_data(arch, &data))?);
+    let cfg = TrainConfig {
+        epochs: 1,
+        batch_size: 64,
+        optimizer: OptimizerConfig {
+            kind: OptimizerKind::Sgd,
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 0.0,
+        },
+        seed: 0,
+        device: tch::Device::Cpu,
+    };
+    train(&model, &data, &cfg, &indicatif::ProgressBar::hidden())?;
+    Ok((model, fashion(Split::Test, 10_000)?))
+}
+
+/// Random 32×32 RGB images labelled by the model itself (CIFAR is not shipped).
+fn residual_cnn() -> Result<(Model, Dataset)> {
+    tch::manual_seed(0);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let (n, c, s) = (2000, 3, 32);
+    let mut data = Dataset {
+        name: "cifar10".into(),
+        images: (0..n * c * s * s).map(|_| rng.random()).collect(),
+        channels: c,
+        height: s,
+        width: s,
+        labels: vec![0; n],
+        num_classes: 10,
+        class_names: (0..10).map(|i| i.to_string()).collect(),
+    };
+    let model = Model::Graph(zoo::build(&ModelInfo::for_data("resnet18-cifar", &data))?);
+    let clean = hart::faults::clean::clean_pass(&model, &data, 500, tch::Device::Cpu)?;
+    data.labels = Vec::<i64>::try_from(clean.logits.argmax(1, false))?;
+    Ok((model, data))
+}
+
+/// All 32 bits of `elements` random elements (an exhaustive sweep's mix).
+fn flips(model: &Model, elements: usize, path: &std::path::Path) -> Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let tensors: Vec<(String, i64)> = model
+        .named_tensors()
+        .into_iter()
+        .filter(|(_, t, _)| t.kind() == tch::Kind::Float)
+        .map(|(n, t, _)| (n, t.numel() as i64))
+        .collect();
+    let total: i64 = tensors.iter().map(|t| t.1).sum();
+    let mut picks: Vec<i64> = (0..elements).map(|_| rng.random_range(0..total)).collect();
+    picks.sort_unstable();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(f, "param,index,bit")?;
+    for p in picks {
+        let (mut t, mut i) = (0, p);
+        while i >= tensors[t].1 {
+            i -= tensors[t].1;
+            t += 1;
+        }
+        for bit in 0..32 {
+            writeln!(f, "{},{i},{bit}", tensors[t].0)?;
+        }
+    }
+    Ok(())
+}
+
+fn sweep_rows(model: &Model, data: &Dataset, faults: &std::path::Path, engine: EngineKind) -> Result<(Vec<Row>, f64)> {
+    let cfg = SweepConfig {
+        faults: Some(faults.to_path_buf()),
+        engine,
+        batch: 500,
+        ..SweepConfig::new()
+    };
+    let sw = prepare(model, data, &cfg)?;
+    let mut e = sw.engine();
+    let t = Instant::now();
+    let mut rows = vec![];
+    for u in sw.owned() {
+        rows.extend(sw.rows(e.as_mut(), &u)?);
+    }
+    Ok((rows, t.elapsed().as_secs_f64()))
+}
+
+fn per_flip(name: &str, seconds: f64, flips: usize) -> Timing {
+    let s = seconds / flips.max(1) as f64;
+    Timing {
+        name: name.into(),
+        median_s: s,
+        min_s: s,
+        max_s: s,
+        runs: 1,
+    }
+}
+
+fn one(what: &str, model: &Model, data: &Dataset, elements: usize, reference_flips: usize) -> Result<Comparison> {
+    let dir = tempfile_dir()?;
+    let all = dir.join("all.csv");
+    flips(model, elements, &all)?;
+    let (fast, fast_s) = sweep_rows(model, data, &all, EngineKind::Auto)?;
+    // The reference on a random subset of the same flips.
+    let text = std::fs::read_to_string(&all)?;
+    let lines: Vec<&str> = text.lines().skip(1).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut chosen: Vec<usize> = (0..reference_flips).map(|_| rng.random_range(0..lines.len())).collect();
+    chosen.sort_unstable();
+    chosen.dedup();
+    let sub = dir.join("sub.csv");
+    let body: Vec<&str> = chosen.iter().map(|&i| lines[i]).collect();
+    std::fs::write(&sub, format!("param,index,bit\n{}\n", body.join("\n")))?;
+    let (reference, ref_s) = sweep_rows(model, data, &sub, EngineKind::Reference)?;
+    for (r, &i) in reference.iter().zip(&chosen) {
+        let f = &fast[i];
+        ensure!(
+            (f.rad > 0.1) == (r.rad > 0.1) && (!f.exact || f.correct == r.correct),
+            "{what}: engine and reference disagree on {}[{}] bit {}",
+            r.param,
+            r.index,
+            r.bit
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let rate = fast.len() as f64 / fast_s;
+    println!(
+        "{what}: {} flips on {} images at {rate:.0} flips/s",
+        fast.len(),
+        data.len()
+    );
+    Ok(Comparison::new(
+        &format!("{what} per flip ({} images)", data.len()),
+        per_flip("reference", ref_s, reference.len()),
+        per_flip("engine", fast_s, fast.len()),
+    ))
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let d = std::env::temp_dir().join(format!("hart-bench-sweep-{}", std::process::id()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+pub fn run(images: usize, elements: usize, reference_flips: usize) -> Result<Vec<Comparison>> {
+    let mut out = vec![];
+    for arch in ["mlp", "lenet5"] {
+        let (model, mut test) = trained(arch)?;
+        test.truncate(images);
+        out.push(one(arch, &model, &test, elements, reference_flips)?);
+    }
+    let (model, mut data) = residual_cnn()?;
+    data.truncate(images.min(data.len()));
+    out.push(one(
+        "resnet18-cifar",
+        &model,
+        &data,
+        elements / 4,
+        reference_flips / 4 + 1,
+    )?);
+    Ok(out)
+}

@@ -1,0 +1,199 @@
+//! `hart hessian`: curvature of any model on a data slice (trace with a
+//! standard error, per-tensor traces, top eigenvalues, spectral density),
+//! and the `hart train` flags of Hessian-aware training and its baselines.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use hart::data::Split;
+use hart::hessian::{analyze, data_hessian, AnalysisConfig, LayerSelection, ParamSet, TraceMethod, TraceOptions};
+use hart::train::regularizer::{Reading, Selective};
+use hart::train::{RegularizerConfig, RegularizerKind};
+
+use super::common::{parse_device, progress_bar, write_json, DataArgs, ModelArgs};
+
+/// Images used when `--limit` is not given: the whole training set would take hours.
+const DEFAULT_LIMIT: usize = 1000;
+
+#[derive(Args, Debug)]
+pub struct HessianArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Split whose loss is differentiated (default: the training loss).
+    #[arg(long, default_value = "train")]
+    pub split: Split,
+    /// Images per forward pass; the Hessian is always of the mean loss over all --limit images.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Stop the trace estimate once its standard error is this fraction of it.
+    #[arg(long, default_value_t = 0.02)]
+    pub rel_stderr: f64,
+    /// Never stop on fewer probes than this.
+    #[arg(long, default_value_t = 10)]
+    pub min_probes: usize,
+    /// Never draw more probes than this (the report says if the target was missed).
+    #[arg(long, default_value_t = 1000)]
+    pub max_probes: usize,
+    /// hutchinson or hutchpp (Hutch++: exact on a low-rank sketch, Hutchinson on the rest).
+    #[arg(long, default_value = "hutchinson")]
+    pub method: TraceMethod,
+    /// Hutch++ sketch size (costs 2× this many HVPs up front).
+    #[arg(long, default_value_t = 10)]
+    pub sketch: usize,
+    /// Largest eigenvalues to compute by Lanczos (0 = skip).
+    #[arg(long, default_value_t = 1)]
+    pub top_k: usize,
+    /// Relative residual at which an eigenvalue counts as converged.
+    #[arg(long, default_value_t = 1e-3)]
+    pub eig_tol: f64,
+    /// Lanczos step budget for the eigenvalues.
+    #[arg(long, default_value_t = 100)]
+    pub max_lanczos: usize,
+    /// Also estimate the eigenvalue density (stochastic Lanczos quadrature); plotted with --out.
+    #[arg(long)]
+    pub density: bool,
+    #[arg(long, default_value_t = 1)]
+    pub density_runs: usize,
+    #[arg(long, default_value_t = 80)]
+    pub density_steps: usize,
+    /// Parameters to take the Hessian over: all, last:K (layers) or a REGEX on tensor names.
+    #[arg(long, default_value = "all")]
+    pub layers: String,
+    /// Directory for hessian.json and the density plots (density.png, density.svg).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+pub fn run(a: HessianArgs) -> Result<()> {
+    let device = parse_device(&a.device)?;
+    let layers: LayerSelection = a.layers.parse().context("--layers")?;
+    let mut data_args = a.data.clone();
+    data_args.limit = Some(a.data.limit.unwrap_or(DEFAULT_LIMIT));
+    let data = data_args.load(a.split)?;
+    let model = a.model.load(&data, device)?;
+    let params = ParamSet::select(&model, &layers).context("--layers")?;
+    let cfg = AnalysisConfig {
+        method: a.method,
+        trace: TraceOptions {
+            rel_stderr: a.rel_stderr,
+            min_probes: a.min_probes,
+            max_probes: a.max_probes,
+            ..TraceOptions::default()
+        },
+        sketch: a.sketch,
+        top_k: a.top_k,
+        eig_tol: a.eig_tol,
+        max_lanczos_steps: a.max_lanczos,
+        density: a.density.then_some((a.density_runs, a.density_steps)),
+        seed: a.seed,
+    };
+    let budget = a.max_probes + 2 * a.sketch + a.max_lanczos + a.density_runs * a.density_steps;
+    let bar = progress_bar(budget as u64, "HVPs");
+    let mut op = data_hessian(&model, &data, &params, a.batch_size, device)?;
+    let report = analyze(&mut op, &params, &cfg, &bar)?;
+    bar.finish_and_clear();
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        write_json(&dir.join("hessian.json"), &report)?;
+        if let Some(d) = &report.density {
+            let title = format!("Hessian eigenvalue density: {} on {} ({} images)", a.model.model.display(), data.name, data.len());
+            for ext in ["png", "svg"] {
+                d.plot(&dir.join(format!("density.{ext}")), &title)?;
+            }
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "Hessian of the mean cross-entropy of {} over {} {} images ({}, eval mode)",
+            a.model.model.display(),
+            data.len(),
+            data.name,
+            a.split
+        );
+        println!("{}", report.table());
+        if let Some(dir) = &a.out {
+            println!("report written to {}", dir.display());
+        }
+    }
+    Ok(())
+}
+
+/// `hart train` flags selecting and tuning the regulariser.
+#[derive(Args, Debug, Clone)]
+pub struct RegularizerArgs {
+    /// none, hessian (HAT: CE + λ·Tr(H)), sam (SAM/ASAM) or fd-hessian (finite-difference trace penalty).
+    #[arg(long, default_value = "none")]
+    pub regularizer: RegularizerKind,
+    /// λ, the weight of the trace penalty.
+    #[arg(long, default_value_t = 0.01)]
+    pub hessian_lambda: f64,
+    /// Hutchinson probes per penalised step.
+    #[arg(long, default_value_t = 1)]
+    pub hessian_probes: usize,
+    /// Regularise every K-th step only (the others are plain steps).
+    #[arg(long, default_value_t = 1)]
+    pub hessian_every: usize,
+    /// Penalised parameters: all, last:K (layers) or a REGEX on tensor names.
+    #[arg(long, default_value = "all")]
+    pub hessian_layers: String,
+    /// Fire the penalty only when a curvature reading exceeds its running mean.
+    #[arg(long)]
+    pub hessian_selective: bool,
+    /// Curvature reading of --hessian-selective: diag (top share of v⊙Hv, free) or power (top-p Ritz values).
+    #[arg(long, default_value = "diag")]
+    pub hessian_reading: Reading,
+    /// p, the eigenvalues the power reading averages.
+    #[arg(long, default_value_t = 5)]
+    pub hessian_top_p: usize,
+    /// Share of diagonal entries the diag reading averages.
+    #[arg(long, default_value_t = 0.01)]
+    pub hessian_diag_frac: f64,
+    /// Take the penalty on the first N samples of each minibatch (0 = all of it).
+    #[arg(long, default_value_t = 0)]
+    pub hessian_batch: usize,
+    /// SAM neighbourhood radius ρ.
+    #[arg(long, default_value_t = 0.05)]
+    pub sam_rho: f64,
+    /// ASAM: scale SAM's perturbation by |w| (use a larger --sam-rho, e.g. 0.5).
+    #[arg(long)]
+    pub asam: bool,
+    /// Finite-difference step σ of fd-hessian.
+    #[arg(long, default_value_t = 0.01)]
+    pub fd_sigma: f64,
+}
+
+impl RegularizerArgs {
+    pub fn config(&self) -> Result<RegularizerConfig> {
+        let cfg = RegularizerConfig {
+            kind: self.regularizer,
+            lambda: self.hessian_lambda,
+            probes: self.hessian_probes,
+            every: self.hessian_every,
+            layers: self.hessian_layers.parse().context("--hessian-layers")?,
+            selective: self.hessian_selective.then_some(Selective {
+                reading: self.hessian_reading,
+                top_p: self.hessian_top_p,
+                diag_frac: self.hessian_diag_frac,
+            }),
+            sub_batch: self.hessian_batch,
+            sam_rho: self.sam_rho,
+            sam_adaptive: self.asam,
+            fd_sigma: self.fd_sigma,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}

@@ -1,0 +1,165 @@
+//! Real scale-out: a single-node Slurm cluster (Debian's munge, slurmctld and
+//! slurmd as root, started by scripts/slurm-test-cluster.sh) runs the script
+//! `hart sweep --emit-sbatch` writes as a 4-task array; the merged shards
+//! must equal the unsharded run byte for byte. The daemons are stopped
+//! however the test ends.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use hart::model::{zoo, Model, ModelInfo, Normalization};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn ok(o: Output) -> Output {
+    assert!(
+        o.status.success(),
+        "failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// Stops the daemons it started when dropped.
+struct Cluster(PathBuf);
+
+impl Cluster {
+    fn start(dir: &Path) -> Cluster {
+        let c = Cluster(dir.to_path_buf());
+        ok(Command::new("bash")
+            .arg(repo().join("scripts/slurm-test-cluster.sh"))
+            .arg("start")
+            .arg(dir)
+            .output()
+            .unwrap());
+        c
+    }
+    fn cmd(&self, prog: &str) -> Command {
+        let mut c = Command::new(prog);
+        c.env("SLURM_CONF", self.0.join("slurm.conf"));
+        c
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo().join("scripts/slurm-test-cluster.sh"))
+            .arg("stop")
+            .arg(&self.0)
+            .output();
+    }
+}
+
+#[test]
+fn slurm_array_sweep_merges_to_the_unsharded_table() {
+    let dir = tempfile::tempdir().unwrap();
+    tch::manual_seed(5);
+    let info = ModelInfo {
+        arch: "mlp".into(),
+        num_classes: 10,
+        in_channels: 1,
+        input_size: 28,
+        normalize: Normalization::for_dataset("fashion-mnist"),
+        dataset: Some("fashion-mnist".into()),
+    };
+    let model = dir.path().join("mlp.safetensors");
+    Model::Graph(zoo::build(&info).unwrap()).save(&model).unwrap();
+    let hart = env!("CARGO_BIN_EXE_hart");
+    let sweep = [
+        "sweep",
+        "--model",
+        model.to_str().unwrap(),
+        "--limit",
+        "200",
+        "--params",
+        "fc3.weight",
+        "--bits",
+        "22-31",
+        "--format",
+        "csv",
+    ];
+    let whole = dir.path().join("whole");
+    ok(Command::new(hart)
+        .args(sweep)
+        .arg("--out")
+        .arg(&whole)
+        .output()
+        .unwrap());
+
+    let array = dir.path().join("array");
+    let script = dir.path().join("sweep.sbatch");
+    ok(Command::new(hart)
+        .args(sweep)
+        .arg("--out")
+        .arg(&array)
+        .arg("--emit-sbatch")
+        .arg(&script)
+        .args(["--shards", "4", "--cpus-per-task", "1"])
+        .output()
+        .unwrap());
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(
+        text.contains("#SBATCH --array=0-3")
+            && text.contains("--shard \"$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT\""),
+        "{text}"
+    );
+
+    let cluster = Cluster::start(&dir.path().join("slurm"));
+    let out = ok(cluster.cmd("sbatch").arg("--parsable").arg(&script).output().unwrap());
+    let job = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let t0 = Instant::now();
+    loop {
+        let q = ok(cluster.cmd("squeue").args(["-h", "-j", &job]).output().unwrap());
+        if String::from_utf8_lossy(&q.stdout).trim().is_empty() {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "array job {job} did not finish in 5 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(cluster);
+
+    let shards: Vec<PathBuf> = (0..4).map(|i| array.join(format!("shard-{i}"))).collect();
+    let merged = dir.path().join("merged");
+    let logs = || {
+        std::fs::read_dir(&array)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "out"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let o = Command::new(hart)
+        .arg("merge")
+        .args(&shards)
+        .arg("--out")
+        .arg(&merged)
+        .args(["--format", "csv"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "merge failed: {}\ntask logs:\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        logs()
+    );
+    let a = std::fs::read(whole.join("flips.csv")).unwrap();
+    let b = std::fs::read(merged.join("flips.csv")).unwrap();
+    assert!(a == b, "merged Slurm shards differ from the unsharded sweep");
+}

@@ -1,0 +1,183 @@
+//! The fast and generic sweep engines against the brute-force reference loop
+//! on the same flips: every zoo architecture (random weights, small inputs),
+//! ONNX imports and a TorchScript model; random flips plus every bit of a
+//! few elements. Counts must be equal with `exact_rad`; with early exit the
+//! verdicts must be equal and every row marked exact must be equal.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+
+use hart::data::Dataset;
+use hart::faults::hash::model_hash;
+use hart::faults::record::Row;
+use hart::faults::{prepare, EngineKind, SweepConfig};
+use hart::model::{zoo, LoadOptions, Mode, Model, ModelInfo, Normalization};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::{Kind, Tensor};
+
+/// Random images labelled mostly with the model's own predictions, so the
+/// clean accuracy is high and flips have correct samples to lose.
+fn dataset(model: &Model, n: usize, c: usize, s: usize, seed: u64) -> Dataset {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let images: Vec<u8> = (0..n * c * s * s).map(|_| rng.random()).collect();
+    let x = Tensor::from_slice(&images)
+        .view([n as i64, c as i64, s as i64, s as i64])
+        .to_kind(Kind::Float)
+        / 255.0;
+    let logits = tch::no_grad(|| model.forward(&x, Mode::Eval)).unwrap();
+    let classes = logits.size()[1];
+    let pred = Vec::<i64>::try_from(logits.argmax(1, false)).unwrap();
+    let labels = pred
+        .iter()
+        .map(|&p| {
+            if rng.random_bool(0.2) {
+                rng.random_range(0..classes)
+            } else {
+                p
+            }
+        })
+        .collect();
+    Dataset {
+        name: "synthetic".into(),
+        images,
+        channels: c,
+        height: s,
+        width: s,
+        labels,
+        num_classes: classes as usize,
+        class_names: (0..classes).map(|i| i.to_string()).collect(),
+    }
+}
+
+/// Random flips over all float tensors plus all 32 bits of two elements.
+fn fault_list(model: &Model, path: &Path, random: usize, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let tensors: Vec<(String, i64)> = model
+        .named_tensors()
+        .into_iter()
+        .filter(|(_, t, _)| t.kind() == Kind::Float)
+        .map(|(n, t, _)| (n, t.numel() as i64))
+        .collect();
+    let mut f = std::fs::File::create(path).unwrap();
+    writeln!(f, "param,index,bit").unwrap();
+    for _ in 0..random {
+        let (name, numel) = &tensors[rng.random_range(0..tensors.len())];
+        writeln!(f, "{name},{},{}", rng.random_range(0..*numel), rng.random_range(0..32)).unwrap();
+    }
+    for _ in 0..2 {
+        let (name, numel) = &tensors[rng.random_range(0..tensors.len())];
+        let index = rng.random_range(0..*numel);
+        for bit in 0..32 {
+            writeln!(f, "{name},{index},{bit}").unwrap();
+        }
+    }
+}
+
+fn rows(model: &Model, data: &Dataset, faults: &Path, engine: EngineKind, exact_rad: bool) -> Vec<Row> {
+    let cfg = SweepConfig {
+        faults: Some(faults.to_path_buf()),
+        engine,
+        exact_rad,
+        batch: 5,
+        ..SweepConfig::new()
+    };
+    let sw = prepare(model, data, &cfg).unwrap_or_else(|e| panic!("{e}"));
+    let mut e = sw.engine();
+    sw.owned()
+        .iter()
+        .flat_map(|u| sw.rows(e.as_mut(), u).unwrap_or_else(|e| panic!("{e}")))
+        .collect()
+}
+
+/// Runs `candidate` and the reference on the same flips and compares.
+fn check(what: &str, model: &Model, data: &Dataset, random: usize, candidate: EngineKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = dir.path().join("faults.csv");
+    fault_list(model, &faults, random, 7);
+    let before = model_hash(model).unwrap();
+    let reference = rows(model, data, &faults, EngineKind::Reference, true);
+    let exact = rows(model, data, &faults, candidate, true);
+    let early = rows(model, data, &faults, candidate, false);
+    assert_eq!(
+        model_hash(model).unwrap(),
+        before,
+        "{what}: weights not restored bit-exactly"
+    );
+    let mut changed = 0;
+    for ((r, x), e) in reference.iter().zip(&exact).zip(&early) {
+        let id = format!("{what} {}[{}] bit {} ({} -> {})", r.param, r.index, r.bit, r.old, r.new);
+        assert_eq!((x.correct, x.exact), (r.correct, true), "{id}: exact counts differ");
+        assert_eq!(e.rad > 0.1, r.rad > 0.1, "{id}: early-exit verdict differs");
+        if e.exact {
+            assert_eq!(e.correct, r.correct, "{id}: row marked exact differs");
+        }
+        changed += (r.rad != 0.0) as usize;
+    }
+    assert_eq!(reference.len(), exact.len());
+    assert!(
+        changed > 0,
+        "{what}: no flip changed anything; the comparison would prove nothing"
+    );
+}
+
+fn zoo_model(arch: &str, c: i64, s: i64) -> Model {
+    tch::manual_seed(11);
+    let info = ModelInfo {
+        arch: arch.into(),
+        num_classes: 10,
+        in_channels: c,
+        input_size: s,
+        normalize: Normalization::for_dataset(if c == 1 { "mnist" } else { "cifar10" }),
+        dataset: None,
+    };
+    Model::Graph(zoo::build(&info).unwrap())
+}
+
+#[test]
+fn fast_engine_matches_reference_on_small_zoo_models() {
+    for (arch, c, s) in [("mlp", 1, 28), ("lenet5", 1, 28), ("basenet", 1, 28)] {
+        let m = zoo_model(arch, c, s);
+        let data = dataset(&m, 24, c as usize, s as usize, 3);
+        check(arch, &m, &data, 60, EngineKind::Auto);
+    }
+}
+
+#[test]
+fn fast_engine_matches_reference_on_resnets_and_deit() {
+    for (arch, random) in [
+        ("resnet18-cifar", 30),
+        ("resnet18", 16),
+        ("resnet50", 10),
+        ("deit-tiny", 16),
+    ] {
+        let m = zoo_model(arch, 3, 32);
+        let data = dataset(&m, 8, 3, 32, 5);
+        check(arch, &m, &data, random, EngineKind::Auto);
+    }
+}
+
+#[test]
+fn fast_engine_matches_reference_on_onnx_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    common::run_python("onnx_export.py", &[dir.path()]);
+    for name in ["cnn_raw", "vit"] {
+        let m = hart::model::load(&dir.path().join(format!("{name}.onnx")), &LoadOptions::default()).unwrap();
+        assert!(m.graph().is_some(), "{name}: ONNX imports are graphs");
+        let data = dataset(&m, 10, 3, 16, 9);
+        check(&format!("onnx {name}"), &m, &data, 40, EngineKind::Auto);
+    }
+}
+
+#[test]
+fn generic_engine_matches_reference_on_torchscript() {
+    let dir = tempfile::tempdir().unwrap();
+    common::run_python("torchscript_export.py", &[dir.path()]);
+    let m = hart::model::load(&dir.path().join("scripted.pt"), &LoadOptions::default()).unwrap();
+    assert!(m.graph().is_none(), "TorchScript models are opaque");
+    let data = dataset(&m, 12, 3, 16, 4);
+    // Auto picks the generic engine for opaque models.
+    check("torchscript", &m, &data, 40, EngineKind::Auto);
+}

@@ -1,0 +1,254 @@
+//! Hessian-aware training and its baselines on tiny float64 models, where
+//! finite differences are accurate enough to check gradients tightly.
+
+use hart::hessian::probe::rademacher;
+use hart::hessian::{LayerSelection, ParamSet};
+use hart::model::builder::{GraphBuilder, Init};
+use hart::model::{GraphModel, Mode, Model, ModelInfo, Op, ParamKind, ParamStore};
+use hart::train::regularizer::selective::State;
+use hart::train::regularizer::{cross_entropy, hutchinson_penalty, Reading, Selective};
+use hart::train::{Regularizer, RegularizerConfig, RegularizerKind};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Kind, Tensor};
+
+fn info() -> ModelInfo {
+    ModelInfo {
+        arch: "tiny".into(),
+        num_classes: 3,
+        in_channels: 1,
+        input_size: 6,
+        normalize: None,
+        dataset: None,
+    }
+}
+
+/// linear 6→5 → tanh → linear 5→3, every tensor in float64.
+fn tiny_f64() -> Model {
+    tch::manual_seed(3);
+    let mut b = GraphBuilder::new();
+    let h = b.linear("fc1", GraphBuilder::INPUT, 6, 5, Init::Default).unwrap();
+    let h = b.op("", Op::Tanh, &[h]);
+    let out = b.linear("fc2", h, 5, 3, Init::Default).unwrap();
+    let (graph, params) = b.finish(out);
+    let mut double = ParamStore::new();
+    for (name, t, kind) in params.iter() {
+        double.insert(name, t.to_kind(Kind::Double), kind).unwrap();
+    }
+    Model::Graph(GraphModel {
+        graph,
+        params: double,
+        info: info(),
+    })
+}
+
+fn batch() -> (Tensor, Tensor) {
+    tch::manual_seed(4);
+    let x = Tensor::randn([12, 6], (Kind::Double, Device::Cpu));
+    let y = Tensor::randint(3, [12], (Kind::Int64, Device::Cpu));
+    (x, y)
+}
+
+fn trainable(model: &Model) -> Vec<Tensor> {
+    model.trainable().into_iter().map(|(_, t)| t).collect()
+}
+
+fn flat(ts: &[Tensor]) -> Tensor {
+    Tensor::cat(&ts.iter().map(|t| t.reshape([-1])).collect::<Vec<_>>(), 0)
+}
+
+fn set_flat(params: &[Tensor], values: &Tensor) {
+    let mut at = 0;
+    tch::no_grad(|| {
+        for p in params {
+            let n = p.numel() as i64;
+            p.shallow_clone().copy_(&values.narrow(0, at, n).view(p.size().as_slice()));
+            at += n;
+        }
+    });
+}
+
+fn grads(params: &[Tensor]) -> Tensor {
+    flat(&params.iter().map(|p| p.grad().copy()).collect::<Vec<_>>())
+}
+
+fn zero_grads(params: &[Tensor]) {
+    for p in params {
+        p.shallow_clone().zero_grad();
+    }
+}
+
+fn rel(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).norm().double_value(&[]) / b.norm().double_value(&[])
+}
+
+#[test]
+fn penalty_gradient_matches_finite_differences_of_vhv() {
+    tch::set_num_threads(1);
+    let model = tiny_f64();
+    let (x, y) = batch();
+    let all = trainable(&model);
+    for sel in [LayerSelection::All, LayerSelection::Last(1)] {
+        let set = ParamSet::select(&model, &sel).unwrap();
+        let v = rademacher(&mut ChaCha8Rng::seed_from_u64(9), 2, set.dim(), Kind::Double, Device::Cpu);
+        let vhv = || {
+            let loss = cross_entropy(&model.forward(&x, Mode::Train).unwrap(), &y).unwrap();
+            hutchinson_penalty(&loss, &set, &v).unwrap().value
+        };
+        let pen = vhv();
+        let analytic = Tensor::run_backward(&[&pen], &all, false, false);
+        let analytic = flat(&analytic);
+        let w0 = flat(&all).detach().copy();
+        let eps = 1e-5;
+        for k in 0..4 {
+            tch::manual_seed(100 + k);
+            let d = Tensor::randn_like(&w0);
+            set_flat(&all, &(&w0 + &d * eps));
+            let up = vhv().double_value(&[]);
+            set_flat(&all, &(&w0 - &d * eps));
+            let down = vhv().double_value(&[]);
+            set_flat(&all, &w0);
+            let numeric = (up - down) / (2.0 * eps);
+            let exact = analytic.dot(&d).double_value(&[]);
+            assert!(
+                (numeric - exact).abs() <= 1e-6 * exact.abs().max(1e-3),
+                "{sel}: directional derivative of vᵀHv {exact} vs finite difference {numeric}"
+            );
+        }
+    }
+}
+
+fn reg_config(kind: RegularizerKind) -> RegularizerConfig {
+    RegularizerConfig {
+        kind,
+        lambda: 0.3,
+        ..Default::default()
+    }
+}
+
+/// Gradient a regulariser leaves in `.grad` for one step from the same weights.
+fn step_grad(model: &Model, cfg: &RegularizerConfig, seed: u64) -> (Tensor, Option<f64>) {
+    let (x, y) = batch();
+    let all = trainable(model);
+    zero_grads(&all);
+    let mut reg = Regularizer::new(model, cfg, seed).unwrap();
+    let out = reg.step(model, &x, &y).unwrap();
+    (grads(&all), out.trace)
+}
+
+#[test]
+fn finite_difference_penalty_approximates_the_exact_one() {
+    tch::set_num_threads(1);
+    let model = tiny_f64();
+    let w0 = flat(&trainable(&model)).detach().copy();
+    let exact_cfg = reg_config(RegularizerKind::Hessian);
+    let (exact, exact_trace) = step_grad(&model, &exact_cfg, 5);
+    let plain = step_grad(&model, &reg_config(RegularizerKind::None), 5).0;
+    let fd_cfg = RegularizerConfig {
+        fd_sigma: 1e-3,
+        ..reg_config(RegularizerKind::FdHessian)
+    };
+    // Same seed, same single probe: the two estimate the same vᵀHv and its gradient.
+    let (fd, fd_trace) = step_grad(&model, &fd_cfg, 5);
+    let (et, ft) = (exact_trace.unwrap(), fd_trace.unwrap());
+    assert!((et - ft).abs() < 1e-5 * et.abs(), "vᵀHv: exact {et} vs two-point {ft}");
+    let pen_exact = &exact - &plain;
+    let pen_fd = &fd - &plain;
+    assert!(pen_exact.norm().double_value(&[]) > 1e-3, "the penalty must contribute");
+    let err = rel(&pen_fd, &pen_exact);
+    assert!(err < 1e-4, "finite-difference penalty gradient off by {err:.1e}");
+    assert!(flat(&trainable(&model)).equal(&w0), "fd-hessian must restore the weights exactly");
+}
+
+#[test]
+fn sam_takes_the_gradient_at_the_ascent_point() {
+    tch::set_num_threads(1);
+    let model = tiny_f64();
+    let (x, y) = batch();
+    let all = trainable(&model);
+    let w0 = flat(&all).detach().copy();
+    for adaptive in [false, true] {
+        let rho = 0.05;
+        let cfg = RegularizerConfig {
+            sam_rho: rho,
+            sam_adaptive: adaptive,
+            ..reg_config(RegularizerKind::Sam)
+        };
+        let (sam, _) = step_grad(&model, &cfg, 0);
+        assert!(flat(&all).equal(&w0), "SAM must restore the weights exactly");
+        // Reference, written out: ε = ρ T²g / ‖T g‖, gradient at w + ε.
+        let loss = cross_entropy(&model.forward(&x, Mode::Train).unwrap(), &y).unwrap();
+        let g = flat(&Tensor::run_backward(&[&loss], &all, false, false));
+        let t = if adaptive { w0.abs() + 0.01 } else { w0.ones_like() };
+        let eps = &t * &t * &g * (rho / (&t * &g).norm().double_value(&[]));
+        set_flat(&all, &(&w0 + &eps));
+        let loss = cross_entropy(&model.forward(&x, Mode::Train).unwrap(), &y).unwrap();
+        let expected = flat(&Tensor::run_backward(&[&loss], &all, false, false));
+        set_flat(&all, &w0);
+        let err = rel(&sam, &expected);
+        assert!(err < 1e-10, "SAM (adaptive {adaptive}) gradient off by {err:.1e}");
+        assert!(rel(&sam, &g) > 1e-4, "SAM's gradient must differ from the plain one");
+    }
+}
+
+#[test]
+fn every_k_steps_and_the_selective_rule_decide_when_the_penalty_fires() {
+    tch::set_num_threads(1);
+    let mut s = State::default();
+    let fired: Vec<bool> = [1.0, 2.0, 0.5, 3.0, 1.0].iter().map(|&r| s.decide(r)).collect();
+    // Running means before each reading: none, 1, 1.5, 1.1667, 1.625.
+    assert_eq!(fired, [true, true, false, true, false]);
+
+    let model = tiny_f64();
+    let (x, y) = batch();
+    let cfg = RegularizerConfig {
+        every: 3,
+        ..reg_config(RegularizerKind::Hessian)
+    };
+    let mut reg = Regularizer::new(&model, &cfg, 1).unwrap();
+    let outs: Vec<_> = (0..7).map(|_| reg.step(&model, &x, &y).unwrap()).collect();
+    let evaluated: Vec<bool> = outs.iter().map(|o| o.trace.is_some()).collect();
+    assert_eq!(evaluated, [true, false, false, true, false, false, true]);
+    assert!(outs.iter().all(|o| o.fired == o.trace.is_some()));
+
+    for reading in [Reading::Diag, Reading::Power] {
+        let cfg = RegularizerConfig {
+            selective: Some(Selective {
+                reading,
+                top_p: 2,
+                diag_frac: 0.1,
+            }),
+            ..reg_config(RegularizerKind::Hessian)
+        };
+        let mut reg = Regularizer::new(&model, &cfg, 2).unwrap();
+        let fired: Vec<bool> = (0..6).map(|_| reg.step(&model, &x, &y).unwrap().fired).collect();
+        assert!(fired[0], "{reading:?}: the first reading has no history and fires");
+        // Same batch, same weights: the readings hover around their mean, so some steps skip.
+        assert!(fired.iter().any(|f| !f), "{reading:?}: fired on every step: {fired:?}");
+    }
+}
+
+#[test]
+fn bad_regularizer_settings_are_refused_with_the_value() {
+    let model = tiny_f64();
+    let bad = [
+        (RegularizerConfig { lambda: -1.0, ..reg_config(RegularizerKind::Hessian) }, "-1"),
+        (RegularizerConfig { every: 0, ..reg_config(RegularizerKind::Hessian) }, "--hessian-every"),
+        (RegularizerConfig { sam_rho: 0.0, ..reg_config(RegularizerKind::Sam) }, "--sam-rho"),
+        (
+            RegularizerConfig { selective: Some(Selective::default()), ..reg_config(RegularizerKind::Sam) },
+            "--hessian-selective",
+        ),
+        (
+            RegularizerConfig { layers: "^nope".parse().unwrap(), ..reg_config(RegularizerKind::Hessian) },
+            "^nope",
+        ),
+    ];
+    for (cfg, needle) in bad {
+        let err = Regularizer::new(&model, &cfg, 0).err().expect("must be refused").to_string();
+        assert!(err.contains(needle) && !err.contains('\n'), "{err:?} should name {needle:?}");
+    }
+    assert!("last:0".parse::<LayerSelection>().is_err());
+    assert!("(".parse::<LayerSelection>().unwrap_err().to_string().contains("\"(\""));
+    let _ = ParamKind::Trainable;
+}
