@@ -67,6 +67,12 @@ fn fault_list(model: &Model, path: &Path, random: usize, seed: u64) {
         let (name, numel) = &tensors[rng.random_range(0..tensors.len())];
         writeln!(f, "{name},{},{}", rng.random_range(0..*numel), rng.random_range(0..32)).unwrap();
     }
+    // Exponent-MSB flips make weights huge: they change predictions even in
+    // deep random networks, so every comparison includes flips that matter.
+    for _ in 0..8 {
+        let (name, numel) = &tensors[rng.random_range(0..tensors.len())];
+        writeln!(f, "{name},{},30", rng.random_range(0..*numel)).unwrap();
+    }
     for _ in 0..2 {
         let (name, numel) = &tensors[rng.random_range(0..tensors.len())];
         let index = rng.random_range(0..*numel);

@@ -133,10 +133,8 @@ pub fn run(a: SweepArgs) -> Result<()> {
     tracing::info!(flips = owned, units = sw.owned().len(), shard = ?shard, "sweeping");
     let bar = progress_bar(owned, "sweep");
     let started = Instant::now();
-    let mut done_now = 0u64;
     sw.run(&a.out, &mut |n| {
         bar.inc(n);
-        done_now += n;
         let rate = bar.position() as f64 / started.elapsed().as_secs_f64().max(1e-9);
         bar.set_message(format!("{rate:.0} flips/s"));
     })?;

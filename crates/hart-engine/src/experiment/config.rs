@@ -132,6 +132,12 @@ pub struct AnalysisConfig {
     /// Images for the Hessian statistics.
     #[serde(default = "default_hessian_limit")]
     pub hessian_limit: usize,
+    /// Hutchinson stops at this relative standard error of the trace ...
+    #[serde(default = "default_rel_stderr")]
+    pub hessian_rel_stderr: f64,
+    /// ... or after this many probes.
+    #[serde(default = "default_max_probes")]
+    pub hessian_max_probes: usize,
     #[serde(default = "default_quant_bits")]
     pub quantize_bits: Vec<u32>,
     #[serde(default = "default_sparsity")]
@@ -145,6 +151,8 @@ impl Default for AnalysisConfig {
         AnalysisConfig {
             hessian: true,
             hessian_limit: default_hessian_limit(),
+            hessian_rel_stderr: default_rel_stderr(),
+            hessian_max_probes: default_max_probes(),
             quantize_bits: default_quant_bits(),
             prune_sparsity: default_sparsity(),
             landscape: Some(LandscapeConfig::default()),
@@ -217,6 +225,12 @@ fn yes() -> bool {
 }
 fn default_hessian_limit() -> usize {
     1000
+}
+fn default_rel_stderr() -> f64 {
+    0.05
+}
+fn default_max_probes() -> usize {
+    200
 }
 fn default_quant_bits() -> Vec<u32> {
     vec![8, 6, 4, 3, 2]

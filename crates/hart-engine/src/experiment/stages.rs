@@ -73,18 +73,31 @@ impl Runner<'_> {
 
     /// Trace and top eigenvalue of the loss Hessian on the test prefix.
     pub fn hessian(&mut self, m: &TrainedModel) -> Result<serde_json::Value> {
-        let n = self.cfg.analysis.hessian_limit;
-        let data = self.test_prefix(n)?;
-        let key = self.key(m, "hessian", serde_json::json!({"limit": n}));
+        let a = self.cfg.analysis.clone();
+        let data = self.test_prefix(a.hessian_limit)?;
+        let key = self.key(
+            m,
+            "hessian",
+            serde_json::json!({"limit": a.hessian_limit, "rel_stderr": a.hessian_rel_stderr, "max_probes": a.hessian_max_probes}),
+        );
         let device = self.device;
         let (report, _, outcome) = self.cache.stage("hessian", &key, |_| {
             let model = open(m, device)?;
             let params = ParamSet::select(&model, &LayerSelection::All)?;
             let mut op = data_hessian(&model, &data, &params, 256, device)?;
+            let defaults = hessian::AnalysisConfig::default();
             let cfg = hessian::AnalysisConfig {
                 top_k: 1,
                 seed: m.seed,
-                ..hessian::AnalysisConfig::default()
+                trace: hessian::TraceOptions {
+                    rel_stderr: a.hessian_rel_stderr,
+                    max_probes: a.hessian_max_probes,
+                    ..defaults.trace
+                },
+                // The top eigenvalue to 1%: enough to compare recipes, and it bounds the Lanczos steps.
+                eig_tol: 1e-2,
+                max_lanczos_steps: 40,
+                ..defaults
             };
             let report = hessian::analyze(&mut op, &params, &cfg, &ProgressBar::hidden())?;
             Ok(serde_json::to_value(report).unwrap_or_default())

@@ -41,12 +41,12 @@ impl Chart for SurfacePlot {
             .build_cartesian_3d(x0..x1, scale.lo..scale.hi, y0..y1)?;
         // A low box: loss walls are steep, and seen from this elevation a
         // wall steeper than the view shows its underside and hides the basin.
-        let (w, h) = root.dim_in_pixel();
-        chart.set_3d_pixel_range((w as i32 / 2, h as i32 / 5, w as i32 / 2));
+        let (px_w, px_h) = root.dim_in_pixel();
+        chart.set_3d_pixel_range((px_w as i32 * 3 / 5, px_h as i32 / 3, px_w as i32 * 3 / 5));
         chart.with_projection(|mut p| {
             p.yaw = 0.7;
             p.pitch = 0.45;
-            p.scale = 0.8;
+            p.scale = 0.85;
             p.into_matrix()
         });
         let fmt = |t: &f64| scale.label(*t);

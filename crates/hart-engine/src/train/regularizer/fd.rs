@@ -53,5 +53,6 @@ pub(super) fn step(reg: &mut Regularizer, model: &Model, x: &Tensor, y: &Tensor)
         logits,
         trace: Some(trace),
         fired: true,
+        reading: None,
     })
 }

@@ -74,16 +74,14 @@ pub(super) fn step(reg: &mut Regularizer, model: &Model, x: &Tensor, y: &Tensor)
     let v = rademacher(&mut reg.rng, reg.cfg.probes as i64, reg.selected.dim(), kind, device);
     let pen = hutchinson_penalty(&pen_loss, &reg.selected, &v)?;
     let trace = pen.value.double_value(&[]);
-    let fired = match reg.cfg.selective {
-        None => true,
-        Some(s) => {
-            let reading = match s.reading {
-                Reading::Diag => top_share_mean(&pen.diag, s.diag_frac),
-                Reading::Power => power_reading(reg, &pen.grads, s.top_p)?,
-            };
-            reg.selective.decide(reading)
-        }
+    let reading = match reg.cfg.selective {
+        None => None,
+        Some(s) => Some(match s.reading {
+            Reading::Diag => top_share_mean(&pen.diag, s.diag_frac),
+            Reading::Power => power_reading(reg, &pen.grads, s.top_p)?,
+        }),
     };
+    let fired = reading.is_none_or(|r| reg.selective.decide(r));
     let objective = if fired { &ce + &pen.value * reg.cfg.lambda } else { ce };
     objective.f_backward()?;
     Ok(StepOutcome {
@@ -91,6 +89,7 @@ pub(super) fn step(reg: &mut Regularizer, model: &Model, x: &Tensor, y: &Tensor)
         logits,
         trace: Some(trace),
         fired,
+        reading,
     })
 }
 

@@ -133,6 +133,8 @@ pub struct StepOutcome {
     pub trace: Option<f64>,
     /// Whether the regulariser's gradient went into this step.
     pub fired: bool,
+    /// The selective rule's curvature reading, when taken.
+    pub reading: Option<f64>,
 }
 
 /// Mean cross-entropy, in the logits' precision (so float64 checks stay float64).
@@ -199,6 +201,7 @@ pub fn plain_step(model: &Model, x: &Tensor, y: &Tensor) -> Result<StepOutcome> 
         logits,
         trace: None,
         fired: false,
+        reading: None,
     })
 }
 

@@ -56,5 +56,6 @@ pub(super) fn step(reg: &mut Regularizer, model: &Model, x: &Tensor, y: &Tensor)
         logits: logits.detach(),
         trace: None,
         fired: true,
+        reading: None,
     })
 }
