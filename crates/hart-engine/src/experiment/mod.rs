@@ -47,9 +47,21 @@ pub fn run(cfg: &ExperimentConfig, out: &Path, device: tch::Device, bar: Progres
     let mut results = vec![];
     for m in trained {
         let sweep = runner.sweep(&m)?;
-        let hessian = if cfg.analysis.hessian { Some(runner.hessian(&m)?) } else { None };
-        let quantize = if cfg.analysis.quantize_bits.is_empty() { vec![] } else { runner.quantize(&m)? };
-        let prune = if cfg.analysis.prune_sparsity.is_empty() { vec![] } else { runner.prune(&m)? };
+        let hessian = if cfg.analysis.hessian {
+            Some(runner.hessian(&m)?)
+        } else {
+            None
+        };
+        let quantize = if cfg.analysis.quantize_bits.is_empty() {
+            vec![]
+        } else {
+            runner.quantize(&m)?
+        };
+        let prune = if cfg.analysis.prune_sparsity.is_empty() {
+            vec![]
+        } else {
+            runner.prune(&m)?
+        };
         let landscape = runner.landscape(&m)?;
         results.push(ModelResults {
             model: m,

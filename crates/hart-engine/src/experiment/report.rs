@@ -6,7 +6,7 @@ use super::results::Group;
 use super::stats::MeanCi;
 use super::verdicts::not_better;
 use crate::error::{HartError, Result};
-use crate::plot::{self, Figure, LinePlot, SeriesLabelPosition, Series};
+use crate::plot::{self, Figure, LinePlot, Series, SeriesLabelPosition};
 use crate::report::Report;
 
 fn pct(m: &MeanCi) -> String {
@@ -40,7 +40,9 @@ pub fn build(title: &str, groups: &[Group], archs: &[String], plots: &Path) -> R
     r.heading("Where the Hessian-aware (or other) recipe is not better");
     let verdicts = not_better(groups);
     if verdicts.is_empty() {
-        r.paragraph("Every non-baseline recipe beats its baseline on every measured quantity, with separated 95% intervals.");
+        r.paragraph(
+            "Every non-baseline recipe beats its baseline on every measured quantity, with separated 95% intervals.",
+        );
     }
     for v in verdicts {
         r.callout(v);
@@ -64,8 +66,20 @@ pub fn build(title: &str, groups: &[Group], archs: &[String], plots: &Path) -> R
 
     r.heading("Erratic bits and parameters");
     r.paragraph("An erratic bit is a single (parameter element, bit) flip whose relative accuracy drop exceeds the threshold; an erratic parameter has at least one. Changes are relative to the baseline recipe with the same seed, averaged over seeds.");
-    let header = ["architecture", "recipe", "flips", "erratic bits", "change", "erratic params", "change"];
-    let change = |c: &Option<MeanCi>| c.map_or("baseline".into(), |c| format!("{:+.1} ± {:.1}%", 100.0 * c.mean, 100.0 * c.ci95));
+    let header = [
+        "architecture",
+        "recipe",
+        "flips",
+        "erratic bits",
+        "change",
+        "erratic params",
+        "change",
+    ];
+    let change = |c: &Option<MeanCi>| {
+        c.map_or("baseline".into(), |c| {
+            format!("{:+.1} ± {:.1}%", 100.0 * c.mean, 100.0 * c.ci95)
+        })
+    };
     let rows = groups
         .iter()
         .map(|g| {
@@ -96,29 +110,73 @@ pub fn build(title: &str, groups: &[Group], archs: &[String], plots: &Path) -> R
     for arch in archs {
         let series = per_arch(groups, arch)
             .map(|g| {
-                let pts = g.rad_histogram.iter().skip(1).enumerate().map(|(k, &c)| (5.0 * k as f64 + 2.5, c)).collect();
+                let pts = g
+                    .rad_histogram
+                    .iter()
+                    .skip(1)
+                    .enumerate()
+                    .map(|(k, &c)| (5.0 * k as f64 + 2.5, c))
+                    .collect();
                 Series::new(&g.recipe, pts)
             })
             .collect();
-        let chart = LinePlot::new(Figure::new(format!("{arch}: RAD histogram (5% bins)"), "relative accuracy drop (%)", "flips per bin (mean over seeds)"), series).log_y();
+        let chart = LinePlot::new(
+            Figure::new(
+                format!("{arch}: RAD histogram (5% bins)"),
+                "relative accuracy drop (%)",
+                "flips per bin (mean over seeds)",
+            ),
+            series,
+        )
+        .log_y();
         figure(&mut r, plots, &format!("{arch}-rad"), chart, format!("{arch}: flips per 5% RAD bin, one line per recipe (log scale); the 90–100% bins are the catastrophic flips."))?;
     }
 
     r.heading("Erratic bits per bit position and per layer");
     for arch in archs {
         let series = per_arch(groups, arch)
-            .map(|g| Series::new(&g.recipe, g.erratic_per_bit.iter().enumerate().map(|(b, &c)| (b as f64, c)).collect()))
+            .map(|g| {
+                Series::new(
+                    &g.recipe,
+                    g.erratic_per_bit
+                        .iter()
+                        .enumerate()
+                        .map(|(b, &c)| (b as f64, c))
+                        .collect(),
+                )
+            })
             .collect();
-        let chart = LinePlot::new(Figure::new(format!("{arch}: erratic bits per bit position"), "bit position (0 = mantissa LSB, 30 = exponent MSB, 31 = sign)", "erratic bits (mean over seeds)"), series).legend_at(SeriesLabelPosition::UpperLeft);
-        figure(&mut r, plots, &format!("{arch}-bits"), chart, format!("{arch}: erratic bits by IEEE-754 bit position."))?;
-        let layers: Vec<String> = per_arch(groups, arch).flat_map(|g| g.erratic_per_layer.keys().cloned()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        let chart = LinePlot::new(
+            Figure::new(
+                format!("{arch}: erratic bits per bit position"),
+                "bit position (0 = mantissa LSB, 30 = exponent MSB, 31 = sign)",
+                "erratic bits (mean over seeds)",
+            ),
+            series,
+        )
+        .legend_at(SeriesLabelPosition::UpperLeft);
+        figure(
+            &mut r,
+            plots,
+            &format!("{arch}-bits"),
+            chart,
+            format!("{arch}: erratic bits by IEEE-754 bit position."),
+        )?;
+        let layers: Vec<String> = per_arch(groups, arch)
+            .flat_map(|g| g.erratic_per_layer.keys().cloned())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let mut header = vec!["layer".to_string()];
         header.extend(per_arch(groups, arch).map(|g| g.recipe.clone()));
         let rows = layers
             .iter()
             .map(|l| {
                 let mut row = vec![format!("{arch} {l}")];
-                row.extend(per_arch(groups, arch).map(|g| format!("{:.1}", g.erratic_per_layer.get(l).copied().unwrap_or(0.0))));
+                row.extend(
+                    per_arch(groups, arch)
+                        .map(|g| format!("{:.1}", g.erratic_per_layer.get(l).copied().unwrap_or(0.0))),
+                );
                 row
             })
             .collect();
@@ -127,12 +185,25 @@ pub fn build(title: &str, groups: &[Group], archs: &[String], plots: &Path) -> R
 
     r.heading("Hessian trace and top eigenvalue");
     let header = ["architecture", "recipe", "Hessian trace", "top eigenvalue"];
-    let rows = groups.iter().map(|g| vec![g.arch.clone(), g.recipe.clone(), opt(&g.hessian_trace), opt(&g.top_eigenvalue)]).collect();
+    let rows = groups
+        .iter()
+        .map(|g| {
+            vec![
+                g.arch.clone(),
+                g.recipe.clone(),
+                opt(&g.hessian_trace),
+                opt(&g.top_eigenvalue),
+            ]
+        })
+        .collect();
     r.table(header.map(String::from).to_vec(), rows);
 
     r.heading("Robustness to quantization and pruning");
     for arch in archs {
-        for (what, x_label, name) in [("quantization", "weight bits", "quantize"), ("pruning", "sparsity (fraction of weights removed)", "prune")] {
+        for (what, x_label, name) in [
+            ("quantization", "weight bits", "quantize"),
+            ("pruning", "sparsity (fraction of weights removed)", "prune"),
+        ] {
             let series: Vec<Series> = per_arch(groups, arch)
                 .map(|g| {
                     let pts = if name == "quantize" { &g.quantize } else { &g.prune };
@@ -143,21 +214,57 @@ pub fn build(title: &str, groups: &[Group], archs: &[String], plots: &Path) -> R
             if series.is_empty() {
                 continue;
             }
-            let chart = LinePlot::new(Figure::new(format!("{arch}: accuracy under {what}"), x_label, "test accuracy (%)"), series).legend_at(SeriesLabelPosition::LowerLeft);
-            figure(&mut r, plots, &format!("{arch}-{name}"), chart, format!("{arch}: test accuracy vs {what}, one line per recipe (mean over seeds)."))?;
+            let chart = LinePlot::new(
+                Figure::new(format!("{arch}: accuracy under {what}"), x_label, "test accuracy (%)"),
+                series,
+            )
+            .legend_at(SeriesLabelPosition::LowerLeft);
+            figure(
+                &mut r,
+                plots,
+                &format!("{arch}-{name}"),
+                chart,
+                format!("{arch}: test accuracy vs {what}, one line per recipe (mean over seeds)."),
+            )?;
         }
     }
 
     r.heading("Loss landscapes");
     for arch in archs {
         let series: Vec<Series> = per_arch(groups, arch)
-            .filter_map(|g| Some(Series::new(&g.recipe, g.landscape.as_ref()?.iter().filter(|p| p.loss.is_finite()).map(|p| (p.alpha, p.loss)).collect())))
+            .filter_map(|g| {
+                Some(Series::new(
+                    &g.recipe,
+                    g.landscape
+                        .as_ref()?
+                        .iter()
+                        .filter(|p| p.loss.is_finite())
+                        .map(|p| (p.alpha, p.loss))
+                        .collect(),
+                ))
+            })
             .collect();
         if series.is_empty() {
             continue;
         }
-        let chart = LinePlot::new(Figure::new(format!("{arch}: loss along a filter-normalised direction"), "step along the direction (α)", "cross-entropy loss (nats)"), series).legend_at(SeriesLabelPosition::UpperMiddle);
-        figure(&mut r, plots, &format!("{arch}-landscape"), chart, format!("{arch}: loss landscape (Li et al. 2018 filter normalisation), first seed; flatter is more robust."))?;
+        let chart = LinePlot::new(
+            Figure::new(
+                format!("{arch}: loss along a filter-normalised direction"),
+                "step along the direction (α)",
+                "cross-entropy loss (nats)",
+            ),
+            series,
+        )
+        .legend_at(SeriesLabelPosition::UpperMiddle);
+        figure(
+            &mut r,
+            plots,
+            &format!("{arch}-landscape"),
+            chart,
+            format!(
+                "{arch}: loss landscape (Li et al. 2018 filter normalisation), first seed; flatter is more robust."
+            ),
+        )?;
     }
     Ok(r)
 }

@@ -47,7 +47,13 @@ impl ModelResults {
     pub fn rad_histogram(&self) -> Vec<f64> {
         let h = &self.sweep["rad_histogram"];
         let mut out = vec![h["negative"].as_f64().unwrap_or(0.0)];
-        out.extend(h["counts"].as_array().into_iter().flatten().map(|c| c.as_f64().unwrap_or(0.0)));
+        out.extend(
+            h["counts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| c.as_f64().unwrap_or(0.0)),
+        );
         out
     }
     pub fn erratic_per_bit(&self) -> Vec<f64> {
@@ -113,7 +119,12 @@ fn curve(rows: &[&ModelResults], get: impl Fn(&ModelResults) -> &Vec<CurvePoint>
     get(first)
         .iter()
         .enumerate()
-        .map(|(i, p)| (p.setting, mean_of(rows, |r| get(r).get(i).map_or(f64::NAN, |q| q.accuracy))))
+        .map(|(i, p)| {
+            (
+                p.setting,
+                mean_of(rows, |r| get(r).get(i).map_or(f64::NAN, |q| q.accuracy)),
+            )
+        })
         .collect()
 }
 
@@ -146,7 +157,9 @@ pub fn aggregate(results: &[ModelResults], archs: &[String], recipes: &[String])
                 continue;
             }
             let optional = |f: &dyn Fn(&ModelResults) -> Option<f64>| {
-                rows.iter().all(|r| f(r).is_some()).then(|| mean_of(&rows, |r| f(r).unwrap_or(f64::NAN)))
+                rows.iter()
+                    .all(|r| f(r).is_some())
+                    .then(|| mean_of(&rows, |r| f(r).unwrap_or(f64::NAN)))
             };
             groups.push(Group {
                 arch: arch.clone(),
@@ -158,7 +171,9 @@ pub fn aggregate(results: &[ModelResults], archs: &[String], recipes: &[String])
                 flips: rows[0].flips(),
                 erratic_bits: mean_of(&rows, ModelResults::erratic_bits),
                 erratic_params: mean_of(&rows, ModelResults::erratic_params),
-                erratic_bits_change: (i > 0).then(|| paired_change(&rows, &base, ModelResults::erratic_bits)).flatten(),
+                erratic_bits_change: (i > 0)
+                    .then(|| paired_change(&rows, &base, ModelResults::erratic_bits))
+                    .flatten(),
                 erratic_params_change: (i > 0)
                     .then(|| paired_change(&rows, &base, ModelResults::erratic_params))
                     .flatten(),

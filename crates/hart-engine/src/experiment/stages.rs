@@ -52,7 +52,8 @@ impl Runner<'_> {
         let data = self.test_prefix(s.limit)?;
         let key = self.key(m, "sweep", serde_json::to_value(&s).unwrap_or_default());
         let device = self.device;
-        self.bar.set_message(format!("sweeping {}/{}/seed{}", m.arch, m.recipe, m.seed));
+        self.bar
+            .set_message(format!("sweeping {}/{}/seed{}", m.arch, m.recipe, m.seed));
         let (summary, _, outcome) = self.cache.stage("sweep", &key, |dir| {
             let model = open(m, device)?;
             let cfg = faults::SweepConfig {
@@ -110,13 +111,17 @@ impl Runner<'_> {
     pub fn quantize(&mut self, m: &TrainedModel) -> Result<Vec<CurvePoint>> {
         let bits = self.cfg.analysis.quantize_bits.clone();
         let settings: Vec<f64> = bits.iter().map(|&b| b as f64).collect();
-        self.compression(m, "quantize", settings, |t, b| quantize_in_place(t, b as u32, Granularity::PerTensor))
+        self.compression(m, "quantize", settings, |t, b| {
+            quantize_in_place(t, b as u32, Granularity::PerTensor)
+        })
     }
 
     /// Accuracy after global magnitude pruning to each sparsity.
     pub fn prune(&mut self, m: &TrainedModel) -> Result<Vec<CurvePoint>> {
         let s = self.cfg.analysis.prune_sparsity.clone();
-        self.compression(m, "prune", s, |t, s| prune_in_place(t, s, PruneScope::Global).map(|_| ()))
+        self.compression(m, "prune", s, |t, s| {
+            prune_in_place(t, s, PruneScope::Global).map(|_| ())
+        })
     }
 
     fn compression(

@@ -48,17 +48,57 @@ pub fn not_better(groups: &[Group]) -> Vec<String> {
                 }
             }
         };
-        check("erratic bits", Some(&g.erratic_bits), Some(&base.erratic_bits), Better::Lower);
-        check("erratic parameters", Some(&g.erratic_params), Some(&base.erratic_params), Better::Lower);
-        check("clean test accuracy", Some(&g.test_accuracy), Some(&base.test_accuracy), Better::Higher);
-        check("training time (s)", Some(&g.train_seconds), Some(&base.train_seconds), Better::Lower);
-        check("Hessian trace", g.hessian_trace.as_ref(), base.hessian_trace.as_ref(), Better::Lower);
-        check("top Hessian eigenvalue", g.top_eigenvalue.as_ref(), base.top_eigenvalue.as_ref(), Better::Lower);
+        check(
+            "erratic bits",
+            Some(&g.erratic_bits),
+            Some(&base.erratic_bits),
+            Better::Lower,
+        );
+        check(
+            "erratic parameters",
+            Some(&g.erratic_params),
+            Some(&base.erratic_params),
+            Better::Lower,
+        );
+        check(
+            "clean test accuracy",
+            Some(&g.test_accuracy),
+            Some(&base.test_accuracy),
+            Better::Higher,
+        );
+        check(
+            "training time (s)",
+            Some(&g.train_seconds),
+            Some(&base.train_seconds),
+            Better::Lower,
+        );
+        check(
+            "Hessian trace",
+            g.hessian_trace.as_ref(),
+            base.hessian_trace.as_ref(),
+            Better::Lower,
+        );
+        check(
+            "top Hessian eigenvalue",
+            g.top_eigenvalue.as_ref(),
+            base.top_eigenvalue.as_ref(),
+            Better::Lower,
+        );
         for ((s, x), (_, b)) in g.quantize.iter().zip(&base.quantize) {
-            check(&format!("accuracy at {s}-bit quantization"), Some(x), Some(b), Better::Higher);
+            check(
+                &format!("accuracy at {s}-bit quantization"),
+                Some(x),
+                Some(b),
+                Better::Higher,
+            );
         }
         for ((s, x), (_, b)) in g.prune.iter().zip(&base.prune) {
-            check(&format!("accuracy at {:.0}% sparsity", 100.0 * s), Some(x), Some(b), Better::Higher);
+            check(
+                &format!("accuracy at {:.0}% sparsity", 100.0 * s),
+                Some(x),
+                Some(b),
+                Better::Higher,
+            );
         }
     }
     out
@@ -76,7 +116,9 @@ mod tests {
     fn only_separated_intervals_count_as_better() {
         assert_eq!(judge(&m(10.0, 1.0), &m(20.0, 1.0), Better::Lower), None);
         assert_eq!(judge(&m(25.0, 1.0), &m(20.0, 1.0), Better::Lower), Some("worse than"));
-        assert!(judge(&m(19.0, 2.0), &m(20.0, 2.0), Better::Lower).unwrap().starts_with("not clearly"));
+        assert!(judge(&m(19.0, 2.0), &m(20.0, 2.0), Better::Lower)
+            .unwrap()
+            .starts_with("not clearly"));
         assert_eq!(judge(&m(0.9, 0.01), &m(0.8, 0.01), Better::Higher), None);
         assert_eq!(judge(&m(0.7, 0.01), &m(0.8, 0.01), Better::Higher), Some("worse than"));
         // One seed: no interval, so a lower mean is taken at face value.
