@@ -28,11 +28,15 @@ fn train(dir: &Path, name: &str, seed: &str) -> String {
         "--arch",
         "lenet5",
         "--limit",
-        "2000",
+        "3000",
         "--epochs",
         "2",
+        // Adam reaches > 60% test accuracy on this slice for any seed; SGD at
+        // this budget sometimes does not.
+        "--optimizer",
+        "adam",
         "--lr",
-        "0.05",
+        "0.002",
         "--seed",
         seed,
         "--eval-limit",

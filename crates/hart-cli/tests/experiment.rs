@@ -66,7 +66,11 @@ fn tiny_experiment_reports_every_section_and_caches_stages() {
     let first = experiment(&config, &out);
     assert!(first.status.success(), "experiment failed: {}", stderr(&first));
     // 2 recipes × 2 seeds × (train, sweep, hessian, quantize, prune, landscape).
-    assert!(stdout(&first).contains("24 stages: 24 computed, 0 from the cache"), "{}", stdout(&first));
+    assert!(
+        stdout(&first).contains("24 stages: 24 computed, 0 from the cache"),
+        "{}",
+        stdout(&first)
+    );
 
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     for section in [
@@ -81,27 +85,48 @@ fn tiny_experiment_reports_every_section_and_caches_stages() {
     ] {
         assert!(html.contains(section), "report lacks section {section:?}");
     }
-    assert!(html.matches("data:image/png;base64,").count() >= 5, "plots are embedded");
-    assert!(!html.contains("src=\"http"), "report must not load anything from the network");
+    assert!(
+        html.matches("data:image/png;base64,").count() >= 5,
+        "plots are embedded"
+    );
+    assert!(
+        !html.contains("src=\"http"),
+        "report must not load anything from the network"
+    );
 
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let groups = summary["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 2);
     assert_eq!(groups[0]["test_accuracy"]["n"], 2, "means are over both seeds");
-    assert!(groups[1]["erratic_bits_change"].is_object(), "HAT is compared with the baseline");
+    assert!(
+        groups[1]["erratic_bits_change"].is_object(),
+        "HAT is compared with the baseline"
+    );
     assert!(out.join("summary.md").exists());
 
     // Nothing changed: everything comes from the cache.
     let again = experiment(&config, &out);
     assert!(again.status.success(), "{}", stderr(&again));
-    assert!(stdout(&again).contains("24 stages: 0 computed, 24 from the cache"), "{}", stdout(&again));
+    assert!(
+        stdout(&again).contains("24 stages: 0 computed, 24 from the cache"),
+        "{}",
+        stdout(&again)
+    );
 
     // One more quantization level: only the four quantize stages rerun.
-    std::fs::write(&config, TINY.replace("quantize_bits = [8, 4]", "quantize_bits = [8, 4, 2]")).unwrap();
+    std::fs::write(
+        &config,
+        TINY.replace("quantize_bits = [8, 4]", "quantize_bits = [8, 4, 2]"),
+    )
+    .unwrap();
     let changed = experiment(&config, &out);
     assert!(changed.status.success(), "{}", stderr(&changed));
-    assert!(stdout(&changed).contains("24 stages: 4 computed, 20 from the cache"), "{}", stdout(&changed));
+    assert!(
+        stdout(&changed).contains("24 stages: 4 computed, 20 from the cache"),
+        "{}",
+        stdout(&changed)
+    );
 }
 
 #[test]
@@ -109,7 +134,11 @@ fn invalid_config_names_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.toml");
     for (bad, key) in [
-        (TINY.replace("threshold", "x").replace("limit = 20\n", "limit = 20\nthreshold = 3.0\n"), "sweep.threshold"),
+        (
+            TINY.replace("threshold", "x")
+                .replace("limit = 20\n", "limit = 20\nthreshold = 3.0\n"),
+            "sweep.threshold",
+        ),
         (TINY.replace("train_limit", "train_limt"), "train_limt"),
         (TINY.replace("[\"mlp\"]", "[\"vgg99\"]"), "archs"),
     ] {

@@ -166,7 +166,11 @@ fn trace_top_eigenvalues_and_per_layer_traces_match_the_exact_hessian() {
             ..Default::default()
         };
         let r = analyze(&mut op, &params, &cfg, &ProgressBar::hidden()).unwrap();
-        assert!(r.converged, "{method:?} did not reach 3%: {} ± {} after {}", r.trace, r.trace_stderr, r.probes);
+        assert!(
+            r.converged,
+            "{method:?} did not reach 3%: {} ± {} after {}",
+            r.trace, r.trace_stderr, r.probes
+        );
         assert!(r.trace_stderr <= 0.03 * r.trace.abs());
         let z = (r.trace - exact_trace).abs() / r.trace_stderr;
         assert!(
@@ -185,7 +189,11 @@ fn trace_top_eigenvalues_and_per_layer_traces_match_the_exact_hessian() {
         }
         let per_sum: f64 = r.per_layer.0.iter().map(|(_, t)| t).sum();
         let sum_err = rel_err(per_sum, r.trace);
-        assert!(sum_err < 1e-5, "{method:?}: per-layer traces add up to {per_sum}, not {}", r.trace);
+        assert!(
+            sum_err < 1e-5,
+            "{method:?}: per-layer traces add up to {per_sum}, not {}",
+            r.trace
+        );
         for (k, (got, want)) in r.top_eigenvalues.iter().zip(&exact_eigs).enumerate() {
             assert!(rel_err(*got, *want) < 1e-3, "λ{}: Lanczos {got} vs exact {want}", k + 1);
         }

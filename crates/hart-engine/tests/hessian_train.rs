@@ -62,7 +62,8 @@ fn set_flat(params: &[Tensor], values: &Tensor) {
     tch::no_grad(|| {
         for p in params {
             let n = p.numel() as i64;
-            p.shallow_clone().copy_(&values.narrow(0, at, n).view(p.size().as_slice()));
+            p.shallow_clone()
+                .copy_(&values.narrow(0, at, n).view(p.size().as_slice()));
             at += n;
         }
     });
@@ -90,7 +91,13 @@ fn penalty_gradient_matches_finite_differences_of_vhv() {
     let all = trainable(&model);
     for sel in [LayerSelection::All, LayerSelection::Last(1)] {
         let set = ParamSet::select(&model, &sel).unwrap();
-        let v = rademacher(&mut ChaCha8Rng::seed_from_u64(9), 2, set.dim(), Kind::Double, Device::Cpu);
+        let v = rademacher(
+            &mut ChaCha8Rng::seed_from_u64(9),
+            2,
+            set.dim(),
+            Kind::Double,
+            Device::Cpu,
+        );
         let vhv = || {
             let loss = cross_entropy(&model.forward(&x, Mode::Train).unwrap(), &y).unwrap();
             hutchinson_penalty(&loss, &set, &v).unwrap().value
@@ -157,7 +164,10 @@ fn finite_difference_penalty_approximates_the_exact_one() {
     assert!(pen_exact.norm().double_value(&[]) > 1e-3, "the penalty must contribute");
     let err = rel(&pen_fd, &pen_exact);
     assert!(err < 1e-4, "finite-difference penalty gradient off by {err:.1e}");
-    assert!(flat(&trainable(&model)).equal(&w0), "fd-hessian must restore the weights exactly");
+    assert!(
+        flat(&trainable(&model)).equal(&w0),
+        "fd-hessian must restore the weights exactly"
+    );
 }
 
 #[test]
@@ -225,7 +235,12 @@ fn every_k_steps_and_the_selective_rule_decide_when_the_penalty_fires() {
     let readings: Vec<f64> = outs.iter().map(|o| o.reading.unwrap()).collect();
     for (i, o) in outs.iter().enumerate().skip(1) {
         let mean = readings[..i].iter().sum::<f64>() / i as f64;
-        assert_eq!(o.fired, readings[i] > mean, "step {i}: reading {} vs running mean {mean}", readings[i]);
+        assert_eq!(
+            o.fired,
+            readings[i] > mean,
+            "step {i}: reading {} vs running mean {mean}",
+            readings[i]
+        );
     }
 }
 
@@ -259,33 +274,73 @@ fn power_reading_converges_to_the_top_p_eigenvalue_mean() {
         ..reg_config(RegularizerKind::Hessian)
     };
     let mut reg = Regularizer::new(&model, &cfg, 3).unwrap();
-    let readings: Vec<f64> = (0..250).map(|_| reg.step(&model, &x, &y).unwrap().reading.unwrap()).collect();
+    let readings: Vec<f64> = (0..250)
+        .map(|_| reg.step(&model, &x, &y).unwrap().reading.unwrap())
+        .collect();
     // Ritz values never exceed the eigenvalues they approximate, and warm starts converge
     // (slowly here: the third-largest |λ| is 94% of the second).
-    assert!(readings.iter().all(|r| *r <= top2 * (1.0 + 1e-9)), "{readings:?} vs {top2}");
+    assert!(
+        readings.iter().all(|r| *r <= top2 * (1.0 + 1e-9)),
+        "{readings:?} vs {top2}"
+    );
     let last = readings[readings.len() - 1];
-    assert!((last - top2).abs() < 1e-3 * top2.abs(), "power reading {last} vs exact top-2 mean {top2}; spectrum ends {:?} {:?}", &e[..3], &e[e.len() - 4..]);
+    assert!(
+        (last - top2).abs() < 1e-3 * top2.abs(),
+        "power reading {last} vs exact top-2 mean {top2}; spectrum ends {:?} {:?}",
+        &e[..3],
+        &e[e.len() - 4..]
+    );
 }
 
 #[test]
 fn bad_regularizer_settings_are_refused_with_the_value() {
     let model = tiny_f64();
     let bad = [
-        (RegularizerConfig { lambda: -1.0, ..reg_config(RegularizerKind::Hessian) }, "-1"),
-        (RegularizerConfig { every: 0, ..reg_config(RegularizerKind::Hessian) }, "--hessian-every"),
-        (RegularizerConfig { sam_rho: 0.0, ..reg_config(RegularizerKind::Sam) }, "--sam-rho"),
         (
-            RegularizerConfig { selective: Some(Selective::default()), ..reg_config(RegularizerKind::Sam) },
+            RegularizerConfig {
+                lambda: -1.0,
+                ..reg_config(RegularizerKind::Hessian)
+            },
+            "-1",
+        ),
+        (
+            RegularizerConfig {
+                every: 0,
+                ..reg_config(RegularizerKind::Hessian)
+            },
+            "--hessian-every",
+        ),
+        (
+            RegularizerConfig {
+                sam_rho: 0.0,
+                ..reg_config(RegularizerKind::Sam)
+            },
+            "--sam-rho",
+        ),
+        (
+            RegularizerConfig {
+                selective: Some(Selective::default()),
+                ..reg_config(RegularizerKind::Sam)
+            },
             "--hessian-selective",
         ),
         (
-            RegularizerConfig { layers: "^nope".parse().unwrap(), ..reg_config(RegularizerKind::Hessian) },
+            RegularizerConfig {
+                layers: "^nope".parse().unwrap(),
+                ..reg_config(RegularizerKind::Hessian)
+            },
             "^nope",
         ),
     ];
     for (cfg, needle) in bad {
-        let err = Regularizer::new(&model, &cfg, 0).err().expect("must be refused").to_string();
-        assert!(err.contains(needle) && !err.contains('\n'), "{err:?} should name {needle:?}");
+        let err = Regularizer::new(&model, &cfg, 0)
+            .err()
+            .expect("must be refused")
+            .to_string();
+        assert!(
+            err.contains(needle) && !err.contains('\n'),
+            "{err:?} should name {needle:?}"
+        );
     }
     assert!("last:0".parse::<LayerSelection>().is_err());
     assert!("(".parse::<LayerSelection>().unwrap_err().to_string().contains("\"(\""));

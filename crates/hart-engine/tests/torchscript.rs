@@ -2,7 +2,7 @@
 //! PyTorch parameter names (fault lists and reports address tensors by them)
 //! and train. Fixtures come from tests/python/torchscript_export.py.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 mod common;
 

@@ -31,6 +31,11 @@ pub fn run(a: DemoArgs) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     // The configuration beside the results, so `hart experiment` can rerun or vary it.
     hart::util::write_atomic(&a.out.join("config.toml"), text.as_bytes())?;
-    println!("hart demo{}: {} → {}", if a.quick { " --quick" } else { "" }, cfg.name, a.out.display());
+    println!(
+        "hart demo{}: {} → {}",
+        if a.quick { " --quick" } else { "" },
+        cfg.name,
+        a.out.display()
+    );
     execute(&cfg, &a.out, &a.device)
 }

@@ -39,7 +39,7 @@ pub struct HessianArgs {
     pub max_probes: usize,
     /// hutchinson or hutchpp (Hutch++: exact on a low-rank sketch, Hutchinson on the rest).
     #[arg(long, default_value = "hutchinson")]
-    pub method: TraceMethod,
+    pub method: String,
     /// Hutch++ sketch size (costs 2× this many HVPs up front).
     #[arg(long, default_value_t = 10)]
     pub sketch: usize,
@@ -84,7 +84,7 @@ pub fn run(a: HessianArgs) -> Result<()> {
     let model = a.model.load(&data, device)?;
     let params = ParamSet::select(&model, &layers).context("--layers")?;
     let cfg = AnalysisConfig {
-        method: a.method,
+        method: a.method.parse::<TraceMethod>()?,
         trace: TraceOptions {
             rel_stderr: a.rel_stderr,
             min_probes: a.min_probes,
@@ -107,7 +107,12 @@ pub fn run(a: HessianArgs) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         write_json(&dir.join("hessian.json"), &report)?;
         if let Some(d) = &report.density {
-            let title = format!("Hessian eigenvalue density: {} on {} ({} images)", a.model.model.display(), data.name, data.len());
+            let title = format!(
+                "Hessian eigenvalue density: {} on {} ({} images)",
+                a.model.model.display(),
+                data.name,
+                data.len()
+            );
             for ext in ["png", "svg"] {
                 d.plot(&dir.join(format!("density.{ext}")), &title)?;
             }
@@ -136,9 +141,9 @@ pub fn run(a: HessianArgs) -> Result<()> {
 pub struct RegularizerArgs {
     /// none, hessian (HAT: CE + λ·Tr(H)), sam (SAM/ASAM) or fd-hessian (finite-difference trace penalty).
     #[arg(long, default_value = "none")]
-    pub regularizer: RegularizerKind,
+    pub regularizer: String,
     /// λ, the weight of the trace penalty.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, allow_hyphen_values = true)]
     pub hessian_lambda: f64,
     /// Hutchinson probes per penalised step.
     #[arg(long, default_value_t = 1)]
@@ -154,7 +159,7 @@ pub struct RegularizerArgs {
     pub hessian_selective: bool,
     /// Curvature reading of --hessian-selective: diag (top share of v⊙Hv, free) or power (top-p Ritz values).
     #[arg(long, default_value = "diag")]
-    pub hessian_reading: Reading,
+    pub hessian_reading: String,
     /// p, the eigenvalues the power reading averages.
     #[arg(long, default_value_t = 5)]
     pub hessian_top_p: usize,
@@ -175,16 +180,18 @@ pub struct RegularizerArgs {
     pub fd_sigma: f64,
 }
 
+// Enumerations are parsed here rather than by clap so a bad value ends in one
+// `error:` line like every other bad input.
 impl RegularizerArgs {
     pub fn config(&self) -> Result<RegularizerConfig> {
         let cfg = RegularizerConfig {
-            kind: self.regularizer,
+            kind: self.regularizer.parse::<RegularizerKind>()?,
             lambda: self.hessian_lambda,
             probes: self.hessian_probes,
             every: self.hessian_every,
             layers: self.hessian_layers.parse().context("--hessian-layers")?,
             selective: self.hessian_selective.then_some(Selective {
-                reading: self.hessian_reading,
+                reading: self.hessian_reading.parse::<Reading>()?,
                 top_p: self.hessian_top_p,
                 diag_frac: self.hessian_diag_frac,
             }),

@@ -107,9 +107,10 @@ pub fn run(a: PruneArgs) -> Result<()> {
     let series = labels_series(&l.models.iter().map(|(m, _, _)| m.clone()).collect::<Vec<_>>(), &rows);
     let figure = Figure::new(
         format!(
-            "Accuracy under {} magnitude pruning ({}, {} images)",
+            "Accuracy under {} magnitude pruning ({} {}, {} images)",
             a.scope,
             l.data.name,
+            a.sweep.split,
             l.data.len()
         ),
         "weights pruned (% of weight tensors' entries)",

@@ -92,7 +92,7 @@ pub struct SweepArgs {
     /// Compress biases and normalisation parameters (rank-1 tensors) too.
     #[arg(long)]
     pub include_bias_bn: bool,
-    /// Folder for the JSON results and the plot.
+    /// Folder for the JSON results and the plot (default: hart-quantize or hart-prune).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Plot format: png or svg.
@@ -250,8 +250,9 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
         .collect();
     let figure = Figure::new(
         format!(
-            "Accuracy under {granularity} weight quantization ({}, {} images)",
+            "Accuracy under {granularity} weight quantization ({} {}, {} images)",
             l.data.name,
+            a.sweep.split,
             l.data.len()
         ),
         "weight bit width (bits)",

@@ -2,6 +2,7 @@
 //! baseline measured in the same run. One module per benchmark.
 
 mod forward;
+mod hessian;
 mod landscape;
 mod sweep;
 
@@ -41,6 +42,20 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 256)]
         batch_size: usize,
     },
+    /// Curvature costs: HVPs and seconds to a trace's rel. stderr (Hutchinson vs Hutch++), and a
+    /// HAT step against a plain step (full model, last:1, every 4th step). Ratios below 1 = overhead.
+    Hessian {
+        /// Zoo architectures for the step comparison (comma-separated).
+        #[arg(long, default_value = "basenet,lenet5,resnet18-cifar")]
+        archs: String,
+        #[arg(long, default_value_t = 32)]
+        batch_size: i64,
+        /// Images the trace comparison differentiates over.
+        #[arg(long, default_value_t = 256)]
+        images: usize,
+        #[arg(long, default_value_t = 0.02)]
+        rel_stderr: f64,
+    },
     /// Sweep engine flips/s against the brute-force loop on the same flips
     /// (MLP, LeNet-5, resnet18-cifar).
     Sweep {
@@ -64,6 +79,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
             steps,
             batch_size,
         } => landscape::run(images, steps, batch_size, a.runs)?,
+        BenchWhat::Hessian {
+            archs,
+            batch_size,
+            images,
+            rel_stderr,
+        } => hessian::run(&archs, batch_size, images, rel_stderr, a.runs)?,
         BenchWhat::Sweep {
             images,
             elements,

@@ -176,7 +176,7 @@ impl Regularizer {
 
     /// Computes this step's gradients into `.grad` (zeroed by the caller).
     pub fn step(&mut self, model: &Model, x: &Tensor, y: &Tensor) -> Result<StepOutcome> {
-        let active = self.cfg.kind != RegularizerKind::None && self.step % self.cfg.every == 0;
+        let active = self.cfg.kind != RegularizerKind::None && self.step.is_multiple_of(self.cfg.every);
         self.step += 1;
         if !active {
             return plain_step(model, x, y);

@@ -1,0 +1,147 @@
+//! `hart bench hessian`: what curvature costs. (1) Hessian-vector products
+//! and seconds to reach a relative standard error, Hutchinson (baseline)
+//! against Hutch++; (2) a HAT training step against a plain step of the same
+//! model and batch, for the full model, `last:1`, and the full model with
+//! the penalty every 4th step (timed over 4-step windows).
+
+use anyhow::Result;
+use hart::bench::{time, Comparison};
+use hart::data::{DataSpec, Split};
+use hart::hessian::{data_hessian, hutchinson, hutchpp, LayerSelection, ParamSet, TraceOptions};
+use hart::model::{zoo, Model, ModelInfo};
+use hart::train::{
+    train, Optimizer, OptimizerConfig, OptimizerKind, Regularizer, RegularizerConfig, RegularizerKind, TrainConfig,
+};
+use indicatif::ProgressBar;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Kind, Tensor};
+
+fn info(arch: &str) -> ModelInfo {
+    let cifar = arch.contains("cifar");
+    let mut spec = DataSpec::new(if cifar { "cifar10" } else { "fashion-mnist" }, Split::Train);
+    spec.limit = Some(1);
+    ModelInfo {
+        arch: arch.into(),
+        num_classes: 10,
+        in_channels: if cifar { 3 } else { 1 },
+        input_size: if cifar { 32 } else { 28 },
+        normalize: hart::model::Normalization::for_dataset(&spec.dataset),
+        dataset: None,
+    }
+}
+
+/// Hutchinson vs Hutch++ to `rel` on an MLP trained for one epoch on 2000 Fashion-MNIST images.
+fn trace_cost(images: usize, rel: f64, runs: usize) -> Result<Comparison> {
+    let mut spec = DataSpec::new("fashion-mnist", Split::Train);
+    spec.limit = Some(2000);
+    let data = hart::data::load(&spec)?;
+    tch::manual_seed(0);
+    let model = Model::Graph(zoo::build(&info("mlp"))?);
+    let cfg = TrainConfig {
+        epochs: 1,
+        batch_size: 64,
+        optimizer: OptimizerConfig {
+            kind: OptimizerKind::RmsProp,
+            lr: 1e-3,
+            momentum: 0.0,
+            weight_decay: 0.0,
+        },
+        seed: 0,
+        device: Device::Cpu,
+    };
+    train(&model, &data, &cfg, &ProgressBar::hidden())?;
+    let mut slice = data.clone();
+    slice.truncate(images);
+    let params = ParamSet::select(&model, &LayerSelection::All)?;
+    let opts = TraceOptions {
+        rel_stderr: rel,
+        max_probes: 20_000,
+        ..TraceOptions::default()
+    };
+    let mut seed = 0;
+    let mut run = |pp: bool| -> Result<(usize, usize)> {
+        seed += 1;
+        let mut op = data_hessian(&model, &slice, &params, images, Device::Cpu)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let e = if pp {
+            hutchpp(&mut op, &params, &opts, 10, &mut rng, |_, _| {})?
+        } else {
+            hutchinson(&mut op, &params, &opts, &mut rng, |_, _| {})?
+        };
+        Ok((e.hvps, e.probes))
+    };
+    let (mut plain_hvps, mut pp_hvps) = (Vec::new(), Vec::new());
+    let baseline = time("hutchinson", runs, || {
+        plain_hvps.push(run(false).expect("hutchinson").0)
+    });
+    let candidate = time("hutch++", runs, || pp_hvps.push(run(true).expect("hutch++").0));
+    println!(
+        "trace to {:.0}% rel. stderr, mlp on {images} images: Hutchinson {:?} HVPs, Hutch++ (sketch 10) {:?} HVPs",
+        100.0 * rel,
+        plain_hvps,
+        pp_hvps
+    );
+    Ok(Comparison::new(
+        &format!("mlp trace to {:.0}%: hutch++", 100.0 * rel),
+        baseline,
+        candidate,
+    ))
+}
+
+/// `window` optimiser steps of `arch` on a fixed random batch under `reg`.
+fn steps(arch: &str, batch: i64, reg: &RegularizerConfig, window: usize) -> Result<impl FnMut()> {
+    tch::manual_seed(0);
+    let i = info(arch);
+    let model = Model::Graph(zoo::build(&i)?);
+    let x = Tensor::rand(
+        [batch, i.in_channels, i.input_size, i.input_size],
+        (Kind::Float, Device::Cpu),
+    );
+    let y = Tensor::randint(10, [batch], (Kind::Int64, Device::Cpu));
+    let params = model.trainable().into_iter().map(|(_, t)| t).collect();
+    let cfg = OptimizerConfig {
+        kind: OptimizerKind::RmsProp,
+        lr: 1e-4,
+        momentum: 0.0,
+        weight_decay: 0.0,
+    };
+    let mut opt = Optimizer::new(params, cfg);
+    let mut reg = Regularizer::new(&model, reg, 0)?;
+    Ok(move || {
+        for _ in 0..window {
+            opt.zero_grad();
+            reg.step(&model, &x, &y).expect("training step");
+            opt.step();
+        }
+    })
+}
+
+pub fn run(archs: &str, batch: i64, images: usize, rel: f64, runs: usize) -> Result<Vec<Comparison>> {
+    let mut out = vec![trace_cost(images, rel, runs.min(3))?];
+    let plain = RegularizerConfig::default();
+    let hat = |layers: &str, every: usize| -> Result<RegularizerConfig> {
+        Ok(RegularizerConfig {
+            kind: RegularizerKind::Hessian,
+            layers: layers.parse()?,
+            every,
+            ..RegularizerConfig::default()
+        })
+    };
+    for arch in archs.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        for (label, cfg, window) in [
+            ("all", hat("all", 1)?, 1),
+            ("last:1", hat("last:1", 1)?, 1),
+            ("all, every 4", hat("all", 4)?, 4),
+        ] {
+            let baseline = time("plain", runs, steps(arch, batch, &plain, window)?);
+            let candidate = time("hat", runs, steps(arch, batch, &cfg, window)?);
+            out.push(Comparison::new(
+                &format!("{arch} HAT step ({label})"),
+                baseline,
+                candidate,
+            ));
+        }
+    }
+    Ok(out)
+}
