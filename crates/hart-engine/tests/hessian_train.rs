@@ -83,8 +83,17 @@ fn rel(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).norm().double_value(&[]) / b.norm().double_value(&[])
 }
 
+/// These tests compare exact and finite-difference curvature to 1e-5 and set
+/// libtorch's global thread count; run concurrently, one test's thread
+/// changes reorder another's reductions. One at a time keeps them exact.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn penalty_gradient_matches_finite_differences_of_vhv() {
+    let _serial = serial();
     tch::set_num_threads(1);
     let model = tiny_f64();
     let (x, y) = batch();
@@ -145,6 +154,7 @@ fn step_grad(model: &Model, cfg: &RegularizerConfig, seed: u64) -> (Tensor, Opti
 
 #[test]
 fn finite_difference_penalty_approximates_the_exact_one() {
+    let _serial = serial();
     tch::set_num_threads(1);
     let model = tiny_f64();
     let w0 = flat(&trainable(&model)).detach().copy();
@@ -172,6 +182,7 @@ fn finite_difference_penalty_approximates_the_exact_one() {
 
 #[test]
 fn sam_takes_the_gradient_at_the_ascent_point() {
+    let _serial = serial();
     tch::set_num_threads(1);
     let model = tiny_f64();
     let (x, y) = batch();
@@ -203,6 +214,7 @@ fn sam_takes_the_gradient_at_the_ascent_point() {
 
 #[test]
 fn every_k_steps_and_the_selective_rule_decide_when_the_penalty_fires() {
+    let _serial = serial();
     tch::set_num_threads(1);
     let mut s = State::default();
     let fired: Vec<bool> = [1.0, 2.0, 0.5, 3.0, 1.0].iter().map(|&r| s.decide(r)).collect();
@@ -258,6 +270,7 @@ fn minibatch_hessian(model: &Model) -> Tensor {
 
 #[test]
 fn power_reading_converges_to_the_top_p_eigenvalue_mean() {
+    let _serial = serial();
     tch::set_num_threads(1);
     let model = tiny_f64();
     let (x, y) = batch();
@@ -294,6 +307,7 @@ fn power_reading_converges_to_the_top_p_eigenvalue_mean() {
 
 #[test]
 fn bad_regularizer_settings_are_refused_with_the_value() {
+    let _serial = serial();
     let model = tiny_f64();
     let bad = [
         (
