@@ -25,6 +25,7 @@ name = "plain"
 [[recipe]]
 name = "hat"
 regularizer = "hessian"
+hessian_lambda = 0.001
 hessian_every = 2
 
 [sweep]
