@@ -90,14 +90,13 @@ fn smooth(nodes: &[Vec<f64>], weights: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>, f64)
 impl Density {
     /// Writes the density (log scale, as it spans many decades) to a PNG or SVG file.
     pub fn plot(&self, path: &Path, title: &str) -> Result<()> {
-        // Below ten decades under the peak the Gaussian tails say nothing but squash the axis.
+        // Ten decades under the peak is the floor: the Gaussian tails below it say nothing but squash the axis.
         let floor = self.density.iter().fold(0f64, |a, &b| a.max(b)) * 1e-10;
         let points = self
             .grid
             .iter()
             .copied()
-            .zip(self.density.iter().copied())
-            .filter(|&(_, d)| d >= floor)
+            .zip(self.density.iter().map(|&d| d.max(floor)))
             .collect();
         let chart = LinePlot::new(
             Figure::new(
