@@ -360,6 +360,46 @@ fn norm_axis(axis: i64, rank: usize) -> i64 {
     }
 }
 
+/// Max-pooling over non-overlapping windows as maxima of strided views:
+/// libtorch's CPU max_pool2d kernel dominated sweep profiles on small
+/// channel counts. Same values, NaN propagating alike; only without autograd,
+/// because `maximum` splits the gradient between tied maxima where max_pool2d
+/// picks one.
+fn tiled_max_pool(
+    x: &Tensor,
+    kernel: &[i64; 2],
+    stride: &[i64; 2],
+    pad: [i64; 2],
+    dilation: &[i64; 2],
+    ceil_mode: bool,
+) -> Result<Option<Tensor>> {
+    if x.requires_grad() || x.dim() != 4 || kernel != stride || pad != [0, 0] || *dilation != [1, 1] {
+        return Ok(None);
+    }
+    let (n, c, h, w) = x.size4()?;
+    let [kh, kw] = *kernel;
+    if kh < 1 || kw < 1 || (ceil_mode && (h % kh != 0 || w % kw != 0)) || h < kh || w < kw {
+        return Ok(None);
+    }
+    let (ho, wo) = (h / kh, w / kw);
+    let v = x
+        .f_narrow(2, 0, ho * kh)?
+        .f_narrow(3, 0, wo * kw)?
+        .f_reshape([n, c, ho, kh, wo, kw])?;
+    // Elementwise maxima of the kh·kw strided views (a strided reduction was slower).
+    let mut y: Option<Tensor> = None;
+    for i in 0..kh {
+        for j in 0..kw {
+            let part = v.f_select(5, j)?.f_select(3, i)?;
+            y = Some(match y {
+                Some(acc) => acc.f_maximum(&part)?,
+                None => part,
+            });
+        }
+    }
+    Ok(y.map(|t| t.contiguous()))
+}
+
 /// Applies asymmetric padding up front when libtorch's symmetric padding can't express it.
 fn split_pads(x: &Tensor, p: &Pads, value: f64) -> Result<(Tensor, [i64; 2])> {
     if p[0] == p[2] && p[1] == p[3] {
@@ -476,7 +516,10 @@ fn eval_node(node: &Node, env: &[Option<Tensor>], params: &ParamStore, x: &Tenso
             ceil_mode,
         } => {
             let (xin, pad) = split_pads(inp(0)?, padding, f64::NEG_INFINITY)?;
-            xin.f_max_pool2d(kernel, stride, pad, dilation, *ceil_mode)?
+            match tiled_max_pool(&xin, kernel, stride, pad, dilation, *ceil_mode)? {
+                Some(y) => y,
+                None => xin.f_max_pool2d(kernel, stride, pad, dilation, *ceil_mode)?,
+            }
         }
         Op::AvgPool2d {
             kernel,
@@ -652,4 +695,47 @@ fn eval_node(node: &Node, env: &[Option<Tensor>], params: &ParamStore, x: &Tenso
         Op::Cast { to } => inp(0)?.f_to_kind(*to)?,
         Op::Identity => inp(0)?.shallow_clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiled_max_pool_equals_max_pool2d_bit_for_bit() {
+        tch::manual_seed(0);
+        for (h, w, k, ceil) in [
+            (8, 8, 2, false),
+            (7, 9, 2, false),
+            (9, 9, 3, false),
+            (6, 6, 3, true),
+            (5, 4, 1, false),
+        ] {
+            let x = Tensor::randn([3, 4, h, w], (Kind::Float, tch::Device::Cpu));
+            let _ = x.get(0).get(1).get(0).get(0).fill_(f64::NAN);
+            let _ = x.get(1).get(2).get(1).get(1).fill_(f64::NEG_INFINITY);
+            let _ = x.get(2).get(3).fill_(f64::INFINITY);
+            let fast = tiled_max_pool(&x, &[k, k], &[k, k], [0, 0], &[1, 1], ceil)
+                .unwrap()
+                .unwrap();
+            let slow = x.max_pool2d([k, k], [k, k], [0, 0], [1, 1], ceil);
+            assert_eq!(fast.size(), slow.size(), "{h}x{w} k{k}");
+            let same = fast
+                .eq_tensor(&slow)
+                .logical_or(&fast.isnan().logical_and(&slow.isnan()));
+            assert!(same.all().int64_value(&[]) == 1, "{h}x{w} k{k} differs");
+        }
+        // Overlapping windows, padding and autograd keep libtorch's kernel.
+        let x = Tensor::randn([1, 1, 6, 6], (Kind::Float, tch::Device::Cpu));
+        assert!(tiled_max_pool(&x, &[3, 3], &[2, 2], [0, 0], &[1, 1], false)
+            .unwrap()
+            .is_none());
+        assert!(tiled_max_pool(&x, &[2, 2], &[2, 2], [1, 1], &[1, 1], false)
+            .unwrap()
+            .is_none());
+        let g = x.set_requires_grad(true);
+        assert!(tiled_max_pool(&g, &[2, 2], &[2, 2], [0, 0], &[1, 1], false)
+            .unwrap()
+            .is_none());
+    }
 }

@@ -83,7 +83,7 @@ fn i64s(v: &[i64]) -> Tensor {
     Tensor::from_slice(v)
 }
 
-fn pad(x: &Tensor, p: &Pads) -> Result<Tensor> {
+pub fn pad(x: &Tensor, p: &Pads) -> Result<Tensor> {
     Ok(x.f_pad([p[1], p[3], p[0], p[2]], "constant", 0.0)?)
 }
 
@@ -99,6 +99,14 @@ fn conv_coords(shape: &[i64; 4], groups: i64, e: i64) -> (i64, i64, i64, i64) {
 }
 
 impl Delta {
+    /// The node whose value the change is computed from (the layer input).
+    pub fn input(&self) -> Option<usize> {
+        match self {
+            Delta::LinearWeight { input, .. } | Delta::ConvWeight { input, .. } => Some(*input),
+            Delta::Bias | Delta::Recompute => None,
+        }
+    }
+
     pub fn structured(&self) -> bool {
         !matches!(self, Delta::Recompute)
     }
@@ -170,31 +178,43 @@ impl Delta {
         })
     }
 
-    /// Faulty outputs of node `c` for pairs: `clean` is its clean output
-    /// gathered per pair, `env` the gathered inputs, `elements`/`deltas` the
-    /// flipped element and new−old of each pair's flip.
-    pub fn apply(&self, clean: &Tensor, env: &[Option<Tensor>], elements: &[i64], deltas: &[f32]) -> Result<Tensor> {
+    /// The output channel (conv) or unit (linear) a flip of element `e` moves.
+    pub fn channel(&self, e: i64) -> i64 {
+        match self {
+            Delta::LinearWeight { in_features, .. } => e / in_features,
+            Delta::ConvWeight { shape, groups, .. } => conv_coords(shape, *groups, e).0,
+            Delta::Bias | Delta::Recompute => e,
+        }
+    }
+
+    /// The change of each pair's moved channel, `[P, 1, …]` like one
+    /// channel of node `c`'s output (`out_shape`, batch dimension ignored):
+    /// `env` holds the gathered inputs, `elements`/`deltas` the flipped
+    /// element and new−old of each pair's flip.
+    pub fn change(
+        &self,
+        out_shape: &[i64],
+        env: &[Option<Tensor>],
+        elements: &[i64],
+        deltas: &[f32],
+    ) -> Result<Tensor> {
         let p = elements.len() as i64;
         let e = i64s(elements);
-        let d = Tensor::from_slice(deltas).to_device(clean.device());
-        let mut out = clean.copy();
-        match self {
+        let mut slice: Vec<i64> = out_shape.to_vec();
+        slice[0] = p;
+        slice[1] = 1;
+        let dev = env.iter().flatten().next().map_or(Device::Cpu, |t| t.device());
+        let d = Tensor::from_slice(deltas).to_device(dev);
+        Ok(match self {
             Delta::LinearWeight { input, in_features } => {
                 let x = gathered(env, *input)?;
-                let (o, i) = (e.divide_scalar_mode(*in_features, "floor"), e.remainder(*in_features));
-                let xi = x.f_gather(1, &i.unsqueeze(1), false)?.squeeze_dim(1);
-                let _ = out.f_scatter_add_(1, &o.unsqueeze(1), &(xi * &d).unsqueeze(1))?;
+                let i = e.remainder(*in_features).to_device(dev);
+                (x.f_gather(1, &i.unsqueeze(1), false)?.squeeze_dim(1) * &d).view([p, 1])
             }
             Delta::Bias => {
-                let size = out.size();
-                let rest: i64 = size[2..].iter().product();
-                let view = out.f_view([p, size[1], rest])?;
-                let idx = e.view([p, 1, 1]).expand([p, 1, rest], false);
-                let _ = view.shallow_clone().f_scatter_add_(
-                    1,
-                    &idx,
-                    &d.view([p, 1, 1]).expand([p, 1, rest], false).contiguous(),
-                )?;
+                let ones = vec![1i64; slice.len() - 1];
+                d.view([&[p][..], &ones].concat().as_slice())
+                    .expand(slice.as_slice(), false)
             }
             Delta::ConvWeight {
                 input,
@@ -206,26 +226,47 @@ impl Delta {
             } => {
                 let x = gathered(env, *input)?;
                 let xp = pad(x, padding)?;
-                let (_, cout, ho, wo) = out.size4()?;
+                let (ho, wo) = (out_shape[2], out_shape[3]);
                 let coords: Vec<_> = elements.iter().map(|&e| conv_coords(shape, *groups, e)).collect();
                 let col = |f: fn(&(i64, i64, i64, i64)) -> i64| i64s(&coords.iter().map(f).collect::<Vec<_>>());
-                let (co, ch, kh, kw) = (col(|c| c.0), col(|c| c.1), col(|c| c.2), col(|c| c.3));
-                let dev = Device::Cpu;
+                let (ch, kh, kw) = (col(|c| c.1), col(|c| c.2), col(|c| c.3));
                 let rows = (kh * dilation[0]).view([p, 1, 1])
-                    + (Tensor::arange(ho, (Kind::Int64, dev)) * stride[0]).view([1, ho, 1]);
+                    + (Tensor::arange(ho, (Kind::Int64, Device::Cpu)) * stride[0]).view([1, ho, 1]);
                 let cols = (kw * dilation[1]).view([p, 1, 1])
-                    + (Tensor::arange(wo, (Kind::Int64, dev)) * stride[1]).view([1, 1, wo]);
-                let pidx = Tensor::arange(p, (Kind::Int64, dev)).view([p, 1, 1]);
-                let patch = xp.f_index(&[Some(pidx), Some(ch.view([p, 1, 1])), Some(rows), Some(cols)])?;
-                let delta = (patch * d.view([p, 1, 1])).view([p, 1, ho * wo]);
-                let view = out.f_view([p, cout, ho * wo])?;
-                let idx = co.view([p, 1, 1]).expand([p, 1, ho * wo], false);
-                let _ = view.shallow_clone().f_scatter_add_(1, &idx, &delta)?;
+                    + (Tensor::arange(wo, (Kind::Int64, Device::Cpu)) * stride[1]).view([1, 1, wo]);
+                let pidx = Tensor::arange(p, (Kind::Int64, Device::Cpu)).view([p, 1, 1]);
+                let idx =
+                    [Some(pidx), Some(ch.view([p, 1, 1])), Some(rows), Some(cols)].map(|t| t.map(|t| t.to_device(dev)));
+                let patch = xp.f_index(&idx)?;
+                (patch * d.view([p, 1, 1])).view([p, 1, ho, wo])
             }
             Delta::Recompute => return Err(HartError::Model("recomputed flips have no structured delta".into())),
-        }
+        })
+    }
+
+    /// Faulty outputs of node `c` for pairs: `clean` is its clean output
+    /// gathered per pair; the rest as for [`Delta::change`].
+    pub fn apply(&self, clean: &Tensor, env: &[Option<Tensor>], elements: &[i64], deltas: &[f32]) -> Result<Tensor> {
+        let change = self.change(&clean.size(), env, elements, deltas)?;
+        let channels: Vec<i64> = elements.iter().map(|&e| self.channel(e)).collect();
+        let out = clean.copy();
+        add_to_channel(&out, &channels, &change)?;
         Ok(out)
     }
+}
+
+/// `out[p, channels[p], …] += change[p, 0, …]`.
+pub fn add_to_channel(out: &Tensor, channels: &[i64], change: &Tensor) -> Result<()> {
+    let size = out.size();
+    let p = size[0];
+    let rest: i64 = size[2..].iter().product();
+    let mut view = out.f_view([p, size[1], rest])?;
+    let idx = i64s(channels)
+        .to_device(out.device())
+        .view([p, 1, 1])
+        .expand([p, 1, rest], false);
+    let _ = view.f_scatter_add_(1, &idx, &change.f_reshape([p, 1, rest])?)?;
+    Ok(())
 }
 
 fn reduce_all_but_1(g: &Tensor) -> Vec<i64> {

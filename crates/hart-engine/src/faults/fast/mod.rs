@@ -14,6 +14,7 @@
 pub mod bound;
 pub mod delta;
 pub mod plan;
+pub mod sparse;
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -22,6 +23,7 @@ use tch::{Device, Kind, Tensor};
 
 use self::delta::{delta_kind, Delta};
 use self::plan::{axes, plan, Axis, Plan};
+use self::sparse::Sparse;
 use super::engine::{old_new, with_flip, Ctx, Engine, Outcome};
 use super::generic::Generic;
 use super::space::{Flip, FlipSpace};
@@ -32,8 +34,10 @@ use crate::model::{GraphModel, Mode, ParamStore};
 
 /// Memory for the cached values of one chunk of images.
 const CACHE_BYTES: i64 = 384 << 20;
-/// Memory for the activations of one stacked batch of pairs.
-const PAIR_BYTES: i64 = 192 << 20;
+/// Memory for the activations of one stacked batch of pairs: small enough
+/// that each buffer stays under the allocator's mmap threshold (32 MiB) and
+/// is reused rather than faulted in afresh.
+const PAIR_BYTES: i64 = 24 << 20;
 /// Samples per round between early-exit checks.
 const ROUND: usize = 512;
 /// Relative safety factor on the bound (its own float rounding).
@@ -44,6 +48,8 @@ struct Cut {
     delta: Delta,
     /// Sensitivity at `c`'s output, when every op after it has a bound rule.
     g: Option<Tensor>,
+    /// Channel-sparse evaluation up to the next dense layer, where the graph allows it.
+    sparse: Option<Sparse>,
     chunk: usize,
     max_pairs: i64,
 }
@@ -119,7 +125,14 @@ impl<'a> Fast<'a> {
             (true, Some(abs)) => bound::sensitivity(graph, abs, env1, &self.ax, c)?,
             _ => None,
         };
-        let cached: i64 = plan.gather.iter().chain([&c]).map(|&v| numel(&env1[v])).sum::<i64>() * 4;
+        let mut sparse = sparse::find(graph, &self.ax, c, &delta, rank);
+        if let Some(sp) = sparse.as_mut() {
+            // `d`'s own input is never needed whole: its change comes from the slice.
+            let own = &graph.nodes[sp.d].inputs;
+            sp.plan.gather.retain(|v| !own.contains(v));
+        }
+        let kept = keep(&plan, c, sparse.as_ref());
+        let cached: i64 = kept.iter().map(|&v| numel(&env1[v])).sum::<i64>() * 4;
         let per_pair: i64 = plan
             .gather
             .iter()
@@ -128,8 +141,9 @@ impl<'a> Fast<'a> {
             .map(|&v| numel(&env1[v]))
             .sum::<i64>()
             * 4;
-        tracing::debug!(tensor = name, cut = %node.name, ?delta, bound = g.is_some(), "cut");
+        tracing::debug!(tensor = name, cut = %node.name, ?delta, bound = g.is_some(), sparse = ?sparse.as_ref().map(|s| s.d), "cut");
         Ok(Some(Cut {
+            sparse,
             chunk: (CACHE_BYTES / cached.max(1)).clamp(1, self.ctx.clean.n as i64) as usize,
             max_pairs: (PAIR_BYTES / per_pair.max(1)).clamp(16, 8192),
             plan,
@@ -143,21 +157,27 @@ impl<'a> Fast<'a> {
         let (x, _) = self.ctx.images(s0, s1);
         let graph = &self.gm.graph;
         let mut env: Vec<Option<Tensor>> = (0..graph.nodes.len()).map(|_| None).collect();
-        tch::no_grad(|| graph.forward_nodes(&self.gm.params, &x, 0..=cut.plan.c, &mut env, Mode::Eval))?;
-        let keep: Vec<usize> = cut
-            .plan
-            .gather
-            .iter()
-            .chain(&cut.plan.statics)
-            .copied()
-            .chain([cut.plan.c])
-            .collect();
+        let last = cut.sparse.as_ref().map_or(cut.plan.c, |s| s.d);
+        tch::no_grad(|| graph.forward_nodes(&self.gm.params, &x, 0..=last, &mut env, Mode::Eval))?;
+        let keep = keep(&cut.plan, cut.plan.c, cut.sparse.as_ref());
         Ok(env
             .into_iter()
             .enumerate()
             .map(|(v, t)| if keep.contains(&v) { t } else { None })
             .collect())
     }
+}
+
+/// The cached values a cut reads: the dense path's and the sparse path's.
+fn keep(plan: &Plan, c: usize, sparse: Option<&Sparse>) -> Vec<usize> {
+    let mut keep: Vec<usize> = plan.gather.iter().chain(&plan.statics).copied().chain([c]).collect();
+    if let Some(sp) = sparse {
+        keep.extend(sp.plan.gather.iter().chain(&sp.plan.statics).copied());
+        keep.extend([sp.end(c), sp.d]);
+    }
+    keep.sort_unstable();
+    keep.dedup();
+    keep
 }
 
 /// What is fixed for one unit's flips.
@@ -216,6 +236,14 @@ impl Fast<'_> {
             for (t, (c, a)) in tallies.iter_mut().zip(open_c.iter().zip(&open_all)) {
                 t.open_correct += c;
                 t.open_wrong += a - c;
+            }
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                let per_flip = Vec::<i64>::try_from(mask.sum_dim_intlist(1, false, Kind::Int64))?;
+                let mut per_bit = [0i64; 32];
+                for (f, c) in u.flips.iter().zip(&per_flip) {
+                    per_bit[f.bit as usize] += c;
+                }
+                tracing::debug!(chunk = s0, flips = u.flips.len(), ?per_bit, "candidate pairs");
             }
             masks.push(mask);
             if chunks.len() == 1 {
@@ -320,8 +348,144 @@ impl Fast<'_> {
         Ok(Tensor::cat(&parts, 0))
     }
 
-    /// Faulty correctness of pairs (flip `f_idx[p]`, chunk sample `s_rel[p]`).
+    /// Faulty correctness of pairs (flip `f_idx[p]`, chunk sample `s_rel[p]`):
+    /// the sparse path for finite flips where the cut has one, the dense
+    /// path for the rest.
     fn eval_pairs(
+        &self,
+        cut: &Cut,
+        u: &UnitFlips,
+        env: &[Option<Tensor>],
+        f_idx: &[i64],
+        s_rel: &Tensor,
+        s0: usize,
+    ) -> Result<Tensor> {
+        let Some(sp) = cut.sparse.as_ref() else {
+            return self.dense_pairs(cut, u, env, f_idx, s_rel, s0);
+        };
+        let finite: Vec<bool> = f_idx.iter().map(|&f| u.values[f as usize].1.is_finite()).collect();
+        if !finite.contains(&false) {
+            return self.sparse_pairs(cut, sp, u, env, f_idx, s_rel, s0);
+        }
+        let mut out = Tensor::zeros([f_idx.len() as i64], (Kind::Bool, Device::Cpu));
+        for want in [true, false] {
+            let pos: Vec<i64> = (0..f_idx.len() as i64)
+                .filter(|&p| finite[p as usize] == want)
+                .collect();
+            if pos.is_empty() {
+                continue;
+            }
+            let sub_f: Vec<i64> = pos.iter().map(|&p| f_idx[p as usize]).collect();
+            let sub_s = s_rel.index_select(0, &Tensor::from_slice(&pos));
+            let got = if want {
+                self.sparse_pairs(cut, sp, u, env, &sub_f, &sub_s, s0)?
+            } else {
+                self.dense_pairs(cut, u, env, &sub_f, &sub_s, s0)?
+            };
+            let _ = out.f_index_copy_(0, &Tensor::from_slice(&pos), &got)?;
+        }
+        Ok(out)
+    }
+
+    /// Rows `s` of cached value `v`, channel `channels[p]` of row `p` only: `[P, 1, …]`.
+    fn channel_rows(&self, env: &[Option<Tensor>], v: usize, s: &Tensor, channels: &[i64]) -> Result<Tensor> {
+        let t = env[v]
+            .as_ref()
+            .ok_or_else(|| HartError::Model(format!("fast engine: value {v} not cached")))?;
+        let size = t.size();
+        let ch = Tensor::from_slice(channels).to_device(t.device());
+        let rows = s * size[1] + ch;
+        let mut shape = size.clone();
+        shape[0] = channels.len() as i64;
+        shape[1] = 1;
+        Ok(t.f_reshape([size[0] * size[1], -1])?
+            .f_index_select(0, &rows)?
+            .f_reshape(shape.as_slice())?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sparse_pairs(
+        &self,
+        cut: &Cut,
+        sp: &Sparse,
+        u: &UnitFlips,
+        env: &[Option<Tensor>],
+        f_idx: &[i64],
+        s_rel: &Tensor,
+        s0: usize,
+    ) -> Result<Tensor> {
+        let graph = &self.gm.graph;
+        let (c, dev) = (cut.plan.c, self.ctx.device);
+        let s_dev = s_rel.to_device(dev);
+        let elements: Vec<i64> = f_idx.iter().map(|&f| u.flips[f as usize].index).collect();
+        let deltas: Vec<f32> = f_idx.iter().map(|&f| u.delta32(f as usize)).collect();
+        let channels: Vec<i64> = elements.iter().map(|&e| cut.delta.channel(e)).collect();
+        let mut small: Vec<Option<Tensor>> = (0..graph.nodes.len()).map(|_| None).collect();
+        if let Some(v) = cut.delta.input() {
+            small[v] = env[v].as_ref().map(|t| t.index_select(0, &s_dev));
+        }
+        let out_shape = env[c]
+            .as_ref()
+            .ok_or_else(|| HartError::Model("fast engine: cut value missing".into()))?
+            .size();
+        let change = cut.delta.change(&out_shape, &small, &elements, &deltas)?;
+        let x = env[0]
+            .as_ref()
+            .map_or_else(|| Tensor::zeros([1], (Kind::Float, dev)), |t| t.shallow_clone());
+        let change = if sp.chain.is_empty() {
+            change
+        } else {
+            let faulty = self.channel_rows(env, c, &s_dev, &channels)? + change;
+            let end = sp.run_chain(graph, &self.gm.params, &x, faulty)?;
+            end - self.channel_rows(env, sp.end(c), &s_dev, &channels)?
+        };
+        let clean_d = env[sp.d]
+            .as_ref()
+            .ok_or_else(|| HartError::Model("fast engine: dense layer value missing".into()))?
+            .index_select(0, &s_dev);
+        let mut genv: Vec<Option<Tensor>> = (0..graph.nodes.len()).map(|_| None).collect();
+        for &v in &sp.plan.gather {
+            genv[v] = env[v].as_ref().map(|t| t.index_select(0, &s_dev));
+        }
+        for &v in &sp.plan.statics {
+            genv[v] = env[v].as_ref().map(|t| t.shallow_clone());
+        }
+        let gx = genv[0]
+            .as_ref()
+            .map_or_else(|| x.shallow_clone(), |t| t.shallow_clone());
+        graph.forward_nodes(
+            &self.gm.params,
+            &gx,
+            sp.plan.shapes.iter().copied(),
+            &mut genv,
+            Mode::Eval,
+        )?;
+        genv[sp.d] = Some(sp.densify(graph, &self.gm.params, &clean_d, &channels, &change)?);
+        graph.forward_nodes(
+            &self.gm.params,
+            &gx,
+            sp.plan.after.iter().copied(),
+            &mut genv,
+            Mode::Eval,
+        )?;
+        self.correct_of(&genv, s_rel, s0)
+    }
+
+    fn correct_of(&self, genv: &[Option<Tensor>], s_rel: &Tensor, s0: usize) -> Result<Tensor> {
+        let logits = genv[self.gm.graph.output]
+            .as_ref()
+            .ok_or_else(|| HartError::Model("fast engine: logits not computed".into()))?;
+        let labels = self
+            .ctx
+            .clean
+            .labels
+            .index_select(0, &(s_rel + s0 as i64))
+            .to_device(self.ctx.device);
+        Ok(correct_mask(logits, &labels).to_device(Device::Cpu))
+    }
+
+    /// The dense path: `c`'s whole faulty output, then every node after it.
+    fn dense_pairs(
         &self,
         cut: &Cut,
         u: &UnitFlips,
@@ -386,15 +550,6 @@ impl Fast<'_> {
         }
         genv[plan.c] = Some(out);
         graph.forward_nodes(&self.gm.params, &x, plan.after.iter().copied(), &mut genv, Mode::Eval)?;
-        let logits = genv[graph.output]
-            .as_ref()
-            .ok_or_else(|| HartError::Model("fast engine: logits not computed".into()))?;
-        let labels = self
-            .ctx
-            .clean
-            .labels
-            .index_select(0, &(s_rel + s0 as i64))
-            .to_device(dev);
-        Ok(correct_mask(logits, &labels).to_device(Device::Cpu))
+        self.correct_of(&genv, s_rel, s0)
     }
 }
