@@ -82,20 +82,19 @@ fn fault_list(model: &Model, path: &Path, random: usize, seed: u64) {
     }
 }
 
+/// The sweep's rows; with `exact_rad` on two parallel workers (each with its
+/// own copy of the weights), otherwise in one thread, so both paths are compared.
 fn rows(model: &Model, data: &Dataset, faults: &Path, engine: EngineKind, exact_rad: bool) -> Vec<Row> {
     let cfg = SweepConfig {
         faults: Some(faults.to_path_buf()),
         engine,
         exact_rad,
         batch: 5,
+        jobs: Some(if exact_rad { 2 } else { 1 }),
         ..SweepConfig::new()
     };
     let sw = prepare(model, data, &cfg).unwrap_or_else(|e| panic!("{e}"));
-    let mut e = sw.engine();
-    sw.owned()
-        .iter()
-        .flat_map(|u| sw.rows(e.as_mut(), u).unwrap_or_else(|e| panic!("{e}")))
-        .collect()
+    sw.collect().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs `candidate` and the reference on the same flips and compares.

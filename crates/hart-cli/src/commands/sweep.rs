@@ -75,6 +75,9 @@ pub struct SweepArgs {
     pub margin: Option<f64>,
     #[arg(long, default_value_t = 0.95)]
     pub confidence: f64,
+    /// Parallel workers for the fast engine on the CPU, each with one libtorch thread (default: libtorch's thread count, i.e. the cores or OMP_NUM_THREADS).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
 }
 
 fn parse_scope(s: &str) -> Result<Scope, String> {
@@ -105,6 +108,7 @@ pub fn run(a: SweepArgs) -> Result<()> {
         batch: a.batch_size,
         shard,
         confidence: a.confidence,
+        jobs: a.jobs.map(|j| j as usize),
     };
     if let Some(m) = a.margin {
         if !(m > 0.0 && m < 1.0) {

@@ -46,6 +46,21 @@ pub fn clean_pass(model: &Model, data: &Dataset, batch: usize, device: Device) -
     Ok(from_logits(logits, labels))
 }
 
+impl Clean {
+    /// Another handle on the same (never written) tensors, for a worker thread.
+    pub fn share(&self) -> Clean {
+        Clean {
+            logits: self.logits.shallow_clone(),
+            labels: self.labels.shallow_clone(),
+            correct: self.correct.shallow_clone(),
+            correct_count: self.correct_count,
+            margins: self.margins.shallow_clone(),
+            slack: self.slack.shallow_clone(),
+            n: self.n,
+        }
+    }
+}
+
 pub fn from_logits(logits: Tensor, labels: Tensor) -> Clean {
     let correct = correct_mask(&logits, &labels);
     let correct_count = correct.sum(Kind::Int64).int64_value(&[]);

@@ -21,6 +21,7 @@ pub mod stats;
 pub mod summary;
 pub mod sweep;
 pub mod verdict;
+pub mod workers;
 
 pub use bits::BitSet;
 pub use engine::{Engine, Outcome};

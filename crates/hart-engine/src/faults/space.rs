@@ -60,7 +60,7 @@ impl Unit {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Source {
     /// Every element of every target, each with every selected bit.
     Exhaustive { offsets: Vec<u64> },
@@ -251,6 +251,29 @@ impl FlipSpace {
 
     pub fn unit_flips(&self, unit: &Unit) -> Vec<Flip> {
         (unit.start..unit.end).map(|o| self.flip(o)).collect()
+    }
+
+    /// The same flips over `params`' tensors of the same names (a worker's
+    /// own copy of the model).
+    pub fn rebind(&self, params: &crate::model::ParamStore) -> Result<FlipSpace> {
+        let targets = self
+            .targets
+            .iter()
+            .map(|t| {
+                Ok(Target {
+                    name: t.name.clone(),
+                    tensor: params.get(&t.name)?.shallow_clone(),
+                    numel: t.numel,
+                    kind: t.kind,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(FlipSpace {
+            targets,
+            bits: self.bits.clone(),
+            source: self.source.clone(),
+            units: self.units.clone(),
+        })
     }
 
     pub fn target_index(&self, name: &str) -> Option<usize> {

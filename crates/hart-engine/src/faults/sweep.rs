@@ -20,7 +20,7 @@ use super::shard::Shard;
 use super::space::{select_targets, FlipSpace, Scope, Unit};
 use super::summary::{Summary, SummaryBuilder};
 use super::verdict::rad;
-use super::{fast, faultlist};
+use super::{fast, faultlist, workers};
 use crate::data::Dataset;
 use crate::error::{HartError, Result};
 use crate::model::Model;
@@ -65,6 +65,9 @@ pub struct SweepConfig {
     pub batch: usize,
     pub shard: Shard,
     pub confidence: f64,
+    /// Parallel workers (None: one per libtorch thread). Not part of the
+    /// configuration hash: it changes how fast, not what.
+    pub jobs: Option<usize>,
 }
 
 impl SweepConfig {
@@ -81,6 +84,7 @@ impl SweepConfig {
             batch: 1000,
             shard: Shard::WHOLE,
             confidence: 0.95,
+            jobs: None,
         }
     }
 }
@@ -217,43 +221,55 @@ impl Sweep<'_> {
 
     /// Rows of one unit, computed by `engine`.
     pub fn rows(&self, engine: &mut dyn Engine, unit: &Unit) -> Result<Vec<Row>> {
-        let flips = self.space.unit_flips(unit);
-        let values = old_new(&self.space, &flips)?;
-        let outcomes = engine.run(&self.space, &flips)?;
-        let cc = self.clean.correct_count;
-        Ok(flips
-            .iter()
-            .zip(values)
-            .zip(outcomes)
-            .map(|((f, (old, new)), o)| Row {
-                param: self.space.targets[f.target].name.clone(),
-                index: f.index,
-                bit: f.bit,
-                old,
-                new,
-                correct: o.correct,
-                total: self.clean.n as i64,
-                rad: rad(cc, o.correct),
-                exact: o.exact,
-            })
-            .collect())
+        unit_rows(&self.space, &self.clean, engine, unit)
+    }
+
+    /// Every row of this shard in flip order, computed as [`Sweep::run`]
+    /// computes them (workers included) but kept in memory, not journalled.
+    pub fn collect(&self) -> Result<Vec<Row>> {
+        let units = self.owned();
+        let mut parts: Vec<Option<Vec<Row>>> = vec![None; units.len()];
+        let mut done = |unit: &Unit, rows: Vec<Row>| -> Result<()> {
+            if let Some(k) = units.iter().position(|u| u.id == unit.id) {
+                parts[k] = Some(rows);
+            }
+            Ok(())
+        };
+        self.process(&units, &mut done)?;
+        Ok(parts.into_iter().flatten().flatten().collect())
+    }
+
+    /// Computes `units`, in parallel where [`workers::count`] allows.
+    fn process(&self, units: &[Unit], done: &mut dyn FnMut(&Unit, Vec<Row>) -> Result<()>) -> Result<()> {
+        let workers = workers::count(self, units.len(), self.cfg.jobs);
+        if workers > 1 {
+            return workers::run(self, units, workers, done);
+        }
+        let mut engine = self.engine();
+        for unit in units {
+            done(unit, self.rows(engine.as_mut(), unit)?)?;
+        }
+        Ok(())
     }
 
     /// Processes every unfinished unit of this shard into `dir`, calling
     /// `progress(flips)` after each, then checks the weights came back intact.
     pub fn run(&self, dir: &Path, progress: &mut dyn FnMut(u64)) -> Result<()> {
         let journal = Journal::open(dir, &self.manifest)?;
-        let mut engine = self.engine();
+        let mut todo = vec![];
         for unit in self.owned() {
             if journal.is_done(unit.id) {
                 progress(unit.len());
-                continue;
+            } else {
+                todo.push(unit);
             }
-            let rows = self.rows(engine.as_mut(), &unit)?;
+        }
+        let mut done = |unit: &Unit, rows: Vec<Row>| -> Result<()> {
             journal.record(unit.id, &rows)?;
             progress(unit.len());
-        }
-        drop(engine);
+            Ok(())
+        };
+        self.process(&todo, &mut done)?;
         if model_hash(self.model)? != self.manifest.hashes.model {
             return Err(HartError::Model(
                 "model weights changed during the sweep (restore failed)".into(),
@@ -266,6 +282,30 @@ impl Sweep<'_> {
     pub fn owned_flips(&self) -> u64 {
         self.owned().iter().map(|u| u.len()).sum()
     }
+}
+
+/// Rows of one unit, computed by `engine`.
+pub fn unit_rows(space: &FlipSpace, clean: &Clean, engine: &mut dyn Engine, unit: &Unit) -> Result<Vec<Row>> {
+    let flips = space.unit_flips(unit);
+    let values = old_new(space, &flips)?;
+    let outcomes = engine.run(space, &flips)?;
+    let cc = clean.correct_count;
+    Ok(flips
+        .iter()
+        .zip(values)
+        .zip(outcomes)
+        .map(|((f, (old, new)), o)| Row {
+            param: space.targets[f.target].name.clone(),
+            index: f.index,
+            bit: f.bit,
+            old,
+            new,
+            correct: o.correct,
+            total: clean.n as i64,
+            rad: rad(cc, o.correct),
+            exact: o.exact,
+        })
+        .collect())
 }
 
 /// Streams the parts of this shard's finished sweep into its table and summary.

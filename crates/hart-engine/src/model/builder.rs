@@ -3,7 +3,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::graph::{Graph, Node, Op, ValueId};
+use super::graph::{Const, Graph, Node, Op, ValueId};
 use super::params::{ParamKind, ParamStore};
 use crate::error::Result;
 
@@ -86,7 +86,7 @@ impl GraphBuilder {
     }
 
     pub fn constant(&mut self, scope: &str, t: Tensor) -> ValueId {
-        self.op(scope, Op::Constant(t), &[])
+        self.op(scope, Op::Constant(Const(t)), &[])
     }
 
     pub fn shape_const(&mut self, scope: &str, shape: &[i64]) -> ValueId {

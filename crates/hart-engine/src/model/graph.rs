@@ -17,7 +17,25 @@ pub type ValueId = usize;
 /// Padding as (top, left, bottom, right), so asymmetric ONNX pads survive.
 pub type Pads = [i64; 4];
 
+/// A constant tensor inside the graph. Copies of a graph share it: it is
+/// never written, so sweep workers can each own a graph over the same data.
 #[derive(Debug)]
+pub struct Const(pub Tensor);
+
+impl Clone for Const {
+    fn clone(&self) -> Self {
+        Const(self.0.shallow_clone())
+    }
+}
+
+impl std::ops::Deref for Const {
+    type Target = Tensor;
+    fn deref(&self) -> &Tensor {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone)]
 pub enum Op {
     /// The image batch, float32 NCHW in [0, 1].
     Input,
@@ -25,7 +43,7 @@ pub enum Op {
     /// initializers feeding MatMul, DeiT's class token and position embedding).
     Param(String),
     /// A constant that is not a model parameter (ONNX `Constant`, shape data).
-    Constant(Tensor),
+    Constant(Const),
     /// Per-channel `(x - mean) / std`, so zoo models take [0, 1] inputs.
     Normalize {
         mean: Vec<f64>,
@@ -150,7 +168,7 @@ pub enum Op {
     Identity,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Node {
     /// Unique, human-readable; for layers this is the PyTorch module path
     /// (`layer1.0.conv1`) so reports speak the user's names.
@@ -159,7 +177,7 @@ pub struct Node {
     pub inputs: Vec<ValueId>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Graph {
     pub nodes: Vec<Node>,
     pub output: ValueId,

@@ -108,6 +108,19 @@ impl ParamStore {
         }
     }
 
+    /// An independent copy of every tensor (same names, kinds and devices),
+    /// for work that writes weights in place beside readers of the original.
+    pub fn deep_copy(&self) -> ParamStore {
+        let mut s = ParamStore::new();
+        for (name, t, kind) in self.iter() {
+            s.names.push(name.to_string());
+            s.tensors.push(t.detach().copy());
+            s.kinds.push(kind);
+            s.index.insert(name.to_string(), s.names.len() - 1);
+        }
+        s
+    }
+
     pub fn device(&self) -> Device {
         self.tensors.first().map_or(Device::Cpu, |t| t.device())
     }

@@ -98,12 +98,8 @@ fn sweep_rows(model: &Model, data: &Dataset, faults: &std::path::Path, engine: E
         ..SweepConfig::new()
     };
     let sw = prepare(model, data, &cfg)?;
-    let mut e = sw.engine();
     let t = Instant::now();
-    let mut rows = vec![];
-    for u in sw.owned() {
-        rows.extend(sw.rows(e.as_mut(), &u)?);
-    }
+    let rows = sw.collect()?;
     Ok((rows, t.elapsed().as_secs_f64()))
 }
 

@@ -99,14 +99,6 @@ fn conv_coords(shape: &[i64; 4], groups: i64, e: i64) -> (i64, i64, i64, i64) {
 }
 
 impl Delta {
-    /// The node whose value the change is computed from (the layer input).
-    pub fn input(&self) -> Option<usize> {
-        match self {
-            Delta::LinearWeight { input, .. } | Delta::ConvWeight { input, .. } => Some(*input),
-            Delta::Bias | Delta::Recompute => None,
-        }
-    }
-
     pub fn structured(&self) -> bool {
         !matches!(self, Delta::Recompute)
     }
@@ -188,13 +180,16 @@ impl Delta {
     }
 
     /// The change of each pair's moved channel, `[P, 1, …]` like one
-    /// channel of node `c`'s output (`out_shape`, batch dimension ignored):
-    /// `env` holds the gathered inputs, `elements`/`deltas` the flipped
-    /// element and new−old of each pair's flip.
+    /// channel of node `c`'s output (`out_shape`, batch dimension ignored).
+    /// `env` holds the chunk's cached values, `samples` each pair's row in
+    /// them, `elements`/`deltas` the flipped element and new−old of each
+    /// pair's flip. Inputs are read element by element at flat offsets, never
+    /// gathered whole: a conv flip needs only one shifted patch of one channel.
     pub fn change(
         &self,
         out_shape: &[i64],
         env: &[Option<Tensor>],
+        samples: &Tensor,
         elements: &[i64],
         deltas: &[f32],
     ) -> Result<Tensor> {
@@ -203,13 +198,14 @@ impl Delta {
         let mut slice: Vec<i64> = out_shape.to_vec();
         slice[0] = p;
         slice[1] = 1;
-        let dev = env.iter().flatten().next().map_or(Device::Cpu, |t| t.device());
+        let dev = samples.device();
         let d = Tensor::from_slice(deltas).to_device(dev);
+        let s = samples.to_device(Device::Cpu);
         Ok(match self {
             Delta::LinearWeight { input, in_features } => {
                 let x = gathered(env, *input)?;
-                let i = e.remainder(*in_features).to_device(dev);
-                (x.f_gather(1, &i.unsqueeze(1), false)?.squeeze_dim(1) * &d).view([p, 1])
+                let offsets = (s * *in_features + e.remainder(*in_features)).to_device(x.device());
+                (x.f_reshape([-1])?.f_index_select(0, &offsets)? * &d).view([p, 1])
             }
             Delta::Bias => {
                 let ones = vec![1i64; slice.len() - 1];
@@ -225,19 +221,28 @@ impl Delta {
                 groups,
             } => {
                 let x = gathered(env, *input)?;
-                let xp = pad(x, padding)?;
+                let (_, cin, h, w) = x.size4()?;
                 let (ho, wo) = (out_shape[2], out_shape[3]);
                 let coords: Vec<_> = elements.iter().map(|&e| conv_coords(shape, *groups, e)).collect();
                 let col = |f: fn(&(i64, i64, i64, i64)) -> i64| i64s(&coords.iter().map(f).collect::<Vec<_>>());
                 let (ch, kh, kw) = (col(|c| c.1), col(|c| c.2), col(|c| c.3));
-                let rows = (kh * dilation[0]).view([p, 1, 1])
-                    + (Tensor::arange(ho, (Kind::Int64, Device::Cpu)) * stride[0]).view([1, ho, 1]);
-                let cols = (kw * dilation[1]).view([p, 1, 1])
-                    + (Tensor::arange(wo, (Kind::Int64, Device::Cpu)) * stride[1]).view([1, 1, wo]);
-                let pidx = Tensor::arange(p, (Kind::Int64, Device::Cpu)).view([p, 1, 1]);
-                let idx =
-                    [Some(pidx), Some(ch.view([p, 1, 1])), Some(rows), Some(cols)].map(|t| t.map(|t| t.to_device(dev)));
-                let patch = xp.f_index(&idx)?;
+                let cpu = (Kind::Int64, Device::Cpu);
+                // Input rows/columns each output position reads, before padding.
+                let rows = (kh * dilation[0] - padding[0]).view([p, 1, 1])
+                    + (Tensor::arange(ho, cpu) * stride[0]).view([1, ho, 1]);
+                let cols = (kw * dilation[1] - padding[1]).view([p, 1, 1])
+                    + (Tensor::arange(wo, cpu) * stride[1]).view([1, 1, wo]);
+                let inside = rows
+                    .ge(0)
+                    .logical_and(&rows.lt(h))
+                    .logical_and(&cols.ge(0).logical_and(&cols.lt(w)));
+                let offsets = ((s * cin + ch).view([p, 1, 1]) * h + rows.clamp(0, h - 1)) * w + cols.clamp(0, w - 1);
+                let patch = x
+                    .f_reshape([-1])?
+                    .f_index_select(0, &offsets.view([-1]).to_device(x.device()))?
+                    .f_view([p, ho, wo])?;
+                // Zero padding reads zeros (also where the input holds Inf or NaN).
+                let patch = patch.f_where_self(&inside.to_device(x.device()), &patch.zeros_like())?;
                 (patch * d.view([p, 1, 1])).view([p, 1, ho, wo])
             }
             Delta::Recompute => return Err(HartError::Model("recomputed flips have no structured delta".into())),
@@ -246,8 +251,15 @@ impl Delta {
 
     /// Faulty outputs of node `c` for pairs: `clean` is its clean output
     /// gathered per pair; the rest as for [`Delta::change`].
-    pub fn apply(&self, clean: &Tensor, env: &[Option<Tensor>], elements: &[i64], deltas: &[f32]) -> Result<Tensor> {
-        let change = self.change(&clean.size(), env, elements, deltas)?;
+    pub fn apply(
+        &self,
+        clean: &Tensor,
+        env: &[Option<Tensor>],
+        samples: &Tensor,
+        elements: &[i64],
+        deltas: &[f32],
+    ) -> Result<Tensor> {
+        let change = self.change(&clean.size(), env, samples, elements, deltas)?;
         let channels: Vec<i64> = elements.iter().map(|&e| self.channel(e)).collect();
         let out = clean.copy();
         add_to_channel(&out, &channels, &change)?;

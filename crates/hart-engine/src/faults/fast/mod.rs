@@ -420,15 +420,11 @@ impl Fast<'_> {
         let elements: Vec<i64> = f_idx.iter().map(|&f| u.flips[f as usize].index).collect();
         let deltas: Vec<f32> = f_idx.iter().map(|&f| u.delta32(f as usize)).collect();
         let channels: Vec<i64> = elements.iter().map(|&e| cut.delta.channel(e)).collect();
-        let mut small: Vec<Option<Tensor>> = (0..graph.nodes.len()).map(|_| None).collect();
-        if let Some(v) = cut.delta.input() {
-            small[v] = env[v].as_ref().map(|t| t.index_select(0, &s_dev));
-        }
         let out_shape = env[c]
             .as_ref()
             .ok_or_else(|| HartError::Model("fast engine: cut value missing".into()))?
             .size();
-        let change = cut.delta.change(&out_shape, &small, &elements, &deltas)?;
+        let change = cut.delta.change(&out_shape, env, &s_dev, &elements, &deltas)?;
         let x = env[0]
             .as_ref()
             .map_or_else(|| Tensor::zeros([1], (Kind::Float, dev)), |t| t.shallow_clone());
@@ -517,7 +513,7 @@ impl Fast<'_> {
         let out = if structured {
             let elements: Vec<i64> = f_idx.iter().map(|&f| u.flips[f as usize].index).collect();
             let deltas: Vec<f32> = f_idx.iter().map(|&f| u.delta32(f as usize)).collect();
-            cut.delta.apply(&clean_c, &genv, &elements, &deltas)?
+            cut.delta.apply(&clean_c, env, &s_dev, &elements, &deltas)?
         } else {
             clean_c
         };

@@ -15,7 +15,7 @@ use tch::{Device, Kind, Tensor};
 use super::proto::{attr_type, AttributeProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 use super::tensor::{self, ExternalData};
 use crate::error::{HartError, Result};
-use crate::model::graph::{to_i64_vec, Graph, Mode, Node, Op, Pads, ValueId};
+use crate::model::graph::{to_i64_vec, Const, Graph, Mode, Node, Op, Pads, ValueId};
 use crate::model::info::ModelInfo;
 use crate::model::params::{ParamKind, ParamStore};
 use crate::model::GraphModel;
@@ -236,7 +236,7 @@ impl<'a> Converter<'a> {
     /// Adds a node, or just its value when it can be computed now.
     fn emit(&mut self, name: &str, op: Op, inputs: Vec<ValueId>) -> Result<ValueId> {
         match self.fold(name, op, &inputs)? {
-            Ok(t) => Ok(self.push(name, Op::Constant(t), vec![])),
+            Ok(t) => Ok(self.push(name, Op::Constant(Const(t)), vec![])),
             Err(op) => Ok(self.push(name, op, inputs)),
         }
     }
@@ -265,7 +265,7 @@ impl<'a> Converter<'a> {
             .enumerate()
             .map(|(k, t)| Node {
                 name: format!("{name}.input{k}"),
-                op: Op::Constant(t),
+                op: Op::Constant(Const(t)),
                 inputs: vec![],
             })
             .collect();
@@ -288,7 +288,7 @@ impl<'a> Converter<'a> {
             let op = if is_float(t.kind()) {
                 Op::Param(init.clone())
             } else {
-                Op::Constant(t.shallow_clone())
+                Op::Constant(Const(t.shallow_clone()))
             };
             let id = self.push(&init, op, vec![]);
             self.values.insert(init, id);
@@ -526,7 +526,7 @@ impl<'a> Converter<'a> {
             "Softmax" => self.softmax(node, name, &a)?,
             "Constant" => {
                 let t = self.constant_value(name, &a)?;
-                self.push(name, Op::Constant(t), vec![])
+                self.push(name, Op::Constant(Const(t)), vec![])
             }
             "Shape" => {
                 let op = Op::Shape {
@@ -607,7 +607,7 @@ impl<'a> Converter<'a> {
                     ("Where", [c, x, y]) => x.f_where_self(c, y)?,
                     _ => return Err(self.bad(format!("node {name}: {op_type} with {} inputs", c.len()))),
                 };
-                self.push(name, Op::Constant(t), vec![])
+                self.push(name, Op::Constant(Const(t)), vec![])
             }
             _ => return Err(unsupported(op_type, name)),
         };
@@ -672,7 +672,7 @@ impl<'a> Converter<'a> {
                 return Ok(y);
             }
         }
-        let shape = self.push(name, Op::Constant(Tensor::from_slice(&[1i64, -1, 1, 1])), vec![]);
+        let shape = self.push(name, Op::Constant(Const(Tensor::from_slice(&[1i64, -1, 1, 1]))), vec![]);
         let b = self.emit(name, Op::Reshape, vec![b, shape])?;
         self.emit(name, Op::Add, vec![y, b])
     }
@@ -816,7 +816,7 @@ impl<'a> Converter<'a> {
                 return Err(self.bad(format!("node {name}: Slice without starts or ends")));
             };
             for v in [Some(starts), Some(ends), a.ints("axes")?].into_iter().flatten() {
-                inputs.push(self.push(name, Op::Constant(Tensor::from_slice(&v)), vec![]));
+                inputs.push(self.push(name, Op::Constant(Const(Tensor::from_slice(&v))), vec![]));
             }
             return self.emit(name, Op::Slice, inputs);
         }

@@ -1,0 +1,117 @@
+//! Flips in parallel across cores. Each worker owns a copy of the model's
+//! tensors (the fast engine's fallbacks write weights in place), shares the
+//! graph's constants, the data and the clean pass read-only, and pulls work
+//! units from a common counter; the calling thread records each finished
+//! unit. libtorch runs one intra-op thread per worker meanwhile, so workers
+//! never oversubscribe the cores.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use super::clean::Clean;
+use super::engine::Ctx;
+use super::fast::Fast;
+use super::record::Row;
+use super::space::{FlipSpace, Unit};
+use super::sweep::{unit_rows, Sweep};
+use crate::error::{HartError, Result};
+use crate::model::{GraphModel, Model};
+
+/// What one worker owns: moved into its thread whole.
+struct Worker {
+    model: Model,
+    space: FlipSpace,
+    clean: Clean,
+}
+
+/// Restores libtorch's intra-op thread count however the workers end.
+struct Threads(i32);
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        tch::set_num_threads(self.0);
+    }
+}
+
+/// Workers a sweep of `units` units can use on this machine: one per
+/// libtorch intra-op thread, fast engine on the CPU only.
+pub fn count(sweep: &Sweep, units: usize, requested: Option<usize>) -> usize {
+    let possible = sweep.model.graph().is_some()
+        && sweep.cfg.engine == super::EngineKind::Auto
+        && sweep.model.device() == tch::Device::Cpu;
+    if !possible {
+        return 1;
+    }
+    let want = requested.unwrap_or_else(|| tch::get_num_threads().max(1) as usize);
+    want.clamp(1, units.max(1))
+}
+
+/// Computes `units` on `workers` threads, handing each unit's rows to
+/// `done` (on the calling thread, in completion order).
+pub fn run(
+    sweep: &Sweep,
+    units: &[Unit],
+    workers: usize,
+    done: &mut dyn FnMut(&Unit, Vec<Row>) -> Result<()>,
+) -> Result<()> {
+    let gm = sweep
+        .model
+        .graph()
+        .ok_or_else(|| HartError::Model("parallel sweeps need a graph model".into()))?;
+    let mut owned = vec![];
+    for _ in 0..workers {
+        let copy = GraphModel {
+            graph: gm.graph.clone(),
+            params: gm.params.deep_copy(),
+            info: gm.info.clone(),
+        };
+        let space = sweep.space.rebind(&copy.params)?;
+        owned.push(Worker {
+            model: Model::Graph(copy),
+            space,
+            clean: sweep.clean.share(),
+        });
+    }
+    let _restore = Threads(tch::get_num_threads());
+    tch::set_num_threads(1);
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (data, cfg) = (sweep.data, &sweep.cfg);
+    let (tx, rx) = mpsc::channel::<Result<(usize, Vec<Row>)>>();
+    std::thread::scope(|scope| {
+        for w in owned {
+            let (tx, next, stop) = (tx.clone(), &next, &stop);
+            scope.spawn(move || {
+                let Some(gm) = w.model.graph() else { return };
+                let ctx = Ctx {
+                    model: &w.model,
+                    data,
+                    clean: &w.clean,
+                    batch: cfg.batch,
+                    device: tch::Device::Cpu,
+                    threshold: cfg.threshold,
+                    exact_rad: cfg.exact_rad,
+                };
+                let mut engine = Fast::new(ctx, gm);
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(unit) = units.get(i) else { break };
+                    let rows = unit_rows(&w.space, &w.clean, &mut engine, unit).map(|r| (i, r));
+                    if tx.send(rows).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut first_err = None;
+        for msg in rx {
+            let res = msg.and_then(|(i, rows)| done(&units[i], rows));
+            if let Err(e) = res {
+                stop.store(true, Ordering::Relaxed);
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    })
+}
