@@ -232,17 +232,25 @@ impl Delta {
                     + (Tensor::arange(ho, cpu) * stride[0]).view([1, ho, 1]);
                 let cols = (kw * dilation[1] - padding[1]).view([p, 1, 1])
                     + (Tensor::arange(wo, cpu) * stride[1]).view([1, 1, wo]);
-                let inside = rows
-                    .ge(0)
-                    .logical_and(&rows.lt(h))
-                    .logical_and(&cols.ge(0).logical_and(&cols.lt(w)));
-                let offsets = ((s * cin + ch).view([p, 1, 1]) * h + rows.clamp(0, h - 1)) * w + cols.clamp(0, w - 1);
-                let patch = x
+                let padded = padding.iter().any(|&q| q != 0);
+                let (r, c) = if padded {
+                    (rows.clamp(0, h - 1), cols.clamp(0, w - 1))
+                } else {
+                    (rows.shallow_clone(), cols.shallow_clone())
+                };
+                let offsets = ((s * cin + ch).view([p, 1, 1]) * h + r) * w + c;
+                let mut patch = x
                     .f_reshape([-1])?
                     .f_index_select(0, &offsets.view([-1]).to_device(x.device()))?
                     .f_view([p, ho, wo])?;
-                // Zero padding reads zeros (also where the input holds Inf or NaN).
-                let patch = patch.f_where_self(&inside.to_device(x.device()), &patch.zeros_like())?;
+                if padded {
+                    // Zero padding reads zeros (also where the input holds Inf or NaN).
+                    let inside = rows
+                        .ge(0)
+                        .logical_and(&rows.lt(h))
+                        .logical_and(&cols.ge(0).logical_and(&cols.lt(w)));
+                    patch = patch.f_where_self(&inside.to_device(x.device()), &patch.zeros_like())?;
+                }
                 (patch * d.view([p, 1, 1])).view([p, 1, ho, wo])
             }
             Delta::Recompute => return Err(HartError::Model("recomputed flips have no structured delta".into())),

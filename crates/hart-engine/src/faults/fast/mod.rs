@@ -16,6 +16,7 @@ pub mod delta;
 pub mod plan;
 pub mod sparse;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -43,6 +44,8 @@ const ROUND: usize = 512;
 /// Relative safety factor on the bound (its own float rounding).
 const BOUND_SAFETY: f64 = 1.0 + 1.0 / 128.0;
 
+type Env = Vec<Option<Tensor>>;
+
 struct Cut {
     plan: Plan,
     delta: Delta,
@@ -61,6 +64,10 @@ pub struct Fast<'a> {
     abs: Option<ParamStore>,
     env1: Option<Vec<Option<Tensor>>>,
     cuts: HashMap<String, Option<Rc<Cut>>>,
+    /// The last prefix computed, keyed by (cut node, first and end sample):
+    /// consecutive units of one tensor reuse it instead of re-running the
+    /// layers before the cut over every image.
+    last_prefix: RefCell<Option<((usize, usize, usize), Rc<Env>)>>,
     generic: Generic<'a>,
 }
 
@@ -77,6 +84,7 @@ impl<'a> Fast<'a> {
             abs: None,
             env1: None,
             cuts: HashMap::new(),
+            last_prefix: RefCell::new(None),
             generic: Generic { ctx },
         }
     }
@@ -152,8 +160,23 @@ impl<'a> Fast<'a> {
         }))
     }
 
-    /// Clean values of nodes `0..=c` on images `s0..s1`, keeping what the cut needs.
-    fn prefix(&self, cut: &Cut, s0: usize, s1: usize) -> Result<Vec<Option<Tensor>>> {
+    /// Clean values of nodes `0..=c` (`0..=d` with a sparse path) on images
+    /// `s0..s1`, keeping what the cut needs.
+    fn prefix(&self, cut: &Cut, s0: usize, s1: usize) -> Result<Rc<Env>> {
+        let key = (cut.plan.c, s0, s1);
+        if let Some((k, env)) = self.last_prefix.borrow().as_ref() {
+            if *k == key {
+                return Ok(env.clone());
+            }
+        }
+        // Free the old prefix before computing the next.
+        *self.last_prefix.borrow_mut() = None;
+        let env = Rc::new(self.compute_prefix(cut, s0, s1)?);
+        *self.last_prefix.borrow_mut() = Some((key, env.clone()));
+        Ok(env)
+    }
+
+    fn compute_prefix(&self, cut: &Cut, s0: usize, s1: usize) -> Result<Env> {
         let (x, _) = self.ctx.images(s0, s1);
         let graph = &self.gm.graph;
         let mut env: Vec<Option<Tensor>> = (0..graph.nodes.len()).map(|_| None).collect();
@@ -220,7 +243,6 @@ impl Fast<'_> {
         let (n, cc) = (clean.n, clean.correct_count);
         let nf = u.flips.len() as i64;
         let chunks: Vec<(usize, usize)> = (0..n).step_by(cut.chunk).map(|s| (s, (s + cut.chunk).min(n))).collect();
-        let mut env_cache = None;
         let mut masks = vec![];
         let mut tallies = vec![Tally::default(); u.flips.len()];
         for &(s0, s1) in &chunks {
@@ -246,15 +268,9 @@ impl Fast<'_> {
                 tracing::debug!(chunk = s0, flips = u.flips.len(), ?per_bit, "candidate pairs");
             }
             masks.push(mask);
-            if chunks.len() == 1 {
-                env_cache = Some(env);
-            }
         }
         for (k, &(s0, s1)) in chunks.iter().enumerate() {
-            let env = match env_cache.take() {
-                Some(e) => e,
-                None => self.prefix(cut, s0, s1)?,
-            };
+            let env = self.prefix(cut, s0, s1)?;
             let round = if self.ctx.exact_rad { s1 - s0 } else { ROUND };
             for r0 in (0..s1 - s0).step_by(round) {
                 let open: Vec<bool> = tallies
@@ -329,6 +345,10 @@ impl Fast<'_> {
             .collect();
         let margin = self.ctx.clean.margins.narrow(0, s0 as i64, ns).unsqueeze(0);
         let slack = self.ctx.clean.slack.narrow(0, s0 as i64, ns).unsqueeze(0);
+        // The smallest |δ| each (element, sample) bound cannot clear: a pair is
+        // a candidate unless |δ| < crit. NaN (0/0, ∞/∞) and −∞ (NaN logit
+        // rows) make every flip a candidate.
+        let crit = (margin - slack) / a;
         let mut parts = vec![];
         for f0 in (0..nf).step_by(512) {
             let m = 512.min(nf - f0);
@@ -336,14 +356,7 @@ impl Fast<'_> {
             let sz = Tensor::from_slice(&size[f0 as usize..(f0 + m) as usize])
                 .to_kind(Kind::Float)
                 .unsqueeze(1);
-            let reach = a.index_select(0, &rows) * &sz + &slack;
-            // NaN (∞·0) means no bound: a candidate.
-            parts.push(
-                reach
-                    .ge_tensor(&margin)
-                    .logical_or(&reach.isnan())
-                    .logical_or(&sz.isinf()),
-            );
+            parts.push(crit.index_select(0, &rows).gt_tensor(&sz).logical_not());
         }
         Ok(Tensor::cat(&parts, 0))
     }
