@@ -111,6 +111,10 @@ pub struct SweepConfig {
     pub sample_params: Option<usize>,
     #[serde(default = "default_threshold")]
     pub threshold: f64,
+    /// Count every sample of every flip, so the RAD histogram above the
+    /// threshold is exact rather than cut off at the verdict.
+    #[serde(default = "yes")]
+    pub exact_rad: bool,
 }
 
 impl Default for SweepConfig {
@@ -120,6 +124,7 @@ impl Default for SweepConfig {
             limit: default_sweep_limit(),
             sample_params: None,
             threshold: default_threshold(),
+            exact_rad: true,
         }
     }
 }

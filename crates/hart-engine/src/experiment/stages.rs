@@ -60,6 +60,7 @@ impl Runner<'_> {
                 bits: BitSet::parse(&s.bits)?,
                 sample: s.sample_params.map(|k| (k as u64, m.seed)),
                 threshold: s.threshold,
+                exact_rad: s.exact_rad,
                 ..faults::SweepConfig::new()
             };
             let sweep = faults::prepare(&model, &data, &cfg)?;

@@ -43,12 +43,22 @@ pub fn mean_ci(xs: &[f64]) -> MeanCi {
     MeanCi { mean, ci95, n }
 }
 
+/// Decimals that show `x` to four significant digits (counts in the
+/// thousands print whole, accuracies as 0.8552), at most four.
+fn decimals(x: f64) -> usize {
+    if x == 0.0 || !x.is_finite() {
+        return 4;
+    }
+    (3 - x.abs().log10().floor() as i64).clamp(0, 4) as usize
+}
+
 impl std::fmt::Display for MeanCi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = decimals(self.mean);
         if self.ci95.is_nan() {
-            write!(f, "{:.4}", self.mean)
+            write!(f, "{:.d$}", self.mean)
         } else {
-            write!(f, "{:.4} ± {:.4}", self.mean, self.ci95)
+            write!(f, "{:.d$} ± {:.d$}", self.mean, self.ci95)
         }
     }
 }
@@ -56,6 +66,15 @@ impl std::fmt::Display for MeanCi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn means_print_to_four_significant_digits() {
+        let m = |mean, ci95| MeanCi { mean, ci95, n: 3 }.to_string();
+        assert_eq!(m(24795.0, 2787.156), "24795 ± 2787");
+        assert_eq!(m(0.85521, 0.02991), "0.8552 ± 0.0299");
+        assert_eq!(m(100.0891, 23.33), "100.1 ± 23.3");
+        assert_eq!(m(0.0, f64::NAN), "0.0000");
+    }
 
     #[test]
     fn interval_matches_hand_computation() {

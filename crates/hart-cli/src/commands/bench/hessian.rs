@@ -2,7 +2,7 @@
 //! and seconds to reach a relative standard error, Hutchinson (baseline)
 //! against Hutch++; (2) a HAT training step against a plain step of the same
 //! model and batch, for the full model, `last:1`, and the full model with
-//! the penalty every 4th step (timed over 4-step windows).
+//! the penalty every 5th step (timed over 5-step windows).
 
 use anyhow::Result;
 use hart::bench::{time, Comparison};
@@ -130,7 +130,7 @@ pub fn run(archs: &str, batch: i64, images: usize, rel: f64, runs: usize) -> Res
         for (label, cfg, window) in [
             ("all", hat("all", 1)?, 1),
             ("last:1", hat("last:1", 1)?, 1),
-            ("all, every 4", hat("all", 4)?, 4),
+            ("all, every 5", hat("all", 5)?, 5),
         ] {
             let baseline = time("plain", runs, steps(arch, batch, &plain, window)?);
             let candidate = time("hat", runs, steps(arch, batch, &cfg, window)?);

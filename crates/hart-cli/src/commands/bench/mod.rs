@@ -43,7 +43,7 @@ pub enum BenchWhat {
         batch_size: usize,
     },
     /// Curvature costs: HVPs and seconds to a trace's rel. stderr (Hutchinson vs Hutch++), and a
-    /// HAT step against a plain step (full model, last:1, every 4th step). Ratios below 1 = overhead.
+    /// HAT step against a plain step (full model, last:1, every 5th step). Ratios below 1 = overhead.
     Hessian {
         /// Zoo architectures for the step comparison (comma-separated).
         #[arg(long, default_value = "basenet,lenet5,resnet18-cifar")]
@@ -62,12 +62,15 @@ pub enum BenchWhat {
         /// Evaluation images.
         #[arg(long, default_value_t = 2000)]
         images: usize,
-        /// Elements whose 32 bits the engine sweeps (resnet18-cifar: a quarter).
+        /// Elements whose 32 bits the engine sweeps (resnet18-cifar: a 32nd, at least 2).
         #[arg(long, default_value_t = 128)]
         elements: usize,
         /// Flips the reference loop times (a random subset of the engine's).
         #[arg(long, default_value_t = 24)]
         reference_flips: usize,
+        /// Evaluation images of the residual CNN (a full resnet18-cifar forward costs ~100× LeNet-5's).
+        #[arg(long, default_value_t = 100)]
+        cnn_images: usize,
     },
 }
 
@@ -89,7 +92,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
             images,
             elements,
             reference_flips,
-        } => sweep::run(images, elements, reference_flips)?,
+            cnn_images,
+        } => sweep::run(images, elements, reference_flips, cnn_images)?,
     };
     report(&results, a.json)
 }

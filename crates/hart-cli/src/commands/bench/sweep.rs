@@ -160,7 +160,7 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
     Ok(d)
 }
 
-pub fn run(images: usize, elements: usize, reference_flips: usize) -> Result<Vec<Comparison>> {
+pub fn run(images: usize, elements: usize, reference_flips: usize, cnn_images: usize) -> Result<Vec<Comparison>> {
     let mut out = vec![];
     for arch in ["mlp", "lenet5"] {
         let (model, mut test) = trained(arch)?;
@@ -168,12 +168,12 @@ pub fn run(images: usize, elements: usize, reference_flips: usize) -> Result<Vec
         out.push(one(arch, &model, &test, elements, reference_flips)?);
     }
     let (model, mut data) = residual_cnn()?;
-    data.truncate(images.min(data.len()));
+    data.truncate(cnn_images.clamp(1, data.len()));
     out.push(one(
         "resnet18-cifar",
         &model,
         &data,
-        elements / 4,
+        (elements / 32).max(2),
         reference_flips / 4 + 1,
     )?);
     Ok(out)

@@ -203,6 +203,15 @@ fn keep(plan: &Plan, c: usize, sparse: Option<&Sparse>) -> Vec<usize> {
     keep
 }
 
+/// A batch of (flip, sample) pairs: flip `f_idx[p]` of the unit on chunk
+/// sample `s_rel[p]`, the chunk starting at image `s0`.
+#[derive(Clone, Copy)]
+struct Pairs<'p> {
+    f_idx: &'p [i64],
+    s_rel: &'p Tensor,
+    s0: usize,
+}
+
 /// What is fixed for one unit's flips.
 struct UnitFlips<'u> {
     flips: &'u [Flip],
@@ -290,7 +299,16 @@ impl Fast<'_> {
                     let b = pairs.narrow(0, b0, cut.max_pairs.min(np - b0));
                     let f_idx = Vec::<i64>::try_from(b.select(1, 0).contiguous())?;
                     let s_rel = b.select(1, 1) + r0 as i64;
-                    let faulty = Vec::<bool>::try_from(self.eval_pairs(cut, u, &env, &f_idx, &s_rel, s0)?)?;
+                    let faulty = Vec::<bool>::try_from(self.eval_pairs(
+                        cut,
+                        u,
+                        &env,
+                        &Pairs {
+                            f_idx: &f_idx,
+                            s_rel: &s_rel,
+                            s0,
+                        },
+                    )?)?;
                     let s_rel = Vec::<i64>::try_from(s_rel)?;
                     let was = Vec::<bool>::try_from(
                         clean.correct.index_select(0, &(Tensor::from_slice(&s_rel) + s0 as i64)),
@@ -364,21 +382,14 @@ impl Fast<'_> {
     /// Faulty correctness of pairs (flip `f_idx[p]`, chunk sample `s_rel[p]`):
     /// the sparse path for finite flips where the cut has one, the dense
     /// path for the rest.
-    fn eval_pairs(
-        &self,
-        cut: &Cut,
-        u: &UnitFlips,
-        env: &[Option<Tensor>],
-        f_idx: &[i64],
-        s_rel: &Tensor,
-        s0: usize,
-    ) -> Result<Tensor> {
+    fn eval_pairs(&self, cut: &Cut, u: &UnitFlips, env: &[Option<Tensor>], pairs: &Pairs) -> Result<Tensor> {
+        let Pairs { f_idx, s_rel, s0 } = *pairs;
         let Some(sp) = cut.sparse.as_ref() else {
-            return self.dense_pairs(cut, u, env, f_idx, s_rel, s0);
+            return self.dense_pairs(cut, u, env, pairs);
         };
         let finite: Vec<bool> = f_idx.iter().map(|&f| u.values[f as usize].1.is_finite()).collect();
         if !finite.contains(&false) {
-            return self.sparse_pairs(cut, sp, u, env, f_idx, s_rel, s0);
+            return self.sparse_pairs(cut, sp, u, env, pairs);
         }
         let mut out = Tensor::zeros([f_idx.len() as i64], (Kind::Bool, Device::Cpu));
         for want in [true, false] {
@@ -390,10 +401,15 @@ impl Fast<'_> {
             }
             let sub_f: Vec<i64> = pos.iter().map(|&p| f_idx[p as usize]).collect();
             let sub_s = s_rel.index_select(0, &Tensor::from_slice(&pos));
+            let sub = Pairs {
+                f_idx: &sub_f,
+                s_rel: &sub_s,
+                s0,
+            };
             let got = if want {
-                self.sparse_pairs(cut, sp, u, env, &sub_f, &sub_s, s0)?
+                self.sparse_pairs(cut, sp, u, env, &sub)?
             } else {
-                self.dense_pairs(cut, u, env, &sub_f, &sub_s, s0)?
+                self.dense_pairs(cut, u, env, &sub)?
             };
             let _ = out.f_index_copy_(0, &Tensor::from_slice(&pos), &got)?;
         }
@@ -416,17 +432,15 @@ impl Fast<'_> {
             .f_reshape(shape.as_slice())?)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn sparse_pairs(
         &self,
         cut: &Cut,
         sp: &Sparse,
         u: &UnitFlips,
         env: &[Option<Tensor>],
-        f_idx: &[i64],
-        s_rel: &Tensor,
-        s0: usize,
+        pairs: &Pairs,
     ) -> Result<Tensor> {
+        let Pairs { f_idx, s_rel, s0 } = *pairs;
         let graph = &self.gm.graph;
         let (c, dev) = (cut.plan.c, self.ctx.device);
         let s_dev = s_rel.to_device(dev);
@@ -438,30 +452,18 @@ impl Fast<'_> {
             .ok_or_else(|| HartError::Model("fast engine: cut value missing".into()))?
             .size();
         let change = cut.delta.change(&out_shape, env, &s_dev, &elements, &deltas)?;
-        let x = env[0]
-            .as_ref()
-            .map_or_else(|| Tensor::zeros([1], (Kind::Float, dev)), |t| t.shallow_clone());
+        let (mut genv, gx) = self.gather(&sp.plan, env, &s_dev);
         let change = if sp.chain.is_empty() {
             change
         } else {
             let faulty = self.channel_rows(env, c, &s_dev, &channels)? + change;
-            let end = sp.run_chain(graph, &self.gm.params, &x, faulty)?;
+            let end = sp.run_chain(graph, &self.gm.params, &gx, faulty)?;
             end - self.channel_rows(env, sp.end(c), &s_dev, &channels)?
         };
         let clean_d = env[sp.d]
             .as_ref()
             .ok_or_else(|| HartError::Model("fast engine: dense layer value missing".into()))?
             .index_select(0, &s_dev);
-        let mut genv: Vec<Option<Tensor>> = (0..graph.nodes.len()).map(|_| None).collect();
-        for &v in &sp.plan.gather {
-            genv[v] = env[v].as_ref().map(|t| t.index_select(0, &s_dev));
-        }
-        for &v in &sp.plan.statics {
-            genv[v] = env[v].as_ref().map(|t| t.shallow_clone());
-        }
-        let gx = genv[0]
-            .as_ref()
-            .map_or_else(|| x.shallow_clone(), |t| t.shallow_clone());
         graph.forward_nodes(
             &self.gm.params,
             &gx,
@@ -493,30 +495,31 @@ impl Fast<'_> {
         Ok(correct_mask(logits, &labels).to_device(Device::Cpu))
     }
 
-    /// The dense path: `c`'s whole faulty output, then every node after it.
-    fn dense_pairs(
-        &self,
-        cut: &Cut,
-        u: &UnitFlips,
-        env: &[Option<Tensor>],
-        f_idx: &[i64],
-        s_rel: &Tensor,
-        s0: usize,
-    ) -> Result<Tensor> {
-        let graph = &self.gm.graph;
-        let plan = &cut.plan;
-        let dev = self.ctx.device;
-        let s_dev = s_rel.to_device(dev);
-        let mut genv: Vec<Option<Tensor>> = (0..graph.nodes.len()).map(|_| None).collect();
+    /// The values the nodes after `plan`'s cut read, gathered for the pairs'
+    /// samples `s_dev`, and the input to pass along (any rows: only shape ops read it).
+    fn gather(&self, plan: &Plan, env: &[Option<Tensor>], s_dev: &Tensor) -> (Env, Tensor) {
+        let mut genv: Env = (0..self.gm.graph.nodes.len()).map(|_| None).collect();
         for &v in &plan.gather {
-            genv[v] = env[v].as_ref().map(|t| t.index_select(0, &s_dev));
+            genv[v] = env[v].as_ref().map(|t| t.index_select(0, s_dev));
         }
         for &v in &plan.statics {
             genv[v] = env[v].as_ref().map(|t| t.shallow_clone());
         }
-        let x = genv[0]
-            .as_ref()
-            .map_or_else(|| Tensor::zeros([1], (Kind::Float, dev)), |t| t.shallow_clone());
+        let x = genv[0].as_ref().map_or_else(
+            || Tensor::zeros([1], (Kind::Float, self.ctx.device)),
+            |t| t.shallow_clone(),
+        );
+        (genv, x)
+    }
+
+    /// The dense path: `c`'s whole faulty output, then every node after it.
+    fn dense_pairs(&self, cut: &Cut, u: &UnitFlips, env: &[Option<Tensor>], pairs: &Pairs) -> Result<Tensor> {
+        let Pairs { f_idx, s_rel, s0 } = *pairs;
+        let graph = &self.gm.graph;
+        let plan = &cut.plan;
+        let dev = self.ctx.device;
+        let s_dev = s_rel.to_device(dev);
+        let (mut genv, x) = self.gather(plan, env, &s_dev);
         graph.forward_nodes(&self.gm.params, &x, plan.shapes.iter().copied(), &mut genv, Mode::Eval)?;
         let clean_c = env[plan.c]
             .as_ref()
