@@ -45,6 +45,8 @@ const ROUND: usize = 512;
 const BOUND_SAFETY: f64 = 1.0 + 1.0 / 128.0;
 
 type Env = Vec<Option<Tensor>>;
+/// (cut node, first sample, end sample) of a cached prefix.
+type PrefixKey = (usize, usize, usize);
 
 struct Cut {
     plan: Plan,
@@ -67,7 +69,7 @@ pub struct Fast<'a> {
     /// The last prefix computed, keyed by (cut node, first and end sample):
     /// consecutive units of one tensor reuse it instead of re-running the
     /// layers before the cut over every image.
-    last_prefix: RefCell<Option<((usize, usize, usize), Rc<Env>)>>,
+    last_prefix: RefCell<Option<(PrefixKey, Rc<Env>)>>,
     generic: Generic<'a>,
 }
 
