@@ -45,8 +45,8 @@ const ROUND: usize = 512;
 const BOUND_SAFETY: f64 = 1.0 + 1.0 / 128.0;
 
 type Env = Vec<Option<Tensor>>;
-/// (cut node, first sample, end sample) of a cached prefix.
-type PrefixKey = (usize, usize, usize);
+/// (cut node, dense layer of the sparse path, first sample, end sample) of a cached prefix.
+type PrefixKey = (usize, Option<usize>, usize, usize);
 
 struct Cut {
     plan: Plan,
@@ -66,7 +66,7 @@ pub struct Fast<'a> {
     abs: Option<ParamStore>,
     env1: Option<Vec<Option<Tensor>>>,
     cuts: HashMap<String, Option<Rc<Cut>>>,
-    /// The last prefix computed, keyed by (cut node, first and end sample):
+    /// The last prefix computed, keyed by its [`PrefixKey`]:
     /// consecutive units of one tensor reuse it instead of re-running the
     /// layers before the cut over every image.
     last_prefix: RefCell<Option<(PrefixKey, Rc<Env>)>>,
@@ -165,7 +165,7 @@ impl<'a> Fast<'a> {
     /// Clean values of nodes `0..=c` (`0..=d` with a sparse path) on images
     /// `s0..s1`, keeping what the cut needs.
     fn prefix(&self, cut: &Cut, s0: usize, s1: usize) -> Result<Rc<Env>> {
-        let key = (cut.plan.c, s0, s1);
+        let key = (cut.plan.c, cut.sparse.as_ref().map(|sp| sp.d), s0, s1);
         if let Some((k, env)) = self.last_prefix.borrow().as_ref() {
             if *k == key {
                 return Ok(env.clone());
@@ -271,9 +271,8 @@ impl Fast<'_> {
                 t.open_wrong += a - c;
             }
             if tracing::enabled!(tracing::Level::DEBUG) {
-                let per_flip = Vec::<i64>::try_from(mask.sum_dim_intlist(1, false, Kind::Int64))?;
                 let mut per_bit = [0i64; 32];
-                for (f, c) in u.flips.iter().zip(&per_flip) {
+                for (f, c) in u.flips.iter().zip(&open_all) {
                     per_bit[f.bit as usize] += c;
                 }
                 tracing::debug!(chunk = s0, flips = u.flips.len(), ?per_bit, "candidate pairs");
