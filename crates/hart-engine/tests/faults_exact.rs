@@ -151,7 +151,6 @@ fn fast_engine_matches_reference_on_small_zoo_models() {
 }
 
 #[test]
-#[ignore = "minutes per run and not yet seen to finish on the 2-core machine; run with --ignored"]
 fn fast_engine_matches_reference_on_resnets_and_deit() {
     for (arch, random) in [
         ("resnet18-cifar", 30),
