@@ -2,37 +2,9 @@
 //! slice, evaluation, determinism, and one-line errors on bad input.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn hart(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hart"))
-        .args(args)
-        .output()
-        .expect("hart binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts a clean failure: non-zero exit, one `error:` line naming `needle`, no panic.
-fn assert_one_line_error(o: &Output, needle: &str) {
-    let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
-    assert!(!err.contains("panicked"), "panic instead of an error: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "error should be one line: {err:?}");
-    assert!(lines[0].starts_with("error: "), "{err}");
-    assert!(
-        lines[0].contains(needle),
-        "error {:?} should mention {needle:?}",
-        lines[0]
-    );
-}
+mod common;
+use common::{assert_one_line_error, hart, stderr, stdout};
 
 fn eval_json(model: &Path, limit: &str) -> serde_json::Value {
     let o = hart(&["eval", "--model", model.to_str().unwrap(), "--limit", limit, "--json"]);

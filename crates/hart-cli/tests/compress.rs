@@ -3,14 +3,10 @@
 //! compressed models, one-line errors.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn hart(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hart"))
-        .args(args)
-        .output()
-        .expect("hart binary runs")
-}
+mod common;
+use common::hart;
 
 fn ok(o: Output) -> String {
     assert!(

@@ -4,6 +4,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod common;
+use common::{stderr, stdout};
+
 const TINY: &str = r#"
 name = "tiny"
 archs = ["mlp"]
@@ -48,14 +51,6 @@ fn experiment(config: &Path, out: &Path) -> Output {
         .args(["experiment", config.to_str().unwrap(), "--out", out.to_str().unwrap()])
         .output()
         .expect("hart runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]

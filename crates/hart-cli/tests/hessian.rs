@@ -3,35 +3,14 @@
 //! plain training at comparable accuracy, and bad input must fail in one line.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn hart(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hart"))
-        .args(args)
-        .output()
-        .expect("hart binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{assert_one_line_error, hart, stderr};
 
 fn json(o: &Output) -> serde_json::Value {
     assert!(o.status.success(), "hart failed: {}", stderr(o));
     serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).expect("--json prints JSON")
-}
-
-fn assert_one_line_error(o: &Output, needle: &str) {
-    let err = stderr(o);
-    assert!(!o.status.success(), "expected failure; stderr: {err}");
-    assert!(!err.contains("panicked"), "panic instead of an error: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "error should be one line: {err:?}");
-    assert!(
-        lines[0].starts_with("error: ") && lines[0].contains(needle),
-        "{:?} should name {needle:?}",
-        lines[0]
-    );
 }
 
 /// MLP on 3000 training images, 3 epochs of RMSProp (the optimiser the HAT paper trains with).

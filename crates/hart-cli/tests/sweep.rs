@@ -9,33 +9,12 @@ use std::time::{Duration, Instant};
 use hart::faults::output::read_table;
 use hart::model::{zoo, Model, ModelInfo, Normalization};
 
-fn hart(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hart"))
-        .args(args)
-        .output()
-        .expect("hart runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{assert_one_line_error, hart, stderr};
 
 fn ok(o: Output) -> Output {
     assert!(o.status.success(), "hart failed: {}", stderr(&o));
     o
-}
-
-fn assert_one_line_error(o: &Output, needle: &str) {
-    let err = stderr(o);
-    assert!(!o.status.success(), "expected failure; stderr: {err}");
-    assert!(!err.contains("panicked"), "panic instead of an error: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "error should be one line: {err:?}");
-    assert!(
-        lines[0].starts_with("error: ") && lines[0].contains(needle),
-        "{:?} should mention {needle:?}",
-        lines[0]
-    );
 }
 
 /// A seeded random model saved as safetensors (no training: the mechanics
