@@ -210,28 +210,8 @@ fn bad_hessian_and_regularizer_options_give_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.safetensors");
     let m = model.to_str().unwrap();
-    let o = hart(&[
-        "train",
-        "--arch",
-        "mlp",
-        "--limit",
-        "50",
-        "--epochs",
-        "1",
-        "--eval-limit",
-        "0",
-        "--out",
-        m,
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let h = |extra: &[&str]| hart(&[&["hessian", "--model", m, "--limit", "20"][..], extra].concat());
-    assert_one_line_error(&h(&["--rel-stderr", "0"]), "--rel-stderr");
-    assert_one_line_error(&h(&["--method", "exact"]), "exact");
-    assert_one_line_error(&h(&["--layers", "^nothing$"]), "^nothing$");
-    assert_one_line_error(&h(&["--top-k", "999999999"]), "--top-k");
-    assert_one_line_error(&h(&["--device", "tpu"]), "tpu");
-    let t = |extra: &[&str]| {
-        let out = dir.path().join("t.safetensors");
+    // One tiny training recipe: the model under test, and the runs whose options must be refused.
+    let train = |out: &str, extra: &[&str]| {
         let base = [
             "train",
             "--arch",
@@ -243,9 +223,20 @@ fn bad_hessian_and_regularizer_options_give_one_line_errors() {
             "--eval-limit",
             "0",
             "--out",
+            out,
         ];
-        hart(&[&base[..], &[out.to_str().unwrap()], extra].concat())
+        hart(&[&base[..], extra].concat())
     };
+    let o = train(m, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let h = |extra: &[&str]| hart(&[&["hessian", "--model", m, "--limit", "20"][..], extra].concat());
+    assert_one_line_error(&h(&["--rel-stderr", "0"]), "--rel-stderr");
+    assert_one_line_error(&h(&["--method", "exact"]), "exact");
+    assert_one_line_error(&h(&["--layers", "^nothing$"]), "^nothing$");
+    assert_one_line_error(&h(&["--top-k", "999999999"]), "--top-k");
+    assert_one_line_error(&h(&["--device", "tpu"]), "tpu");
+    let t_out = dir.path().join("t.safetensors");
+    let t = |extra: &[&str]| train(t_out.to_str().unwrap(), extra);
     assert_one_line_error(&t(&["--regularizer", "magic"]), "magic");
     assert_one_line_error(&t(&["--regularizer", "hessian", "--hessian-lambda", "-2"]), "-2");
     assert_one_line_error(
