@@ -42,6 +42,37 @@ impl Tally {
         let hi = rad(clean_correct, clean_correct - (self.lost + self.open_correct));
         erratic(lo, threshold) == erratic(hi, threshold)
     }
+
+    /// The fewest further evaluations of clean-correct samples that could
+    /// settle the verdict: all of them lost, or none. A sizing hint for the
+    /// next round of evaluations, never a verdict.
+    pub fn to_settle(&self, clean_correct: i64, threshold: f64) -> i64 {
+        let settles = |k: i64, lose: bool| {
+            Tally {
+                lost: self.lost + if lose { k } else { 0 },
+                open_correct: self.open_correct - k,
+                ..*self
+            }
+            .decided(clean_correct, threshold)
+        };
+        // Both predicates are monotone in k: binary search each.
+        let first = |lose: bool| {
+            let (mut lo, mut hi) = (0, self.open_correct);
+            if !settles(hi, lose) {
+                return i64::MAX;
+            }
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if settles(mid, lose) {
+                    hi = mid;
+                } else {
+                    lo = mid + 1;
+                }
+            }
+            lo
+        };
+        first(true).min(first(false))
+    }
 }
 
 #[cfg(test)]
@@ -76,5 +107,28 @@ mod tests {
         }
         .decided(100, 0.1));
         assert_eq!(rad(0, 0), 0.0);
+    }
+
+    #[test]
+    fn evaluations_to_settle_are_the_fewest_that_could() {
+        let t = Tally {
+            lost: 0,
+            open_correct: 50,
+            open_wrong: 0,
+        };
+        // 11 losses of 100 make it erratic; 40 kept of 50 open settle "not erratic".
+        assert_eq!(t.to_settle(100, 0.1), 11);
+        let t = Tally {
+            lost: 9,
+            open_correct: 3,
+            open_wrong: 0,
+        };
+        assert_eq!(t.to_settle(100, 0.1), 2, "two more lost, or two kept with one left");
+        let settled = Tally {
+            lost: 20,
+            open_correct: 3,
+            open_wrong: 0,
+        };
+        assert_eq!(settled.to_settle(100, 0.1), 0);
     }
 }

@@ -57,8 +57,11 @@ pub enum BenchWhat {
         rel_stderr: f64,
     },
     /// Sweep engine flips/s against the brute-force loop on the same flips
-    /// (MLP, LeNet-5, resnet18-cifar).
+    /// (MLP, LeNet-5, resnet18-cifar). The engine is timed --runs times, the reference once.
     Sweep {
+        /// Models to time (comma-separated: mlp, lenet5, resnet18-cifar).
+        #[arg(long, default_value = "mlp,lenet5,resnet18-cifar")]
+        archs: String,
         /// Evaluation images.
         #[arg(long, default_value_t = 2000)]
         images: usize,
@@ -89,11 +92,19 @@ pub fn run(a: BenchArgs) -> Result<()> {
             rel_stderr,
         } => hessian::run(&archs, batch_size, images, rel_stderr, a.runs)?,
         BenchWhat::Sweep {
+            archs,
             images,
             elements,
             reference_flips,
             cnn_images,
-        } => sweep::run(images, elements, reference_flips, cnn_images)?,
+        } => sweep::run(&sweep::Options {
+            archs,
+            images,
+            elements,
+            reference_flips,
+            cnn_images,
+            runs: a.runs,
+        })?,
     };
     report(&results, a.json)
 }

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use anyhow::{ensure, Result};
-use hart::bench::{Comparison, Timing};
+use hart::bench::{median, Comparison, Timing};
 use hart::data::{DataSpec, Dataset, Split};
 use hart::faults::{prepare, record::Row, EngineKind, SweepConfig};
 use hart::model::{zoo, Model, ModelInfo};
@@ -90,7 +90,14 @@ fn flips(model: &Model, elements: usize, path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-fn sweep_rows(model: &Model, data: &Dataset, faults: &std::path::Path, engine: EngineKind) -> Result<(Vec<Row>, f64)> {
+/// The sweep's rows and the seconds of each of `runs` timed runs (sorted).
+fn sweep_rows(
+    model: &Model,
+    data: &Dataset,
+    faults: &std::path::Path,
+    engine: EngineKind,
+    runs: usize,
+) -> Result<(Vec<Row>, Vec<f64>)> {
     let cfg = SweepConfig {
         faults: Some(faults.to_path_buf()),
         engine,
@@ -98,27 +105,41 @@ fn sweep_rows(model: &Model, data: &Dataset, faults: &std::path::Path, engine: E
         ..SweepConfig::new()
     };
     let sw = prepare(model, data, &cfg)?;
-    let t = Instant::now();
-    let rows = sw.collect()?;
-    Ok((rows, t.elapsed().as_secs_f64()))
+    let mut rows = vec![];
+    let mut seconds = vec![];
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        rows = sw.collect()?;
+        seconds.push(t.elapsed().as_secs_f64());
+    }
+    seconds.sort_by(f64::total_cmp);
+    Ok((rows, seconds))
 }
 
-fn per_flip(name: &str, seconds: f64, flips: usize) -> Timing {
-    let s = seconds / flips.max(1) as f64;
+fn per_flip(name: &str, seconds: &[f64], flips: usize) -> Timing {
+    let per = |s: f64| s / flips.max(1) as f64;
     Timing {
         name: name.into(),
-        median_s: s,
-        min_s: s,
-        max_s: s,
-        runs: 1,
+        median_s: per(median(seconds)),
+        min_s: per(seconds[0]),
+        max_s: per(seconds[seconds.len() - 1]),
+        runs: seconds.len(),
     }
 }
 
-fn one(what: &str, model: &Model, data: &Dataset, elements: usize, reference_flips: usize) -> Result<Comparison> {
+/// The engine is timed `runs` times (median), the much slower reference once.
+fn one(
+    what: &str,
+    model: &Model,
+    data: &Dataset,
+    elements: usize,
+    reference_flips: usize,
+    runs: usize,
+) -> Result<Comparison> {
     let dir = tempfile_dir()?;
     let all = dir.join("all.csv");
     flips(model, elements, &all)?;
-    let (fast, fast_s) = sweep_rows(model, data, &all, EngineKind::Auto)?;
+    let (fast, fast_s) = sweep_rows(model, data, &all, EngineKind::Auto, runs)?;
     // The reference on a random subset of the same flips.
     let text = std::fs::read_to_string(&all)?;
     let lines: Vec<&str> = text.lines().skip(1).collect();
@@ -129,7 +150,7 @@ fn one(what: &str, model: &Model, data: &Dataset, elements: usize, reference_fli
     let sub = dir.join("sub.csv");
     let body: Vec<&str> = chosen.iter().map(|&i| lines[i]).collect();
     std::fs::write(&sub, format!("param,index,bit\n{}\n", body.join("\n")))?;
-    let (reference, ref_s) = sweep_rows(model, data, &sub, EngineKind::Reference)?;
+    let (reference, ref_s) = sweep_rows(model, data, &sub, EngineKind::Reference, 1)?;
     for (r, &i) in reference.iter().zip(&chosen) {
         let f = &fast[i];
         ensure!(
@@ -141,7 +162,7 @@ fn one(what: &str, model: &Model, data: &Dataset, elements: usize, reference_fli
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let rate = fast.len() as f64 / fast_s;
+    let rate = fast.len() as f64 / median(&fast_s);
     println!(
         "{what}: {} flips on {} images at {rate:.0} flips/s",
         fast.len(),
@@ -149,8 +170,8 @@ fn one(what: &str, model: &Model, data: &Dataset, elements: usize, reference_fli
     );
     Ok(Comparison::new(
         &format!("{what} per flip ({} images)", data.len()),
-        per_flip("reference", ref_s, reference.len()),
-        per_flip("engine", fast_s, fast.len()),
+        per_flip("reference", &ref_s, reference.len()),
+        per_flip("engine", &fast_s, fast.len()),
     ))
 }
 
@@ -160,21 +181,32 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
     Ok(d)
 }
 
-pub fn run(images: usize, elements: usize, reference_flips: usize, cnn_images: usize) -> Result<Vec<Comparison>> {
+pub struct Options {
+    pub archs: String,
+    pub images: usize,
+    pub elements: usize,
+    pub reference_flips: usize,
+    pub cnn_images: usize,
+    pub runs: usize,
+}
+
+pub fn run(o: &Options) -> Result<Vec<Comparison>> {
     let mut out = vec![];
-    for arch in ["mlp", "lenet5"] {
-        let (model, mut test) = trained(arch)?;
-        test.truncate(images);
-        out.push(one(arch, &model, &test, elements, reference_flips)?);
+    for arch in o.archs.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        out.push(match arch {
+            "mlp" | "lenet5" => {
+                let (model, mut test) = trained(arch)?;
+                test.truncate(o.images);
+                one(arch, &model, &test, o.elements, o.reference_flips, o.runs)?
+            }
+            "resnet18-cifar" => {
+                let (model, mut data) = residual_cnn()?;
+                data.truncate(o.cnn_images.clamp(1, data.len()));
+                let elements = (o.elements / 32).max(2);
+                one(arch, &model, &data, elements, o.reference_flips / 4 + 1, o.runs)?
+            }
+            other => anyhow::bail!("bench sweep: unknown architecture {other:?} (mlp, lenet5, resnet18-cifar)"),
+        });
     }
-    let (model, mut data) = residual_cnn()?;
-    data.truncate(cnn_images.clamp(1, data.len()));
-    out.push(one(
-        "resnet18-cifar",
-        &model,
-        &data,
-        (elements / 32).max(2),
-        reference_flips / 4 + 1,
-    )?);
     Ok(out)
 }

@@ -12,6 +12,7 @@
 //! Tensors whose cut cannot be gathered row by row use the generic engine.
 
 pub mod bound;
+mod candidates;
 pub mod delta;
 pub mod plan;
 pub mod sparse;
@@ -22,6 +23,7 @@ use std::rc::Rc;
 
 use tch::{Device, Kind, Tensor};
 
+use self::candidates::Scalar;
 use self::delta::{delta_kind, Delta};
 use self::plan::{axes, plan, Axis, Plan};
 use self::sparse::Sparse;
@@ -39,8 +41,8 @@ const CACHE_BYTES: i64 = 384 << 20;
 /// that each buffer stays under the allocator's mmap threshold (32 MiB) and
 /// is reused rather than faulted in afresh.
 const PAIR_BYTES: i64 = 24 << 20;
-/// Samples per round between early-exit checks.
-const ROUND: usize = 512;
+/// Fewest candidate samples a flip evaluates per round between early-exit checks.
+const MIN_ROUND: i64 = 64;
 /// Relative safety factor on the bound (its own float rounding).
 const BOUND_SAFETY: f64 = 1.0 + 1.0 / 128.0;
 
@@ -55,6 +57,8 @@ struct Cut {
     g: Option<Tensor>,
     /// Channel-sparse evaluation up to the next dense layer, where the graph allows it.
     sparse: Option<Sparse>,
+    /// The exact-chain candidate test, for a 2-D linear cut followed by ReLU/clip ops.
+    scalar: Option<Scalar>,
     chunk: usize,
     max_pairs: i64,
 }
@@ -151,9 +155,19 @@ impl<'a> Fast<'a> {
             .map(|&v| numel(&env1[v]))
             .sum::<i64>()
             * 4;
-        tracing::debug!(tensor = name, cut = %node.name, ?delta, bound = g.is_some(), sparse = ?sparse.as_ref().map(|s| s.d), "cut");
+        let scalar = match (&g, &sparse, abs) {
+            (Some(_), Some(sp), Some(abs)) if rank(c) == 2 => {
+                match bound::sensitivity(graph, abs, env1, &self.ax, sp.end(c))? {
+                    Some(g_end) => Scalar::new(graph, &sp.chain, &g_end)?,
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        tracing::debug!(tensor = name, cut = %node.name, ?delta, bound = g.is_some(), sparse = ?sparse.as_ref().map(|s| s.d), scalar = scalar.is_some(), "cut");
         Ok(Some(Cut {
             sparse,
+            scalar,
             chunk: (CACHE_BYTES / cached.max(1)).clamp(1, self.ctx.clean.n as i64) as usize,
             max_pairs: (PAIR_BYTES / per_pair.max(1)).clamp(16, 8192),
             plan,
@@ -251,71 +265,67 @@ impl Engine for Fast<'_> {
 impl Fast<'_> {
     fn run_cut(&self, cut: &Cut, u: &UnitFlips) -> Result<Vec<Outcome>> {
         let clean = self.ctx.clean;
-        let (n, cc) = (clean.n, clean.correct_count);
-        let nf = u.flips.len() as i64;
+        let (n, cc, threshold) = (clean.n, clean.correct_count, self.ctx.threshold);
+        let was = Vec::<bool>::try_from(&clean.correct)?;
         let chunks: Vec<(usize, usize)> = (0..n).step_by(cut.chunk).map(|s| (s, (s + cut.chunk).min(n))).collect();
-        let mut masks = vec![];
+        let mut cands = vec![];
         let mut tallies = vec![Tally::default(); u.flips.len()];
         for &(s0, s1) in &chunks {
             let env = self.prefix(cut, s0, s1)?;
-            let mask = self.candidates(cut, u, &env, s0, s1)?;
-            let cc_s = clean.correct.narrow(0, s0 as i64, (s1 - s0) as i64);
-            let open_c = Vec::<i64>::try_from(mask.logical_and(&cc_s.unsqueeze(0)).sum_dim_intlist(
-                1,
-                false,
-                Kind::Int64,
-            ))?;
-            let open_all = Vec::<i64>::try_from(mask.sum_dim_intlist(1, false, Kind::Int64))?;
-            for (t, (c, a)) in tallies.iter_mut().zip(open_c.iter().zip(&open_all)) {
-                t.open_correct += c;
-                t.open_wrong += a - c;
+            let cand = self.candidates(cut, u, &env, s0, s1)?;
+            for (t, c) in tallies.iter_mut().zip(&cand) {
+                let open_c = (0..c.len()).filter(|&k| was[s0 + c.get(k) as usize]).count() as i64;
+                t.open_correct += open_c;
+                t.open_wrong += c.len() as i64 - open_c;
             }
             if tracing::enabled!(tracing::Level::DEBUG) {
-                let mut per_bit = [0i64; 32];
-                for (f, c) in u.flips.iter().zip(&open_all) {
-                    per_bit[f.bit as usize] += c;
+                let mut per_bit = [0usize; 32];
+                for (f, c) in u.flips.iter().zip(&cand) {
+                    per_bit[f.bit as usize] += c.len();
                 }
                 tracing::debug!(chunk = s0, flips = u.flips.len(), ?per_bit, "candidate pairs");
             }
-            masks.push(mask);
+            cands.push(cand);
         }
-        for (k, &(s0, s1)) in chunks.iter().enumerate() {
+        for (cand, &(s0, s1)) in cands.iter().zip(&chunks) {
             let env = self.prefix(cut, s0, s1)?;
-            let round = if self.ctx.exact_rad { s1 - s0 } else { ROUND };
-            for r0 in (0..s1 - s0).step_by(round) {
-                let open: Vec<bool> = tallies
-                    .iter()
-                    .map(|t| !t.exact() && (self.ctx.exact_rad || !t.decided(cc, self.ctx.threshold)))
-                    .collect();
-                if !open.contains(&true) {
+            let mut cursor = vec![0usize; u.flips.len()];
+            loop {
+                // Each open flip's next candidates: all of them for exact RAD,
+                // else about as many as could settle its verdict.
+                let (mut f_idx, mut s_rel) = (vec![], vec![]);
+                for (f, t) in tallies.iter().enumerate() {
+                    let left = cand[f].len() - cursor[f];
+                    if left == 0 || (!self.ctx.exact_rad && t.decided(cc, threshold)) {
+                        continue;
+                    }
+                    let take = if self.ctx.exact_rad {
+                        left
+                    } else {
+                        (t.to_settle(cc, threshold).max(MIN_ROUND) as usize).min(left)
+                    };
+                    for k in cursor[f]..cursor[f] + take {
+                        f_idx.push(f as i64);
+                        s_rel.push(cand[f].get(k) as i64);
+                    }
+                    cursor[f] += take;
+                }
+                if f_idx.is_empty() {
                     break;
                 }
-                let len = round.min(s1 - s0 - r0) as i64;
-                let sub = masks[k]
-                    .narrow(1, r0 as i64, len)
-                    .logical_and(&Tensor::from_slice(&open).view([nf, 1]));
-                let pairs = sub.nonzero();
-                let np = pairs.size()[0];
-                for b0 in (0..np).step_by(cut.max_pairs as usize) {
-                    let b = pairs.narrow(0, b0, cut.max_pairs.min(np - b0));
-                    let f_idx = Vec::<i64>::try_from(b.select(1, 0).contiguous())?;
-                    let s_rel = b.select(1, 1) + r0 as i64;
-                    let faulty = Vec::<bool>::try_from(self.eval_pairs(
-                        cut,
-                        u,
-                        &env,
-                        &Pairs {
-                            f_idx: &f_idx,
-                            s_rel: &s_rel,
-                            s0,
-                        },
-                    )?)?;
-                    let s_rel = Vec::<i64>::try_from(s_rel)?;
-                    let was = Vec::<bool>::try_from(
-                        clean.correct.index_select(0, &(Tensor::from_slice(&s_rel) + s0 as i64)),
-                    )?;
-                    for ((&f, &w), &fa) in f_idx.iter().zip(&was).zip(&faulty) {
+                for (fb, sb) in f_idx
+                    .chunks(cut.max_pairs as usize)
+                    .zip(s_rel.chunks(cut.max_pairs as usize))
+                {
+                    let pairs = Pairs {
+                        f_idx: fb,
+                        s_rel: &Tensor::from_slice(sb),
+                        s0,
+                    };
+                    let faulty = Vec::<bool>::try_from(self.eval_pairs(cut, u, &env, &pairs)?)?;
+                    for ((&f, &s), &fa) in fb.iter().zip(sb).zip(&faulty) {
                         let t = &mut tallies[f as usize];
+                        let w = was[s0 + s as usize];
                         if w {
                             t.open_correct -= 1;
                         } else {
@@ -333,51 +343,6 @@ impl Fast<'_> {
                 exact: t.exact(),
             })
             .collect())
-    }
-
-    /// `[flips, samples]` bool: pairs the bound cannot prove unaffected.
-    fn candidates(&self, cut: &Cut, u: &UnitFlips, env: &[Option<Tensor>], s0: usize, s1: usize) -> Result<Tensor> {
-        let (nf, ns) = (u.flips.len() as i64, (s1 - s0) as i64);
-        let all = || Tensor::ones([nf, ns], (Kind::Bool, Device::Cpu));
-        let Some(g) = &cut.g else { return Ok(all()) };
-        let mut elements: Vec<i64> = u.flips.iter().map(|f| f.index).collect();
-        elements.dedup();
-        let Some(a) = cut.delta.sensitivity(g, env, &elements, ns)? else {
-            return Ok(all());
-        };
-        let a = a.to_device(Device::Cpu).to_kind(Kind::Float);
-        let row: Vec<i64> = u
-            .flips
-            .iter()
-            .map(|f| elements.iter().position(|&e| e == f.index).unwrap_or(0) as i64)
-            .collect();
-        let size: Vec<f64> = u
-            .values
-            .iter()
-            .map(|&(old, new)| {
-                if new.is_finite() {
-                    (new as f64 - old as f64).abs() * BOUND_SAFETY
-                } else {
-                    f64::INFINITY
-                }
-            })
-            .collect();
-        let margin = self.ctx.clean.margins.narrow(0, s0 as i64, ns).unsqueeze(0);
-        let slack = self.ctx.clean.slack.narrow(0, s0 as i64, ns).unsqueeze(0);
-        // The smallest |δ| each (element, sample) bound cannot clear: a pair is
-        // a candidate unless |δ| < crit. NaN (0/0, ∞/∞) and −∞ (NaN logit
-        // rows) make every flip a candidate.
-        let crit = (margin - slack) / a;
-        let mut parts = vec![];
-        for f0 in (0..nf).step_by(512) {
-            let m = 512.min(nf - f0);
-            let rows = Tensor::from_slice(&row[f0 as usize..(f0 + m) as usize]);
-            let sz = Tensor::from_slice(&size[f0 as usize..(f0 + m) as usize])
-                .to_kind(Kind::Float)
-                .unsqueeze(1);
-            parts.push(crit.index_select(0, &rows).gt_tensor(&sz).logical_not());
-        }
-        Ok(Tensor::cat(&parts, 0))
     }
 
     /// Faulty correctness of pairs (flip `f_idx[p]`, chunk sample `s_rel[p]`):

@@ -94,7 +94,18 @@ impl Sparse {
         self.chain.last().copied().unwrap_or(c)
     }
 
-    /// Runs the chain on per-pair channel slices `[P, 1, …]`.
+    /// True if every chain op acts on each element alone (no pooling).
+    pub fn elementwise(&self, graph: &Graph) -> bool {
+        self.chain.iter().all(|&u| {
+            matches!(
+                graph.nodes[u].op,
+                Op::Relu | Op::Clip { .. } | Op::Sigmoid | Op::Tanh | Op::Identity
+            )
+        })
+    }
+
+    /// Runs the chain on per-pair channel slices `[P, 1, …]` (any shape
+    /// when the chain is [`Sparse::elementwise`]).
     pub fn run_chain(&self, graph: &Graph, params: &ParamStore, x: &Tensor, start: Tensor) -> Result<Tensor> {
         let mut value = start;
         for &u in &self.chain {
