@@ -83,14 +83,17 @@ fn fault_list(model: &Model, path: &Path, random: usize, seed: u64) {
 }
 
 /// The sweep's rows; with `exact_rad` on two parallel workers (each with its
-/// own copy of the weights), otherwise in one thread, so both paths are compared.
-fn rows(model: &Model, data: &Dataset, faults: &Path, engine: EngineKind, exact_rad: bool) -> Vec<Row> {
+/// own copy of the weights), otherwise in one thread, so both paths are
+/// compared. `store`: prefixes read the clean pass's values, else they are
+/// recomputed (continuing from the previous cut's frontier).
+fn rows(model: &Model, data: &Dataset, faults: &Path, engine: EngineKind, exact_rad: bool, store: bool) -> Vec<Row> {
     let cfg = SweepConfig {
         faults: Some(faults.to_path_buf()),
         engine,
         exact_rad,
         batch: 5,
         jobs: Some(if exact_rad { 2 } else { 1 }),
+        store_bytes: if store { SweepConfig::new().store_bytes } else { 0 },
         ..SweepConfig::new()
     };
     let sw = prepare(model, data, &cfg).unwrap_or_else(|e| panic!("{e}"));
@@ -103,18 +106,24 @@ fn check(what: &str, model: &Model, data: &Dataset, random: usize, candidate: En
     let faults = dir.path().join("faults.csv");
     fault_list(model, &faults, random, 7);
     let before = model_hash(model).unwrap();
-    let reference = rows(model, data, &faults, EngineKind::Reference, true);
-    let exact = rows(model, data, &faults, candidate, true);
-    let early = rows(model, data, &faults, candidate, false);
+    let reference = rows(model, data, &faults, EngineKind::Reference, true, false);
+    let exact = rows(model, data, &faults, candidate, true, true);
+    let recomputed = rows(model, data, &faults, candidate, true, false);
+    let early = rows(model, data, &faults, candidate, false, true);
     assert_eq!(
         model_hash(model).unwrap(),
         before,
         "{what}: weights not restored bit-exactly"
     );
     let mut changed = 0;
-    for ((r, x), e) in reference.iter().zip(&exact).zip(&early) {
+    for (((r, x), y), e) in reference.iter().zip(&exact).zip(&recomputed).zip(&early) {
         let id = format!("{what} {}[{}] bit {} ({} -> {})", r.param, r.index, r.bit, r.old, r.new);
         assert_eq!((x.correct, x.exact), (r.correct, true), "{id}: exact counts differ");
+        assert_eq!(
+            (y.correct, y.exact),
+            (r.correct, true),
+            "{id}: exact counts differ with recomputed prefixes"
+        );
         assert_eq!(e.rad > 0.1, r.rad > 0.1, "{id}: early-exit verdict differs");
         if e.exact {
             assert_eq!(e.correct, r.correct, "{id}: row marked exact differs");
@@ -122,6 +131,7 @@ fn check(what: &str, model: &Model, data: &Dataset, random: usize, candidate: En
         changed += (r.rad != 0.0) as usize;
     }
     assert_eq!(reference.len(), exact.len());
+    assert_eq!(reference.len(), recomputed.len());
     assert!(
         changed > 0,
         "{what}: no flip changed anything; the comparison would prove nothing"

@@ -109,6 +109,7 @@ pub fn run(a: SweepArgs) -> Result<()> {
         shard,
         confidence: a.confidence,
         jobs: a.jobs.map(|j| j as usize),
+        ..SweepConfig::new()
     };
     if let Some(m) = a.margin {
         if !(m > 0.0 && m < 1.0) {

@@ -3,6 +3,7 @@
 
 use tch::{Device, Kind, Tensor};
 
+use super::fast::plan::{axes, Axis};
 use crate::data::Dataset;
 use crate::error::{HartError, Result};
 use crate::eval::{check_logits, correct_mask};
@@ -22,20 +23,51 @@ pub struct Clean {
     /// sample's largest logit (faulty and clean runs round differently).
     pub slack: Tensor,
     pub n: usize,
+    /// Every batched value of the clean forward pass over all `n` images,
+    /// by graph node (graph models whose values fit the budget; empty
+    /// otherwise): the fast engine's prefixes read them instead of running
+    /// the layers before each cut again.
+    pub values: Vec<Option<Tensor>>,
 }
 
+/// Default memory for [`Clean::values`].
+pub const STORE_BYTES: i64 = 256 << 20;
+
 /// Runs the model over `data` in batches of `batch` (the batch size the
-/// reference loop uses too, so the clean logits are the ones it would see).
-pub fn clean_pass(model: &Model, data: &Dataset, batch: usize, device: Device) -> Result<Clean> {
+/// reference loop uses too, so the clean logits are the ones it would see),
+/// keeping its values if they fit `store_bytes`.
+pub fn clean_pass(model: &Model, data: &Dataset, batch: usize, device: Device, store_bytes: i64) -> Result<Clean> {
     if data.is_empty() {
         return Err(HartError::Invalid("cannot sweep over an empty dataset".into()));
     }
     let mut parts = vec![];
+    let graph = model.graph();
+    let batched: Vec<bool> = graph.map_or(vec![], |gm| axes(&gm.graph).iter().map(|a| *a == Axis::Batch).collect());
+    // Per node, the batches' values while they fit the budget.
+    let mut store: Option<Vec<Vec<Tensor>>> = graph.map(|gm| gm.graph.nodes.iter().map(|_| vec![]).collect());
+    let mut stored: i64 = 0;
     tch::no_grad(|| -> Result<()> {
         for start in (0..data.len()).step_by(batch.max(1)) {
             let end = (start + batch.max(1)).min(data.len());
             let (x, _) = data.batch_range(start, end);
-            let logits = model.forward(&x.to_device(device), Mode::Eval)?;
+            let x = x.to_device(device);
+            let logits = match (graph, store.as_mut()) {
+                (Some(gm), Some(st)) => {
+                    let mut env: Vec<Option<Tensor>> = gm.graph.nodes.iter().map(|_| None).collect();
+                    let logits = gm.graph.forward_from(&gm.params, &x, 0, &mut env, Mode::Eval)?;
+                    for ((parts, value), &b) in st.iter_mut().zip(env).zip(&batched) {
+                        if let (true, Some(t)) = (b, value) {
+                            stored += t.numel() as i64 * t.kind().elt_size_in_bytes() as i64;
+                            parts.push(t);
+                        }
+                    }
+                    if stored > store_bytes {
+                        store = None;
+                    }
+                    logits
+                }
+                _ => model.forward(&x, Mode::Eval)?,
+            };
             check_logits(&logits, data, end - start)?;
             parts.push(logits.to_device(Device::Cpu));
         }
@@ -43,7 +75,13 @@ pub fn clean_pass(model: &Model, data: &Dataset, batch: usize, device: Device) -
     })?;
     let logits = Tensor::cat(&parts, 0);
     let labels = Tensor::from_slice(&data.labels);
-    Ok(from_logits(logits, labels))
+    let mut clean = from_logits(logits, labels);
+    clean.values = store.map_or(vec![], |st| {
+        st.into_iter()
+            .map(|p| if p.is_empty() { None } else { Some(Tensor::cat(&p, 0)) })
+            .collect()
+    });
+    Ok(clean)
 }
 
 impl Clean {
@@ -57,6 +95,11 @@ impl Clean {
             margins: self.margins.shallow_clone(),
             slack: self.slack.shallow_clone(),
             n: self.n,
+            values: self
+                .values
+                .iter()
+                .map(|v| v.as_ref().map(Tensor::shallow_clone))
+                .collect(),
         }
     }
 }
@@ -82,5 +125,6 @@ pub fn from_logits(logits: Tensor, labels: Tensor) -> Clean {
         margins,
         slack,
         n,
+        values: vec![],
     }
 }

@@ -82,6 +82,12 @@ pub struct FlipSpace {
 /// loses little, large enough that per-unit bookkeeping is noise.
 pub const UNIT_FLIPS: u64 = 4096;
 
+/// Flips per unit of a space of `total` flips: smaller spaces get smaller
+/// units (down to 512) so that they still spread over the workers.
+fn unit_cap(total: u64) -> u64 {
+    (total / 16).clamp(512, UNIT_FLIPS)
+}
+
 /// The float tensors of `model` a sweep over `scope` and `params` may flip.
 pub fn select_targets(model: &Model, scope: Scope, params: Option<&str>) -> Result<Vec<Target>> {
     let re = params
@@ -130,7 +136,8 @@ impl FlipSpace {
         for t in &targets {
             offsets.push(offsets.last().unwrap() + t.numel as u64 * nb);
         }
-        let units = element_units(&targets, nb, |t| (0..targets[t].numel).map(move |i| (t, i)));
+        let cap = unit_cap(*offsets.last().unwrap_or(&0));
+        let units = element_units(&targets, nb, cap, |t| (0..targets[t].numel).map(move |i| (t, i)));
         Ok(FlipSpace {
             targets,
             bits: bits.positions(),
@@ -165,7 +172,9 @@ impl FlipSpace {
             .collect();
         let units = {
             let els = &elements;
-            element_units(&targets, nb, |t| els.iter().copied().filter(move |e| e.0 == t))
+            element_units(&targets, nb, unit_cap(k * nb), |t| {
+                els.iter().copied().filter(move |e| e.0 == t)
+            })
         };
         Ok(FlipSpace {
             targets,
@@ -179,10 +188,11 @@ impl FlipSpace {
     pub fn from_list(targets: Vec<Target>, flips: Vec<Flip>) -> Self {
         let mut units = vec![];
         let mut start = 0usize;
+        let cap = unit_cap(flips.len() as u64);
         while start < flips.len() {
             let t = flips[start].target;
             let mut end = start + 1;
-            while end < flips.len() && flips[end].target == t && ((end - start) as u64) < UNIT_FLIPS {
+            while end < flips.len() && flips[end].target == t && ((end - start) as u64) < cap {
                 end += 1;
             }
             units.push(Unit {
@@ -293,9 +303,10 @@ fn nonempty(bits: BitSet) -> Result<u64> {
 fn element_units<I: Iterator<Item = (usize, i64)>>(
     targets: &[Target],
     nb: u64,
+    cap: u64,
     elements_of: impl Fn(usize) -> I,
 ) -> Vec<Unit> {
-    let per_unit = (UNIT_FLIPS / nb).max(1);
+    let per_unit = (cap / nb).max(1);
     let mut units = vec![];
     let mut ordinal = 0u64;
     for t in 0..targets.len() {

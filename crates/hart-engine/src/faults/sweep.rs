@@ -68,6 +68,9 @@ pub struct SweepConfig {
     /// Parallel workers (None: one per libtorch thread). Not part of the
     /// configuration hash: it changes how fast, not what.
     pub jobs: Option<usize>,
+    /// Memory the clean pass may keep its per-node values in for the fast
+    /// engine (0: keep none; prefixes are then recomputed). Also outside the hash.
+    pub store_bytes: i64,
 }
 
 impl SweepConfig {
@@ -85,6 +88,7 @@ impl SweepConfig {
             shard: Shard::WHOLE,
             confidence: 0.95,
             jobs: None,
+            store_bytes: super::clean::STORE_BYTES,
         }
     }
 }
@@ -137,7 +141,7 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &SweepConfig) -> Re
         (None, Some((k, seed))) => FlipSpace::sampled(targets, cfg.bits, k, seed)?,
         (None, None) => FlipSpace::exhaustive(targets, cfg.bits)?,
     };
-    let clean = clean_pass(model, data, cfg.batch, model.device())?;
+    let clean = clean_pass(model, data, cfg.batch, model.device(), cfg.store_bytes)?;
     let config = serde_json::json!({
         "bits": if cfg.faults.is_some() { serde_json::Value::Null } else { serde_json::json!(space.bits) },
         "scope": cfg.scope,

@@ -58,7 +58,7 @@ fn residual_cnn() -> Result<(Model, Dataset)> {
         class_names: (0..10).map(|i| i.to_string()).collect(),
     };
     let model = Model::Graph(zoo::build(&ModelInfo::for_data("resnet18-cifar", &data))?);
-    let clean = hart::faults::clean::clean_pass(&model, &data, 500, tch::Device::Cpu)?;
+    let clean = hart::faults::clean::clean_pass(&model, &data, 500, tch::Device::Cpu, 0)?;
     data.labels = Vec::<i64>::try_from(clean.logits.argmax(1, false))?;
     Ok((model, data))
 }

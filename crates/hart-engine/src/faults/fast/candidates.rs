@@ -9,6 +9,9 @@
 //! harmless outright, which the |δ|·A test cannot see. That test runs as a
 //! fused loop here: as tensor ops it cost more than the pairs it saved.
 
+use std::cmp::Ordering;
+use std::rc::Rc;
+
 use tch::{Device, Kind, Tensor};
 
 use super::delta::Delta;
@@ -102,7 +105,66 @@ fn columns(t: &Tensor) -> Result<Vec<f32>> {
     )?)
 }
 
+/// What the exact-chain test reads, by unit (or input feature) and then
+/// sample, for one cut and chunk: shared by the units of its tensor.
+pub struct Columns {
+    h: Vec<f32>,
+    h_end: Vec<f32>,
+    x: Option<Vec<f32>>,
+    /// max |x| per input feature (∞ where NaN).
+    xmax: Option<Vec<f64>>,
+    room: Vec<f32>,
+    /// Samples by room, NaN first, and their rooms in that order.
+    order: Vec<u32>,
+    sorted: Vec<f32>,
+}
+
 impl Fast<'_> {
+    fn build_columns(&self, cut: &Cut, env: &[Option<Tensor>], s0: usize, s1: usize) -> Result<Columns> {
+        let ns = s1 - s0;
+        let cached = |v: usize| {
+            env[v]
+                .as_ref()
+                .ok_or_else(|| HartError::Model(format!("fast engine: value {v} not cached")))
+        };
+        let c = cut.plan.c;
+        let end = cut.sparse.as_ref().map_or(c, |sp| sp.end(c));
+        let room = Vec::<f32>::try_from(self.room(s0, ns).flatten(0, -1).to_kind(Kind::Float))?;
+        let x = match &cut.delta {
+            Delta::LinearWeight { input, .. } => Some(columns(cached(*input)?)?),
+            _ => None,
+        };
+        let mut order: Vec<u32> = (0..ns as u32).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (room[a as usize], room[b as usize]);
+            b.is_nan().cmp(&a.is_nan()).then(a.total_cmp(&b))
+        });
+        let sorted: Vec<f32> = order.iter().map(|&s| room[s as usize]).collect();
+        let xmax = x.as_ref().map(|x| {
+            x.chunks(ns)
+                .map(|col| {
+                    let m = col
+                        .iter()
+                        .fold(0f32, |m, v| if v.abs() > m || v.is_nan() { v.abs() } else { m });
+                    if m.is_nan() {
+                        f64::INFINITY
+                    } else {
+                        m as f64
+                    }
+                })
+                .collect()
+        });
+        Ok(Columns {
+            h: columns(cached(c)?)?,
+            h_end: columns(cached(end)?)?,
+            x,
+            xmax,
+            room,
+            order,
+            sorted,
+        })
+    }
+
     /// Each flip's candidate samples on chunk `s0..s1`.
     pub(super) fn candidates(
         &self,
@@ -178,19 +240,33 @@ impl Fast<'_> {
         s1: usize,
     ) -> Result<Vec<Cand>> {
         let ns = s1 - s0;
-        let cached = |v: usize| {
-            env[v]
-                .as_ref()
-                .ok_or_else(|| HartError::Model(format!("fast engine: value {v} not cached")))
+        let in_features = match &cut.delta {
+            Delta::LinearWeight { in_features, .. } => *in_features,
+            _ => 1,
         };
-        let c = cut.plan.c;
-        let end = cut.sparse.as_ref().map_or(c, |sp| sp.end(c));
-        let (h, h_end) = (columns(cached(c)?)?, columns(cached(end)?)?);
-        let room = Vec::<f32>::try_from(self.room(s0, ns).flatten(0, -1).to_kind(Kind::Float))?;
-        let (x, in_features) = match &cut.delta {
-            Delta::LinearWeight { input, in_features } => (Some(columns(cached(*input)?)?), *in_features),
-            _ => (None, 1),
+        let key = (cut.plan.c, s0, s1, in_features);
+        let cols = match self.columns.borrow().as_ref() {
+            Some((k, cols)) if *k == key => Some(cols.clone()),
+            _ => None,
         };
+        let cols = match cols {
+            Some(cols) => cols,
+            None => {
+                *self.columns.borrow_mut() = None;
+                let cols = Rc::new(self.build_columns(cut, env, s0, s1)?);
+                *self.columns.borrow_mut() = Some((key, cols.clone()));
+                cols
+            }
+        };
+        let Columns {
+            h,
+            h_end,
+            x,
+            xmax,
+            room,
+            order,
+            sorted,
+        } = &*cols;
         let safety = BOUND_SAFETY as f32;
         let mut out = Vec::with_capacity(u.flips.len());
         for (f, flip) in u.flips.iter().enumerate() {
@@ -201,21 +277,29 @@ impl Fast<'_> {
             }
             let d = new - old;
             let o = cut.delta.channel(flip.index) as usize;
+            let i = (flip.index % in_features) as usize;
             let (h, h_end, g) = (&h[o * ns..][..ns], &h_end[o * ns..][..ns], sc.g_end[o]);
-            let x = x.as_ref().map(|x| {
-                let i = (flip.index % in_features) as usize;
-                &x[i * ns..][..ns]
-            });
-            let mut list = vec![];
-            for s in 0..ns {
+            let x = x.as_ref().map(|x| &x[i * ns..][..ns]);
+            // The clamps are 1-Lipschitz: |moved| ≤ 2|x·δ| after rounding
+            // h + x·δ; 4 covers the rounding of the test's own products too.
+            let reach = 4.0 * (d as f64).abs() * xmax.as_ref().map_or(1.0, |m| m[i]) * g as f64 * BOUND_SAFETY;
+            let room = room.as_slice();
+            // Samples whose room does not clear `reach` (NaN on either side included).
+            let tested = sorted.partition_point(|&r| (r as f64).partial_cmp(&reach) != Some(Ordering::Greater));
+            let test = |s: usize| {
                 // As the sparse path computes it: clean + x·δ, then the chain.
                 let change = x.map_or(d, |x| x[s] * d);
                 let v = sc.acts.iter().fold(h[s] + change, |v, a| a.apply(v));
                 let bound = (v - h_end[s]).abs() * g * safety;
-                if !(bound < room[s]) {
-                    list.push(s as u32);
-                }
-            }
+                bound.partial_cmp(&room[s]) != Some(Ordering::Less)
+            };
+            let list: Vec<u32> = if tested == ns {
+                (0..ns as u32).filter(|&s| test(s as usize)).collect()
+            } else {
+                let mut l: Vec<u32> = order[..tested].iter().copied().filter(|&s| test(s as usize)).collect();
+                l.sort_unstable();
+                l
+            };
             out.push(Cand::List(list));
         }
         Ok(out)

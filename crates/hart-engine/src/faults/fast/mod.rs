@@ -33,6 +33,7 @@ use super::space::{Flip, FlipSpace};
 use super::verdict::Tally;
 use crate::error::{HartError, Result};
 use crate::eval::correct_mask;
+use crate::model::graph::Graph;
 use crate::model::{GraphModel, Mode, ParamStore};
 
 /// Memory for the cached values of one chunk of images.
@@ -42,13 +43,17 @@ const CACHE_BYTES: i64 = 384 << 20;
 /// is reused rather than faulted in afresh.
 const PAIR_BYTES: i64 = 24 << 20;
 /// Fewest candidate samples a flip evaluates per round between early-exit checks.
-const MIN_ROUND: i64 = 64;
+const MIN_ROUND: i64 = 8;
 /// Relative safety factor on the bound (its own float rounding).
 const BOUND_SAFETY: f64 = 1.0 + 1.0 / 128.0;
 
 type Env = Vec<Option<Tensor>>;
 /// (cut node, dense layer of the sparse path, first sample, end sample) of a cached prefix.
 type PrefixKey = (usize, Option<usize>, usize, usize);
+/// (last node run, images) of a clean pass and the values later nodes read.
+type Frontier = (usize, (usize, usize), Env);
+/// (cut node, first sample, end sample, fan-in) of the exact-chain test's inputs.
+type ColumnsKey = (usize, usize, usize, i64);
 
 struct Cut {
     plan: Plan,
@@ -74,6 +79,16 @@ pub struct Fast<'a> {
     /// consecutive units of one tensor reuse it instead of re-running the
     /// layers before the cut over every image.
     last_prefix: RefCell<Option<(PrefixKey, Rc<Env>)>>,
+    /// The values a clean pass past node `.0` on images `.1` still needs
+    /// (those read by later nodes): the next prefix on the same images with a
+    /// later cut continues from here instead of from the input. Units come
+    /// in graph order, so each worker runs about one clean forward per chunk
+    /// however many tensors it visits.
+    frontier: RefCell<Option<Frontier>>,
+    /// The exact-chain test's inputs for the last (cut, chunk, fan-in) it ran on.
+    columns: RefCell<Option<(ColumnsKey, Rc<candidates::Columns>)>>,
+    /// The last node that reads each value.
+    last_use: Vec<usize>,
     generic: Generic<'a>,
 }
 
@@ -91,6 +106,9 @@ impl<'a> Fast<'a> {
             env1: None,
             cuts: HashMap::new(),
             last_prefix: RefCell::new(None),
+            frontier: RefCell::new(None),
+            columns: RefCell::new(None),
+            last_use: last_use(&gm.graph),
             generic: Generic { ctx },
         }
     }
@@ -110,7 +128,9 @@ impl<'a> Fast<'a> {
         if let Some(c) = self.cuts.get(name) {
             return Ok(c.clone());
         }
+        let t = std::time::Instant::now();
         let cut = self.build_cut(name)?.map(Rc::new);
+        tracing::debug!(tensor = name, seconds = t.elapsed().as_secs_f64(), "cut built");
         if cut.is_none() {
             tracing::info!(tensor = name, "no cut point: generic engine");
         }
@@ -195,16 +215,65 @@ impl<'a> Fast<'a> {
     fn compute_prefix(&self, cut: &Cut, s0: usize, s1: usize) -> Result<Env> {
         let (x, _) = self.ctx.images(s0, s1);
         let graph = &self.gm.graph;
+        let keep = keep(&cut.plan, cut.plan.c, cut.sparse.as_ref());
+        let stored = &self.ctx.clean.values;
+        if !stored.is_empty() {
+            // Batched values from the clean pass; the few static ones (weights
+            // and what is computed from them alone) evaluated here.
+            let mut env: Env = (0..graph.nodes.len()).map(|_| None).collect();
+            let last = keep.iter().copied().max().unwrap_or(0);
+            let statics = (0..=last).filter(|&v| self.ax[v] == Axis::Static);
+            tch::no_grad(|| graph.forward_nodes(&self.gm.params, &x, statics, &mut env, Mode::Eval))?;
+            return Ok((0..graph.nodes.len())
+                .map(|v| match (keep.contains(&v), &stored[v]) {
+                    (false, _) => None,
+                    (true, Some(t)) => Some(t.narrow(0, s0 as i64, (s1 - s0) as i64)),
+                    (true, None) => env[v].take(),
+                })
+                .collect());
+        }
         let mut env: Vec<Option<Tensor>> = (0..graph.nodes.len()).map(|_| None).collect();
         let last = cut.sparse.as_ref().map_or(cut.plan.c, |s| s.d);
-        tch::no_grad(|| graph.forward_nodes(&self.gm.params, &x, 0..=last, &mut env, Mode::Eval))?;
-        let keep = keep(&cut.plan, cut.plan.c, cut.sparse.as_ref());
+        let mut start = 0;
+        if let Some((p, range, front)) = self.frontier.borrow_mut().take() {
+            // Usable if it holds every earlier value the nodes still to run and
+            // the cut read (the cut re-runs shape computations from before `c`).
+            let has = |v: &usize| *v > p || front[*v].is_some();
+            let reads = (p + 1..=last).flat_map(|u| graph.nodes[u].inputs.iter());
+            if range == (s0, s1) && p < cut.plan.c && keep.iter().all(has) && reads.into_iter().all(has) {
+                env = front;
+                start = p + 1;
+            }
+        }
+        tch::no_grad(|| graph.forward_nodes(&self.gm.params, &x, start..=last, &mut env, Mode::Eval))?;
+        let front: Env = env
+            .iter()
+            .enumerate()
+            .map(|(v, t)| {
+                if self.last_use[v] > last {
+                    t.as_ref().map(Tensor::shallow_clone)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        *self.frontier.borrow_mut() = Some((last, (s0, s1), front));
         Ok(env
             .into_iter()
             .enumerate()
             .map(|(v, t)| if keep.contains(&v) { t } else { None })
             .collect())
     }
+}
+
+fn last_use(graph: &Graph) -> Vec<usize> {
+    let mut last = vec![0; graph.nodes.len()];
+    for (u, node) in graph.nodes.iter().enumerate() {
+        for &v in &node.inputs {
+            last[v] = u;
+        }
+    }
+    last
 }
 
 /// The cached values a cut reads: the dense path's and the sparse path's.
@@ -270,9 +339,17 @@ impl Fast<'_> {
         let chunks: Vec<(usize, usize)> = (0..n).step_by(cut.chunk).map(|s| (s, (s + cut.chunk).min(n))).collect();
         let mut cands = vec![];
         let mut tallies = vec![Tally::default(); u.flips.len()];
+        // Seconds in the prefix, the candidate test and the pair evaluations; pairs evaluated.
+        let mut spent = ([0f64; 3], 0usize);
+        let timed =
+            |i: usize, t: std::time::Instant, spent: &mut ([f64; 3], usize)| spent.0[i] += t.elapsed().as_secs_f64();
         for &(s0, s1) in &chunks {
+            let t = std::time::Instant::now();
             let env = self.prefix(cut, s0, s1)?;
+            timed(0, t, &mut spent);
+            let t = std::time::Instant::now();
             let cand = self.candidates(cut, u, &env, s0, s1)?;
+            timed(1, t, &mut spent);
             for (t, c) in tallies.iter_mut().zip(&cand) {
                 let open_c = (0..c.len()).filter(|&k| was[s0 + c.get(k) as usize]).count() as i64;
                 t.open_correct += open_c;
@@ -288,7 +365,9 @@ impl Fast<'_> {
             cands.push(cand);
         }
         for (cand, &(s0, s1)) in cands.iter().zip(&chunks) {
+            let t = std::time::Instant::now();
             let env = self.prefix(cut, s0, s1)?;
+            timed(0, t, &mut spent);
             let mut cursor = vec![0usize; u.flips.len()];
             loop {
                 // Each open flip's next candidates: all of them for exact RAD,
@@ -322,7 +401,10 @@ impl Fast<'_> {
                         s_rel: &Tensor::from_slice(sb),
                         s0,
                     };
+                    let t = std::time::Instant::now();
                     let faulty = Vec::<bool>::try_from(self.eval_pairs(cut, u, &env, &pairs)?)?;
+                    timed(2, t, &mut spent);
+                    spent.1 += fb.len();
                     for ((&f, &s), &fa) in fb.iter().zip(sb).zip(&faulty) {
                         let t = &mut tallies[f as usize];
                         let w = was[s0 + s as usize];
@@ -336,6 +418,7 @@ impl Fast<'_> {
                 }
             }
         }
+        tracing::debug!(flips = u.flips.len(), pairs = spent.1, seconds = ?spent.0, "unit (prefix, candidates, pairs)");
         Ok(tallies
             .iter()
             .map(|t| Outcome {
