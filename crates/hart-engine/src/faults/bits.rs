@@ -92,6 +92,16 @@ pub fn read_elements(t: &Tensor, start: i64, len: i64) -> Result<Vec<f32>> {
     Ok(Vec::<f32>::try_from(&flat.contiguous())?)
 }
 
+/// Elements `indices` of `t` (flat), copied as they are stored.
+pub fn gather_elements(t: &Tensor, indices: &[i64]) -> Result<Vec<f32>> {
+    let flat = t
+        .detach()
+        .f_flatten(0, -1)?
+        .f_index_select(0, &Tensor::from_slice(indices).f_to_device(t.device())?)?
+        .f_to_device(tch::Device::Cpu)?;
+    Ok(Vec::<f32>::try_from(&flat)?)
+}
+
 /// Overwrites one element in place through a view of the tensor's own
 /// storage, so every graph node and caller sharing the tensor sees the flip.
 /// The value travels as raw bytes (`from_slice` + `copy_`): a float conversion

@@ -3,7 +3,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::bits::{flip, read_elements, write_element};
+use super::bits::{flip, gather_elements, read_elements, write_element};
 use super::clean::Clean;
 use super::space::{Flip, FlipSpace};
 use crate::data::Dataset;
@@ -49,19 +49,21 @@ pub struct Outcome {
 }
 
 pub trait Engine {
-    /// Outcomes for `flips`, all of one target tensor, in order.
-    fn run(&mut self, space: &FlipSpace, flips: &[Flip]) -> Result<Vec<Outcome>>;
+    /// Outcomes for `flips`, all of one target tensor, in order; `values`
+    /// holds each flip's clean and flipped value ([`old_new`]).
+    fn run(&mut self, space: &FlipSpace, flips: &[Flip], values: &[(f32, f32)]) -> Result<Vec<Outcome>>;
 }
 
 /// The clean and flipped values of each flip, read from the tensor itself.
 pub fn old_new(space: &FlipSpace, flips: &[Flip]) -> Result<Vec<(f32, f32)>> {
-    flips
-        .iter()
-        .map(|f| {
-            let old = read_elements(&space.targets[f.target].tensor, f.index, 1)?[0];
-            Ok((old, flip(old, f.bit)))
-        })
-        .collect()
+    let mut out = Vec::with_capacity(flips.len());
+    // One gather per run of flips of one tensor (a unit is one run).
+    for run in flips.chunk_by(|a, b| a.target == b.target) {
+        let indices: Vec<i64> = run.iter().map(|f| f.index).collect();
+        let old = gather_elements(&space.targets[run[0].target].tensor, &indices)?;
+        out.extend(run.iter().zip(old).map(|(f, old)| (old, flip(old, f.bit))));
+    }
+    Ok(out)
 }
 
 /// Runs `body` with the flip applied and restores the clean value whatever

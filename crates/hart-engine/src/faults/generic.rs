@@ -4,7 +4,7 @@
 
 use tch::Kind;
 
-use super::engine::{lost, old_new, with_flip, Ctx, Engine, Outcome};
+use super::engine::{lost, with_flip, Ctx, Engine, Outcome};
 use super::space::{Flip, FlipSpace};
 use super::verdict::Tally;
 use crate::error::Result;
@@ -14,11 +14,10 @@ pub struct Generic<'a> {
 }
 
 impl Engine for Generic<'_> {
-    fn run(&mut self, space: &FlipSpace, flips: &[Flip]) -> Result<Vec<Outcome>> {
-        let values = old_new(space, flips)?;
+    fn run(&mut self, space: &FlipSpace, flips: &[Flip], values: &[(f32, f32)]) -> Result<Vec<Outcome>> {
         flips
             .iter()
-            .zip(values)
+            .zip(values.iter().copied())
             .map(|(f, (old, new))| {
                 let tensor = &space.targets[f.target].tensor;
                 with_flip(tensor, f.index, old, new, || one_flip(&self.ctx))

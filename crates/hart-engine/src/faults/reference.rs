@@ -2,7 +2,7 @@
 //! full forward over all N images in fixed batches, count correct, restore.
 //! Every faster engine is tested against it.
 
-use super::engine::{old_new, with_flip, Ctx, Engine, Outcome};
+use super::engine::{with_flip, Ctx, Engine, Outcome};
 use super::space::{Flip, FlipSpace};
 use crate::error::Result;
 use crate::model::Mode;
@@ -12,12 +12,11 @@ pub struct Reference<'a> {
 }
 
 impl Engine for Reference<'_> {
-    fn run(&mut self, space: &FlipSpace, flips: &[Flip]) -> Result<Vec<Outcome>> {
+    fn run(&mut self, space: &FlipSpace, flips: &[Flip], values: &[(f32, f32)]) -> Result<Vec<Outcome>> {
         let ctx = &self.ctx;
-        let values = old_new(space, flips)?;
         flips
             .iter()
-            .zip(values)
+            .zip(values.iter().copied())
             .map(|(f, (old, new))| {
                 let tensor = &space.targets[f.target].tensor;
                 let correct = with_flip(tensor, f.index, old, new, || {

@@ -292,7 +292,7 @@ impl Sweep<'_> {
 pub fn unit_rows(space: &FlipSpace, clean: &Clean, engine: &mut dyn Engine, unit: &Unit) -> Result<Vec<Row>> {
     let flips = space.unit_flips(unit);
     let values = old_new(space, &flips)?;
-    let outcomes = engine.run(space, &flips)?;
+    let outcomes = engine.run(space, &flips, &values)?;
     let cc = clean.correct_count;
     Ok(flips
         .iter()

@@ -110,6 +110,7 @@ fn columns(t: &Tensor) -> Result<Vec<f32>> {
 pub struct Columns {
     h: Vec<f32>,
     h_end: Vec<f32>,
+    /// The layer input, `[samples, in]` row-major.
     x: Option<Vec<f32>>,
     /// max |x| per input feature (∞ where NaN).
     xmax: Option<Vec<f64>>,
@@ -131,7 +132,14 @@ impl Fast<'_> {
         let end = cut.sparse.as_ref().map_or(c, |sp| sp.end(c));
         let room = Vec::<f32>::try_from(self.room(s0, ns).flatten(0, -1).to_kind(Kind::Float))?;
         let x = match &cut.delta {
-            Delta::LinearWeight { input, .. } => Some(columns(cached(*input)?)?),
+            // Row-major: transposing the input per worker cost more than the strided reads.
+            Delta::LinearWeight { input, .. } => Some(Vec::<f32>::try_from(
+                cached(*input)?
+                    .to_device(Device::Cpu)
+                    .to_kind(Kind::Float)
+                    .contiguous()
+                    .flatten(0, -1),
+            )?),
             _ => None,
         };
         let mut order: Vec<u32> = (0..ns as u32).collect();
@@ -141,17 +149,17 @@ impl Fast<'_> {
         });
         let sorted: Vec<f32> = order.iter().map(|&s| room[s as usize]).collect();
         let xmax = x.as_ref().map(|x| {
-            x.chunks(ns)
-                .map(|col| {
-                    let m = col
-                        .iter()
-                        .fold(0f32, |m, v| if v.abs() > m || v.is_nan() { v.abs() } else { m });
-                    if m.is_nan() {
-                        f64::INFINITY
-                    } else {
-                        m as f64
+            let width = x.len() / ns.max(1);
+            let mut m = vec![0f32; width];
+            for row in x.chunks(width.max(1)) {
+                for (m, v) in m.iter_mut().zip(row) {
+                    if v.abs() > *m || v.is_nan() {
+                        *m = v.abs();
                     }
-                })
+                }
+            }
+            m.into_iter()
+                .map(|m| if m.is_nan() { f64::INFINITY } else { m as f64 })
                 .collect()
         });
         Ok(Columns {
@@ -279,7 +287,7 @@ impl Fast<'_> {
             let o = cut.delta.channel(flip.index) as usize;
             let i = (flip.index % in_features) as usize;
             let (h, h_end, g) = (&h[o * ns..][..ns], &h_end[o * ns..][..ns], sc.g_end[o]);
-            let x = x.as_ref().map(|x| &x[i * ns..][..ns]);
+            let x = x.as_ref().map(|x| &x[i..]);
             // The clamps are 1-Lipschitz: |moved| ≤ 2|x·δ| after rounding
             // h + x·δ; 4 covers the rounding of the test's own products too.
             let reach = 4.0 * (d as f64).abs() * xmax.as_ref().map_or(1.0, |m| m[i]) * g as f64 * BOUND_SAFETY;
@@ -288,7 +296,7 @@ impl Fast<'_> {
             let tested = sorted.partition_point(|&r| (r as f64).partial_cmp(&reach) != Some(Ordering::Greater));
             let test = |s: usize| {
                 // As the sparse path computes it: clean + x·δ, then the chain.
-                let change = x.map_or(d, |x| x[s] * d);
+                let change = x.map_or(d, |x| x[s * in_features as usize] * d);
                 let v = sc.acts.iter().fold(h[s] + change, |v, a| a.apply(v));
                 let bound = (v - h_end[s]).abs() * g * safety;
                 bound.partial_cmp(&room[s]) != Some(Ordering::Less)

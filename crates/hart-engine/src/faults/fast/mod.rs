@@ -27,7 +27,7 @@ use self::candidates::Scalar;
 use self::delta::{delta_kind, Delta};
 use self::plan::{axes, plan, Axis, Plan};
 use self::sparse::Sparse;
-use super::engine::{old_new, with_flip, Ctx, Engine, Outcome};
+use super::engine::{with_flip, Ctx, Engine, Outcome};
 use super::generic::Generic;
 use super::space::{Flip, FlipSpace};
 use super::verdict::Tally;
@@ -300,7 +300,7 @@ struct Pairs<'p> {
 /// What is fixed for one unit's flips.
 struct UnitFlips<'u> {
     flips: &'u [Flip],
-    values: Vec<(f32, f32)>,
+    values: &'u [(f32, f32)],
     tensor: &'u Tensor,
 }
 
@@ -316,15 +316,15 @@ impl UnitFlips<'_> {
 }
 
 impl Engine for Fast<'_> {
-    fn run(&mut self, space: &FlipSpace, flips: &[Flip]) -> Result<Vec<Outcome>> {
+    fn run(&mut self, space: &FlipSpace, flips: &[Flip], values: &[(f32, f32)]) -> Result<Vec<Outcome>> {
         let Some(first) = flips.first() else { return Ok(vec![]) };
         let target = &space.targets[first.target];
         let Some(cut) = self.cut(&target.name)? else {
-            return self.generic.run(space, flips);
+            return self.generic.run(space, flips, values);
         };
         let unit = UnitFlips {
             flips,
-            values: old_new(space, flips)?,
+            values,
             tensor: &target.tensor,
         };
         tch::no_grad(|| self.run_cut(&cut, &unit))

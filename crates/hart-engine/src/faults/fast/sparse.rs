@@ -130,6 +130,17 @@ impl Sparse {
         channels: &[i64],
         change: &Tensor,
     ) -> Result<Tensor> {
+        if let Op::Linear { weight, .. } = &graph.nodes[self.d].op {
+            if change.numel() == channels.len() {
+                // One number per pair (a linear cut): all pairs in one product.
+                let rows = params
+                    .get(weight)?
+                    .f_tr()?
+                    .f_contiguous()?
+                    .f_index_select(0, &Tensor::from_slice(channels).to_device(clean_d.device()))?;
+                return Ok(clean_d.f_addcmul(&change.f_reshape([-1, 1])?, &rows)?);
+            }
+        }
         let out = clean_d.copy();
         // Pairs come grouped by flip, so runs of one channel are long.
         let mut p0 = 0;
