@@ -58,23 +58,7 @@ pub enum BenchWhat {
     },
     /// Sweep engine flips/s against the brute-force loop on the same flips
     /// (MLP, LeNet-5, resnet18-cifar). The engine is timed --runs times, the reference once.
-    Sweep {
-        /// Models to time (comma-separated: mlp, lenet5, resnet18-cifar).
-        #[arg(long, default_value = "mlp,lenet5,resnet18-cifar")]
-        archs: String,
-        /// Evaluation images.
-        #[arg(long, default_value_t = 2000)]
-        images: usize,
-        /// Elements whose 32 bits the engine sweeps (resnet18-cifar: a 32nd, at least 2).
-        #[arg(long, default_value_t = 128)]
-        elements: usize,
-        /// Flips the reference loop times (a random subset of the engine's).
-        #[arg(long, default_value_t = 24)]
-        reference_flips: usize,
-        /// Evaluation images of the residual CNN (a full resnet18-cifar forward costs ~100× LeNet-5's).
-        #[arg(long, default_value_t = 100)]
-        cnn_images: usize,
-    },
+    Sweep(sweep::Options),
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -91,20 +75,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             images,
             rel_stderr,
         } => hessian::run(&archs, batch_size, images, rel_stderr, a.runs)?,
-        BenchWhat::Sweep {
-            archs,
-            images,
-            elements,
-            reference_flips,
-            cnn_images,
-        } => sweep::run(&sweep::Options {
-            archs,
-            images,
-            elements,
-            reference_flips,
-            cnn_images,
-            runs: a.runs,
-        })?,
+        BenchWhat::Sweep(o) => sweep::run(&o, a.runs)?,
     };
     report(&results, a.json)
 }

@@ -28,6 +28,16 @@ pub enum Cand {
 }
 
 impl Cand {
+    /// `samples` of a chunk of `ns`: no list where it is all of them (the
+    /// common case for exponent flips, 4 bytes a sample otherwise).
+    fn of(samples: Vec<u32>, ns: usize) -> Cand {
+        if samples.len() == ns {
+            Cand::All(ns)
+        } else {
+            Cand::List(samples)
+        }
+    }
+
     pub fn len(&self) -> usize {
         match self {
             Cand::All(n) => *n,
@@ -105,6 +115,14 @@ fn columns(t: &Tensor) -> Result<Vec<f32>> {
     )?)
 }
 
+/// A chunk of images `s0..s1` and its cached clean values.
+#[derive(Clone, Copy)]
+pub struct Chunk<'e> {
+    pub env: &'e [Option<Tensor>],
+    pub s0: usize,
+    pub s1: usize,
+}
+
 /// What the exact-chain test reads, by unit (or input feature) and then
 /// sample, for one cut and chunk: shared by the units of its tensor.
 pub struct Columns {
@@ -121,7 +139,8 @@ pub struct Columns {
 }
 
 impl Fast<'_> {
-    fn build_columns(&self, cut: &Cut, env: &[Option<Tensor>], s0: usize, s1: usize) -> Result<Columns> {
+    fn build_columns(&self, cut: &Cut, chunk: &Chunk) -> Result<Columns> {
+        let Chunk { env, s0, s1 } = *chunk;
         let ns = s1 - s0;
         let cached = |v: usize| {
             env[v]
@@ -174,19 +193,13 @@ impl Fast<'_> {
     }
 
     /// Each flip's candidate samples on chunk `s0..s1`.
-    pub(super) fn candidates(
-        &self,
-        cut: &Cut,
-        u: &UnitFlips,
-        env: &[Option<Tensor>],
-        s0: usize,
-        s1: usize,
-    ) -> Result<Vec<Cand>> {
+    pub(super) fn candidates(&self, cut: &Cut, u: &UnitFlips, chunk: &Chunk) -> Result<Vec<Cand>> {
+        let Chunk { env, s0, s1 } = *chunk;
         let ns = s1 - s0;
         let all = || u.flips.iter().map(|_| Cand::All(ns)).collect();
         let Some(g) = &cut.g else { return Ok(all()) };
         if let Some(sc) = &cut.scalar {
-            return self.scalar_candidates(cut, sc, u, env, s0, s1);
+            return self.scalar_candidates(cut, sc, u, chunk);
         }
         let mut elements: Vec<i64> = u.flips.iter().map(|f| f.index).collect();
         elements.dedup();
@@ -225,7 +238,7 @@ impl Fast<'_> {
             for p in pairs.chunks_exact(2) {
                 lists[p[0] as usize].push(p[1] as u32);
             }
-            out.extend(lists.into_iter().map(Cand::List));
+            out.extend(lists.into_iter().map(|l| Cand::of(l, ns)));
         }
         Ok(out)
     }
@@ -238,15 +251,8 @@ impl Fast<'_> {
 
     /// The exact-chain test (see the module text), one pass over
     /// (flip, sample) in Rust.
-    fn scalar_candidates(
-        &self,
-        cut: &Cut,
-        sc: &Scalar,
-        u: &UnitFlips,
-        env: &[Option<Tensor>],
-        s0: usize,
-        s1: usize,
-    ) -> Result<Vec<Cand>> {
+    fn scalar_candidates(&self, cut: &Cut, sc: &Scalar, u: &UnitFlips, chunk: &Chunk) -> Result<Vec<Cand>> {
+        let Chunk { s0, s1, .. } = *chunk;
         let ns = s1 - s0;
         let in_features = match &cut.delta {
             Delta::LinearWeight { in_features, .. } => *in_features,
@@ -261,7 +267,7 @@ impl Fast<'_> {
             Some(cols) => cols,
             None => {
                 *self.columns.borrow_mut() = None;
-                let cols = Rc::new(self.build_columns(cut, env, s0, s1)?);
+                let cols = Rc::new(self.build_columns(cut, chunk)?);
                 *self.columns.borrow_mut() = Some((key, cols.clone()));
                 cols
             }
@@ -308,7 +314,7 @@ impl Fast<'_> {
                 l.sort_unstable();
                 l
             };
-            out.push(Cand::List(list));
+            out.push(Cand::of(list, ns));
         }
         Ok(out)
     }

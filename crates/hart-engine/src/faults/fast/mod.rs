@@ -348,7 +348,7 @@ impl Fast<'_> {
             let env = self.prefix(cut, s0, s1)?;
             timed(0, t, &mut spent);
             let t = std::time::Instant::now();
-            let cand = self.candidates(cut, u, &env, s0, s1)?;
+            let cand = self.candidates(cut, u, &candidates::Chunk { env: &env, s0, s1 })?;
             timed(1, t, &mut spent);
             for (t, c) in tallies.iter_mut().zip(&cand) {
                 let open_c = (0..c.len()).filter(|&k| was[s0 + c.get(k) as usize]).count() as i64;
