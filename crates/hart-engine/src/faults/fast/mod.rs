@@ -339,17 +339,15 @@ impl Fast<'_> {
         let chunks: Vec<(usize, usize)> = (0..n).step_by(cut.chunk).map(|s| (s, (s + cut.chunk).min(n))).collect();
         let mut cands = vec![];
         let mut tallies = vec![Tally::default(); u.flips.len()];
-        // Seconds in the prefix, the candidate test and the pair evaluations; pairs evaluated.
-        let mut spent = ([0f64; 3], 0usize);
-        let timed =
-            |i: usize, t: std::time::Instant, spent: &mut ([f64; 3], usize)| spent.0[i] += t.elapsed().as_secs_f64();
+        // Seconds in the prefix, the candidate test and the pair evaluations (debug log).
+        let (mut seconds, mut evaluated) = ([0f64; 3], 0usize);
         for &(s0, s1) in &chunks {
             let t = std::time::Instant::now();
             let env = self.prefix(cut, s0, s1)?;
-            timed(0, t, &mut spent);
+            seconds[0] += t.elapsed().as_secs_f64();
             let t = std::time::Instant::now();
             let cand = self.candidates(cut, u, &candidates::Chunk { env: &env, s0, s1 })?;
-            timed(1, t, &mut spent);
+            seconds[1] += t.elapsed().as_secs_f64();
             for (t, c) in tallies.iter_mut().zip(&cand) {
                 let open_c = (0..c.len()).filter(|&k| was[s0 + c.get(k) as usize]).count() as i64;
                 t.open_correct += open_c;
@@ -367,7 +365,7 @@ impl Fast<'_> {
         for (cand, &(s0, s1)) in cands.iter().zip(&chunks) {
             let t = std::time::Instant::now();
             let env = self.prefix(cut, s0, s1)?;
-            timed(0, t, &mut spent);
+            seconds[0] += t.elapsed().as_secs_f64();
             let mut cursor = vec![0usize; u.flips.len()];
             loop {
                 // Each open flip's next candidates: all of them for exact RAD,
@@ -403,8 +401,8 @@ impl Fast<'_> {
                     };
                     let t = std::time::Instant::now();
                     let faulty = Vec::<bool>::try_from(self.eval_pairs(cut, u, &env, &pairs)?)?;
-                    timed(2, t, &mut spent);
-                    spent.1 += fb.len();
+                    seconds[2] += t.elapsed().as_secs_f64();
+                    evaluated += fb.len();
                     for ((&f, &s), &fa) in fb.iter().zip(sb).zip(&faulty) {
                         let t = &mut tallies[f as usize];
                         let w = was[s0 + s as usize];
@@ -418,7 +416,12 @@ impl Fast<'_> {
                 }
             }
         }
-        tracing::debug!(flips = u.flips.len(), pairs = spent.1, seconds = ?spent.0, "unit (prefix, candidates, pairs)");
+        tracing::debug!(
+            flips = u.flips.len(),
+            pairs = evaluated,
+            ?seconds,
+            "unit (prefix, candidates, pairs)"
+        );
         Ok(tallies
             .iter()
             .map(|t| Outcome {
