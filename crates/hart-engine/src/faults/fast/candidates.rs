@@ -30,7 +30,7 @@ pub enum Cand {
 impl Cand {
     /// `samples` of a chunk of `ns`: no list where it is all of them (the
     /// common case for exponent flips, 4 bytes a sample otherwise).
-    fn of(samples: Vec<u32>, ns: usize) -> Cand {
+    pub fn of(samples: Vec<u32>, ns: usize) -> Cand {
         if samples.len() == ns {
             Cand::All(ns)
         } else {

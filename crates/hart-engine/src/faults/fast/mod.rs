@@ -14,6 +14,7 @@
 pub mod bound;
 mod candidates;
 pub mod delta;
+mod linear;
 pub mod plan;
 pub mod sparse;
 
@@ -25,6 +26,7 @@ use tch::{Device, Kind, Tensor};
 
 use self::candidates::Scalar;
 use self::delta::{delta_kind, Delta};
+use self::linear::Linear;
 use self::plan::{axes, plan, Axis, Plan};
 use self::sparse::Sparse;
 use super::engine::{with_flip, Ctx, Engine, Outcome};
@@ -54,6 +56,8 @@ type PrefixKey = (usize, Option<usize>, usize, usize);
 type Frontier = (usize, (usize, usize), Env);
 /// (cut node, first sample, end sample, fan-in) of the exact-chain test's inputs.
 type ColumnsKey = (usize, usize, usize, i64);
+/// (cut node, first sample, end sample) of the certificate's clean values.
+type SuffixKey = (usize, usize, usize);
 
 struct Cut {
     plan: Plan,
@@ -64,6 +68,8 @@ struct Cut {
     sparse: Option<Sparse>,
     /// The exact-chain candidate test, for a 2-D linear cut followed by ReLU/clip ops.
     scalar: Option<Scalar>,
+    /// The linear-region certificate, where every op after the cut has a linearisation.
+    linear: Option<Linear>,
     chunk: usize,
     max_pairs: i64,
 }
@@ -87,6 +93,9 @@ pub struct Fast<'a> {
     frontier: RefCell<Option<Frontier>>,
     /// The exact-chain test's inputs for the last (cut, chunk, fan-in) it ran on.
     columns: RefCell<Option<(ColumnsKey, Rc<candidates::Columns>)>>,
+    /// The clean ReLU inputs after the last (cut, first sample, end sample)
+    /// the linear-region certificate ran on.
+    suffix_cache: RefCell<Option<(SuffixKey, Rc<Env>)>>,
     /// The last node that reads each value.
     last_use: Vec<usize>,
     generic: Generic<'a>,
@@ -108,6 +117,7 @@ impl<'a> Fast<'a> {
             last_prefix: RefCell::new(None),
             frontier: RefCell::new(None),
             columns: RefCell::new(None),
+            suffix_cache: RefCell::new(None),
             last_use: last_use(&gm.graph),
             generic: Generic { ctx },
         }
@@ -165,8 +175,23 @@ impl<'a> Fast<'a> {
             let own = &graph.nodes[sp.d].inputs;
             sp.plan.gather.retain(|v| !own.contains(v));
         }
+        // A tangent pass costs about one dense evaluation of a pair: it pays
+        // where pairs are evaluated densely, not where the sparse path or the
+        // exact-chain test makes them cheap (measured: LeNet-5 and the MLP
+        // ran at half speed with it).
+        let linear = match (delta.structured(), &sparse) {
+            (true, None) => Linear::new(graph, &self.gm.params, &self.ax, c, |v| {
+                env1[v].as_ref().map(Tensor::size)
+            })?,
+            _ => None,
+        };
         let kept = keep(&plan, c, sparse.as_ref());
-        let cached: i64 = kept.iter().map(|&v| numel(&env1[v])).sum::<i64>() * 4;
+        // The certificate keeps the clean ReLU inputs after the cut per chunk too.
+        let suffix = match (&linear, self.ctx.clean.values.is_empty()) {
+            (Some(lin), true) => lin.clean_inputs.clone(),
+            _ => vec![],
+        };
+        let cached: i64 = kept.iter().chain(&suffix).map(|&v| numel(&env1[v])).sum::<i64>() * 4;
         let per_pair: i64 = plan
             .gather
             .iter()
@@ -184,10 +209,11 @@ impl<'a> Fast<'a> {
             }
             _ => None,
         };
-        tracing::debug!(tensor = name, cut = %node.name, ?delta, bound = g.is_some(), sparse = ?sparse.as_ref().map(|s| s.d), scalar = scalar.is_some(), "cut");
+        tracing::debug!(tensor = name, cut = %node.name, ?delta, bound = g.is_some(), sparse = ?sparse.as_ref().map(|s| s.d), scalar = scalar.is_some(), linear = linear.is_some(), "cut");
         Ok(Some(Cut {
             sparse,
             scalar,
+            linear,
             chunk: (CACHE_BYTES / cached.max(1)).clamp(1, self.ctx.clean.n as i64) as usize,
             max_pairs: (PAIR_BYTES / per_pair.max(1)).clamp(16, 8192),
             plan,
@@ -346,7 +372,11 @@ impl Fast<'_> {
             let env = self.prefix(cut, s0, s1)?;
             seconds[0] += t.elapsed().as_secs_f64();
             let t = std::time::Instant::now();
-            let cand = self.candidates(cut, u, &candidates::Chunk { env: &env, s0, s1 })?;
+            let chunk = candidates::Chunk { env: &env, s0, s1 };
+            let mut cand = self.candidates(cut, u, &chunk)?;
+            if let Some(lin) = &cut.linear {
+                self.certify(cut, lin, u, &chunk, &mut cand)?;
+            }
             seconds[1] += t.elapsed().as_secs_f64();
             for (t, c) in tallies.iter_mut().zip(&cand) {
                 let open_c = (0..c.len()).filter(|&k| was[s0 + c.get(k) as usize]).count() as i64;

@@ -1,0 +1,517 @@
+//! The linear-region certificate. Along one weight element's direction the
+//! nodes after the cut are piecewise linear in the flip's δ when every op is
+//! linear, affine or a ReLU. Running the network's linearisation at the
+//! clean point (the tangent: conv/linear without bias, BatchNorm with zero
+//! mean and shift, ReLUs as their clean masks) on the unit change of the
+//! element gives, per (element, sample), the logits' change per unit δ and
+//! the largest |δ| (each sign apart) for which no ReLU input crosses zero.
+//! Below it the faulty logits are exactly clean + δ·tangent, so one pass
+//! settles every bit of the element whose |δ| is that small: the pair is
+//! harmless when those logits keep the sample's correctness with room for
+//! rounding. Unlike |δ|·A, nothing here grows with depth.
+
+use std::rc::Rc;
+
+use tch::{Device, Kind, Tensor};
+
+use super::candidates::{Cand, Chunk};
+use super::delta::add_to_channel;
+use super::plan::Axis;
+use super::{Cut, Env, Fast, UnitFlips, BOUND_SAFETY};
+use crate::error::{HartError, Result};
+use crate::model::graph::{Graph, Mode, Op};
+use crate::model::{ParamKind, ParamStore};
+
+/// Relative rounding allowance on the tangent's logit change.
+const TANGENT_SAFETY: f64 = 1.0 / 128.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Depends on the flip: run as its linearisation.
+    Tangent,
+    /// Static or shape arithmetic: run as it is.
+    Plain,
+    /// Batched but unaffected: its tangent is zero, never computed.
+    Zero,
+}
+
+pub struct Linear {
+    steps: Vec<(usize, Step)>,
+    /// Inputs of the affected ReLUs and max-pools: the clean values their
+    /// masks and window winners come from.
+    pub clean_inputs: Vec<usize>,
+    /// The model's tensors with the biases, BatchNorm means and shifts of
+    /// the affected nodes zeroed (the rest shared).
+    params: ParamStore,
+    /// Values that carry a tangent: the cut and the nodes depending on it.
+    affected: Vec<bool>,
+    output: usize,
+}
+
+impl Linear {
+    /// For cut `c`, if every affected node after it has a linearisation.
+    /// `shape(v)` is value `v`'s shape on one sample.
+    pub fn new(
+        graph: &Graph,
+        params: &ParamStore,
+        ax: &[Axis],
+        c: usize,
+        shape: impl Fn(usize) -> Option<Vec<i64>>,
+    ) -> Result<Option<Linear>> {
+        let n = graph.nodes.len();
+        let mut affected = vec![false; n];
+        affected[c] = true;
+        for u in c + 1..n {
+            affected[u] = graph.nodes[u].inputs.iter().any(|&v| affected[v]);
+        }
+        if !affected[graph.output] || c == graph.output {
+            return Ok(None);
+        }
+        let mut steps = vec![];
+        let mut zeroed: Vec<&str> = vec![];
+        let mut clean_inputs = vec![];
+        let zero = |v: usize| v > c && ax[v] == Axis::Batch && !affected[v];
+        for u in c + 1..n {
+            let node = &graph.nodes[u];
+            let step = match (affected[u], ax[u]) {
+                (_, Axis::Static | Axis::Shape) => Step::Plain,
+                (false, _) => Step::Zero,
+                (true, Axis::Batch) => Step::Tangent,
+                (true, Axis::Unknown) => return Ok(None),
+            };
+            let inputs = &node.inputs;
+            let moving: Vec<usize> = inputs.iter().copied().filter(|&v| affected[v]).collect();
+            let others_static = inputs.iter().all(|&v| affected[v] || ax[v] == Axis::Static);
+            let ok = match (step, &node.op) {
+                (Step::Zero, _) => true,
+                (Step::Plain, _) => !inputs.iter().any(|&v| zero(v)),
+                (_, Op::Add | Op::Sub) => {
+                    // Unaffected operands add nothing to the change; a moving
+                    // operand must already have the output's shape.
+                    let out = shape(u);
+                    out.is_some() && moving.iter().all(|&v| shape(v) == out)
+                }
+                (_, Op::Relu) => {
+                    clean_inputs.push(inputs[0]);
+                    true
+                }
+                (
+                    _,
+                    Op::MaxPool2d {
+                        dilation, ceil_mode, ..
+                    },
+                ) if *dilation == [1, 1] && !ceil_mode => {
+                    clean_inputs.push(inputs[0]);
+                    true
+                }
+                (_, Op::Conv2d { bias, .. } | Op::Linear { bias, .. }) => {
+                    zeroed.extend(bias.as_deref());
+                    moving == [inputs[0]]
+                }
+                (_, Op::BatchNorm { bias, running_mean, .. }) => {
+                    zeroed.extend(bias.as_deref());
+                    zeroed.push(running_mean);
+                    moving == [inputs[0]]
+                }
+                (_, Op::Mul | Op::MatMul) => moving.len() == 1 && others_static,
+                (_, Op::Div) => moving == [inputs[0]] && others_static,
+                (
+                    _,
+                    Op::Neg
+                    | Op::Identity
+                    | Op::Flatten { .. }
+                    | Op::Reshape
+                    | Op::Transpose { .. }
+                    | Op::AvgPool2d { .. }
+                    | Op::GlobalAvgPool
+                    | Op::ReduceMean { .. }
+                    | Op::Squeeze { .. }
+                    | Op::Unsqueeze { .. }
+                    | Op::Gather { .. },
+                ) => moving == [inputs[0]] && !inputs.iter().any(|&v| zero(v)),
+                (_, Op::Concat { .. }) => moving.len() == inputs.len(),
+                _ => false,
+            };
+            if !ok {
+                return Ok(None);
+            }
+            steps.push((u, step));
+        }
+        let mut store = ParamStore::new();
+        for (name, t, _) in params.iter() {
+            let v = if zeroed.contains(&name) {
+                t.zeros_like()
+            } else {
+                t.shallow_clone()
+            };
+            store.insert(name, v, ParamKind::Buffer)?;
+        }
+        clean_inputs.sort_unstable();
+        clean_inputs.dedup();
+        Ok(Some(Linear {
+            steps,
+            clean_inputs,
+            params: store,
+            affected,
+            output: graph.output,
+        }))
+    }
+}
+
+/// Per pair: the largest δ > 0 and the largest −δ > 0 that cross no ReLU
+/// (NaN where a clean value is NaN), and the logits' change per unit δ.
+pub struct Region {
+    pub up: Vec<f32>,
+    pub down: Vec<f32>,
+    pub logits: Vec<f32>,
+}
+
+impl Linear {
+    /// Propagates `genv[c]` (each pair's unit change at the cut; `genv`
+    /// otherwise holds the pairs' gathered statics and shape values) through
+    /// the linearisation. `clean(v)` is ReLU input `v`'s clean value per
+    /// pair; `last_use[v]` the last node reading `v`.
+    pub fn run(
+        &self,
+        graph: &Graph,
+        x: &Tensor,
+        genv: &mut Env,
+        clean: impl Fn(usize) -> Result<Tensor>,
+        last_use: &[usize],
+        pairs: i64,
+    ) -> Result<Region> {
+        let inf = || Tensor::full([pairs], f64::INFINITY, (Kind::Float, x.device()));
+        let (mut up, mut down) = (inf(), inf());
+        for &(u, step) in &self.steps {
+            let node = &graph.nodes[u];
+            match (step, &node.op) {
+                (Step::Zero, _) => continue,
+                (Step::Tangent, Op::Relu) => {
+                    let v = node.inputs[0];
+                    let t = taken(genv, v)?;
+                    let a = clean(v)?;
+                    // A unit crosses at δ = −a/t: upwards where t > 0 and it
+                    // is off (a ≤ 0) or t < 0 and it is on; NaN a crosses at NaN.
+                    let on = a.gt(0.0);
+                    let ratio = (a.abs() / t.abs()).flatten(1, -1);
+                    let up_cross = t
+                        .gt(0.0)
+                        .logical_and(&on.logical_not())
+                        .logical_or(&t.lt(0.0).logical_and(&a.le(0.0).logical_not()));
+                    let down_cross = t
+                        .gt(0.0)
+                        .logical_and(&a.le(0.0).logical_not())
+                        .logical_or(&t.lt(0.0).logical_and(&on.logical_not()));
+                    let far = ratio.full_like(f64::INFINITY);
+                    let nearest = |cross: Tensor| -> Tensor {
+                        ratio
+                            .where_self(&cross.flatten(1, -1), &far)
+                            .amin([1i64].as_slice(), false)
+                    };
+                    up = up.minimum(&nearest(up_cross));
+                    down = down.minimum(&nearest(down_cross));
+                    genv[u] = Some(t * on);
+                }
+                (
+                    Step::Tangent,
+                    Op::MaxPool2d {
+                        kernel,
+                        stride,
+                        padding,
+                        ..
+                    },
+                ) => {
+                    let v = node.inputs[0];
+                    let (t, a) = (taken(genv, v)?, clean(v)?);
+                    let window = |x: &Tensor, fill: f64| -> Result<Tensor> {
+                        let xp = x.f_pad([padding[1], padding[3], padding[0], padding[2]], "constant", fill)?;
+                        let w = xp
+                            .f_unfold(2, kernel[0], stride[0])?
+                            .f_unfold(3, kernel[1], stride[1])?;
+                        let s = w.size();
+                        Ok(w.f_reshape([s[0], s[1], s[2], s[3], -1])?)
+                    };
+                    let (aw, tw) = (window(&a, f64::NEG_INFINITY)?, window(&t, 0.0)?);
+                    // Each window's clean winner keeps winning until another
+                    // element catches up: at δ = gap / (its slope − the winner's).
+                    let (top, at) = aw.max_dim(4, true);
+                    let t_top = tw.gather(4, &at, false);
+                    let gap = top - &aw;
+                    let slope = &tw - &t_top;
+                    let ratio = (&gap / slope.abs()).flatten(1, -1);
+                    let far = ratio.full_like(f64::INFINITY);
+                    let nearest = |cross: Tensor| -> Tensor {
+                        ratio
+                            .where_self(&cross.flatten(1, -1), &far)
+                            .amin([1i64].as_slice(), false)
+                    };
+                    // NaN gaps (NaN inputs) cross at NaN in both directions.
+                    let nan = gap.isnan();
+                    up = up.minimum(&nearest(slope.gt(0.0).logical_or(&nan)));
+                    down = down.minimum(&nearest(slope.lt(0.0).logical_or(&nan)));
+                    genv[u] = Some(t_top.squeeze_dim(4));
+                }
+                (Step::Tangent, Op::Add | Op::Sub) => {
+                    let mut sum: Option<Tensor> = None;
+                    for (k, &v) in node.inputs.iter().enumerate() {
+                        let Some(t) = genv[v].as_ref().filter(|_| self.affected[v]) else {
+                            continue;
+                        };
+                        let t = if k > 0 && matches!(node.op, Op::Sub) {
+                            -t
+                        } else {
+                            t.shallow_clone()
+                        };
+                        sum = Some(match sum {
+                            Some(s) => s + t,
+                            None => t,
+                        });
+                    }
+                    genv[u] = sum;
+                }
+                _ => graph.forward_nodes(&self.params, x, [u], genv, Mode::Eval)?,
+            }
+            for &v in &node.inputs {
+                if last_use[v] == u && v != self.output {
+                    genv[v] = None;
+                }
+            }
+        }
+        let logits = taken(genv, self.output)?;
+        let vec = |t: Tensor| Vec::<f32>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1));
+        Ok(Region {
+            up: vec(up)?,
+            down: vec(down)?,
+            logits: vec(logits)?,
+        })
+    }
+}
+
+fn taken(genv: &Env, v: usize) -> Result<Tensor> {
+    genv[v]
+        .as_ref()
+        .map(Tensor::shallow_clone)
+        .ok_or_else(|| HartError::Model(format!("linear certificate: value {v} missing")))
+}
+
+/// Whether a sample keeps its correctness when its logits move from `z` to
+/// `z + d·v`: the label's logit stays strictly above (correct) or some other
+/// class's strictly above the label's (wrong), by more than the rounding
+/// slack plus an allowance on the computed change. NaN never keeps.
+pub fn keeps(z: &[f32], v: &[f32], d: f64, label: usize, correct: bool, slack: f32) -> bool {
+    let vmax = v.iter().fold(0f64, |m, &x| m.max((x as f64).abs()));
+    let err = slack as f64 + d.abs() * vmax * TANGENT_SAFETY;
+    let moved = |j: usize| z[j] as f64 + d * v[j] as f64;
+    let own = moved(label);
+    let mut others = (0..z.len()).filter(|&j| j != label).map(moved);
+    if correct {
+        others.all(|o| own - o > 2.0 * err)
+    } else {
+        others.any(|o| o - own > 2.0 * err)
+    }
+}
+
+impl Fast<'_> {
+    /// Removes from `cands` the pairs the linear-region certificate proves
+    /// harmless. Runs one tangent pass per (element, sample) that has a
+    /// candidate flip small enough to hope for (|δ| ≤ 2|old|, or subnormal).
+    pub(super) fn certify(
+        &self,
+        cut: &Cut,
+        lin: &Linear,
+        u: &UnitFlips,
+        chunk: &Chunk,
+        cands: &mut [Cand],
+    ) -> Result<()> {
+        let Chunk { env, s0, s1 } = *chunk;
+        let ns = s1 - s0;
+        let hopeful = |f: usize| {
+            let (old, new) = u.values[f];
+            let d = (new as f64 - old as f64).abs();
+            new.is_finite() && (d <= 2.0 * (old as f64).abs() || d < 1e-30)
+        };
+        // Runs of one element (a unit's flips come element by element), each
+        // with a slot per chunk sample: the pair's index, u32::MAX if none.
+        let mut elements: Vec<i64> = vec![];
+        let mut run_of = Vec::with_capacity(u.flips.len());
+        let mut slot: Vec<u32> = vec![];
+        let mut pairs: Vec<(u32, u32)> = vec![];
+        for (f, flip) in u.flips.iter().enumerate() {
+            if elements.last() != Some(&flip.index) {
+                elements.push(flip.index);
+                slot.extend(std::iter::repeat_n(u32::MAX, ns));
+            }
+            let e = elements.len() - 1;
+            run_of.push(e);
+            if !hopeful(f) {
+                continue;
+            }
+            for k in 0..cands[f].len() {
+                let s = cands[f].get(k) as usize;
+                if slot[e * ns + s] == u32::MAX {
+                    slot[e * ns + s] = pairs.len() as u32;
+                    pairs.push((e as u32, s as u32));
+                }
+            }
+        }
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let clean_values = self.suffix(cut, lin, chunk)?;
+        let out_shape = env[cut.plan.c]
+            .as_ref()
+            .ok_or_else(|| HartError::Model("fast engine: cut value missing".into()))?
+            .size();
+        let mut region = Region {
+            up: vec![],
+            down: vec![],
+            logits: vec![],
+        };
+        for batch in pairs.chunks(cut.max_pairs as usize) {
+            let s: Vec<i64> = batch.iter().map(|&(_, s)| s as i64).collect();
+            let el: Vec<i64> = batch.iter().map(|&(e, _)| elements[e as usize]).collect();
+            let s_dev = Tensor::from_slice(&s).to_device(self.ctx.device);
+            let (mut genv, x) = self.gather(&cut.plan, env, &s_dev);
+            let graph = &self.gm.graph;
+            graph.forward_nodes(
+                &self.gm.params,
+                &x,
+                cut.plan.shapes.iter().copied(),
+                &mut genv,
+                Mode::Eval,
+            )?;
+            let ones = vec![1f32; batch.len()];
+            let change = cut.delta.change(&out_shape, env, &s_dev, &el, &ones)?;
+            let mut shape = out_shape.clone();
+            shape[0] = batch.len() as i64;
+            let tangent = Tensor::zeros(shape.as_slice(), (Kind::Float, self.ctx.device));
+            let channels: Vec<i64> = el.iter().map(|&e| cut.delta.channel(e)).collect();
+            add_to_channel(&tangent, &channels, &change)?;
+            genv[cut.plan.c] = Some(tangent);
+            let clean = |v: usize| -> Result<Tensor> {
+                Ok(clean_values[v]
+                    .as_ref()
+                    .ok_or_else(|| HartError::Model(format!("linear certificate: clean value {v} missing")))?
+                    .index_select(0, &s_dev))
+            };
+            let r = lin.run(graph, &x, &mut genv, clean, &self.last_use, batch.len() as i64)?;
+            region.up.extend(r.up);
+            region.down.extend(r.down);
+            region.logits.extend(r.logits);
+        }
+        let clean = self.ctx.clean;
+        let k = clean.logits.size()[1] as usize;
+        let rows = |t: &Tensor| t.narrow(0, s0 as i64, ns as i64).to_device(Device::Cpu);
+        let z = Vec::<f32>::try_from(rows(&clean.logits).to_kind(Kind::Float).flatten(0, -1))?;
+        let labels = Vec::<i64>::try_from(rows(&clean.labels))?;
+        let was = Vec::<bool>::try_from(rows(&clean.correct))?;
+        let slack = Vec::<f32>::try_from(rows(&clean.slack).to_kind(Kind::Float))?;
+        let before: usize = cands.iter().map(Cand::len).sum();
+        for (f, &e) in run_of.iter().enumerate() {
+            if !hopeful(f) {
+                continue;
+            }
+            let (old, new) = u.values[f];
+            let d = new as f64 - old as f64;
+            let kept: Vec<u32> = (0..cands[f].len())
+                .map(|k| cands[f].get(k))
+                .filter(|&s| {
+                    let p = slot[e * ns + s as usize] as usize;
+                    let limit = if d >= 0.0 { region.up[p] } else { region.down[p] };
+                    let linear = d.abs() * BOUND_SAFETY < limit as f64;
+                    let s = s as usize;
+                    !(linear
+                        && keeps(
+                            &z[s * k..][..k],
+                            &region.logits[p * k..][..k],
+                            d,
+                            labels[s] as usize,
+                            was[s],
+                            slack[s],
+                        ))
+                })
+                .collect();
+            cands[f] = Cand::of(kept, ns);
+        }
+        let after: usize = cands.iter().map(Cand::len).sum();
+        tracing::debug!(
+            tangents = pairs.len(),
+            candidates = before,
+            certified = before - after,
+            "linear-region certificate"
+        );
+        Ok(())
+    }
+
+    /// The clean values of the ReLU inputs after the cut on the chunk: views
+    /// of the clean pass's stored values, or one pass over the nodes after
+    /// the cut (kept for the next unit of the tensor).
+    fn suffix(&self, cut: &Cut, lin: &Linear, chunk: &Chunk) -> Result<Rc<Env>> {
+        let Chunk { env, s0, s1 } = *chunk;
+        let graph = &self.gm.graph;
+        let n = graph.nodes.len();
+        let stored = &self.ctx.clean.values;
+        if !stored.is_empty() {
+            let mut out: Env = (0..n).map(|_| None).collect();
+            for &v in &lin.clean_inputs {
+                out[v] = stored[v].as_ref().map(|t| t.narrow(0, s0 as i64, (s1 - s0) as i64));
+            }
+            return Ok(Rc::new(out));
+        }
+        let key = (cut.plan.c, s0, s1);
+        if let Some((k, values)) = self.suffix_cache.borrow().as_ref() {
+            if *k == key {
+                return Ok(values.clone());
+            }
+        }
+        *self.suffix_cache.borrow_mut() = None;
+        let (x, _) = self.ctx.images(s0, s1);
+        let mut work: Env = env.iter().map(|t| t.as_ref().map(Tensor::shallow_clone)).collect();
+        graph.forward_nodes(
+            &self.gm.params,
+            &x,
+            cut.plan.shapes.iter().copied(),
+            &mut work,
+            Mode::Eval,
+        )?;
+        let mut out: Env = (0..n).map(|_| None).collect();
+        // The cut's own output, when a ReLU reads it, is in the prefix.
+        out[cut.plan.c] = env[cut.plan.c].as_ref().map(Tensor::shallow_clone);
+        for &u in &cut.plan.after {
+            graph.forward_nodes(&self.gm.params, &x, [u], &mut work, Mode::Eval)?;
+            if lin.clean_inputs.binary_search(&u).is_ok() {
+                out[u] = work[u].as_ref().map(Tensor::shallow_clone);
+            }
+            for &v in &graph.nodes[u].inputs {
+                if self.last_use[v] == u {
+                    work[v] = None;
+                }
+            }
+        }
+        let out = Rc::new(out);
+        *self.suffix_cache.borrow_mut() = Some((key, out.clone()));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keeps;
+
+    #[test]
+    fn keeps_needs_room_beyond_the_slack() {
+        let z = [1.0f32, 0.0, -1.0];
+        // Correct sample (label 0): the label's lead of 1 shrinks by 0.5·d.
+        let v = [0.0f32, 0.5, 0.0];
+        assert!(keeps(&z, &v, 1.0, 0, true, 0.1));
+        assert!(!keeps(&z, &v, 1.9, 0, true, 0.1));
+        assert!(!keeps(&z, &v, 1.0, 0, true, 0.3));
+        // Wrong sample (label 2): stays wrong while another class leads it.
+        let v = [0.0f32, 0.0, 1.0];
+        assert!(keeps(&z, &v, 1.0, 2, false, 0.1));
+        assert!(!keeps(&z, &v, 2.0, 2, false, 0.1));
+        // NaN never keeps.
+        assert!(!keeps(&[f32::NAN, 0.0, 0.0], &v, 0.0, 0, true, 0.0));
+        assert!(!keeps(&z, &[f32::NAN, 0.0, 0.0], 1.0, 2, false, 0.0));
+    }
+}
