@@ -297,8 +297,11 @@ fn taken(genv: &Env, v: usize) -> Result<Tensor> {
 /// Whether a sample keeps its correctness when its logits move from `z` to
 /// `z + d·v`: the label's logit stays strictly above (correct) or some other
 /// class's strictly above the label's (wrong), by more than the rounding
-/// slack plus an allowance on the computed change. NaN never keeps.
+/// slack plus an allowance on the computed change. NaN, or a tangent that is not finite, never keeps.
 pub fn keeps(z: &[f32], v: &[f32], d: f64, label: usize, correct: bool, slack: f32) -> bool {
+    if !v.iter().all(|x| x.is_finite()) {
+        return false;
+    }
     let vmax = v.iter().fold(0f64, |m, &x| m.max((x as f64).abs()));
     let err = slack as f64 + d.abs() * vmax * TANGENT_SAFETY;
     let moved = |j: usize| z[j] as f64 + d * v[j] as f64;
