@@ -180,37 +180,24 @@ impl Linear {
         last_use: &[usize],
         pairs: i64,
     ) -> Result<Region> {
-        let inf = || Tensor::full([pairs], f64::INFINITY, (Kind::Float, x.device()));
-        let (mut up, mut down) = (inf(), inf());
+        let (mut up, mut down) = (vec![f32::INFINITY; pairs as usize], vec![f32::INFINITY; pairs as usize]);
         for &(u, step) in &self.steps {
             let node = &graph.nodes[u];
             match (step, &node.op) {
                 (Step::Zero, _) => continue,
                 (Step::Tangent, Op::Relu) => {
                     let v = node.inputs[0];
-                    let t = taken(genv, v)?;
-                    let a = clean(v)?;
-                    // A unit crosses at δ = −a/t: upwards where t > 0 and it
-                    // is off (a ≤ 0) or t < 0 and it is on; NaN a crosses at NaN.
-                    let on = a.gt(0.0);
-                    let ratio = (a.abs() / t.abs()).flatten(1, -1);
-                    let up_cross = t
-                        .gt(0.0)
-                        .logical_and(&on.logical_not())
-                        .logical_or(&t.lt(0.0).logical_and(&a.le(0.0).logical_not()));
-                    let down_cross = t
-                        .gt(0.0)
-                        .logical_and(&a.le(0.0).logical_not())
-                        .logical_or(&t.lt(0.0).logical_and(&on.logical_not()));
-                    let far = ratio.full_like(f64::INFINITY);
-                    let nearest = |cross: Tensor| -> Tensor {
-                        ratio
-                            .where_self(&cross.flatten(1, -1), &far)
-                            .amin([1i64].as_slice(), false)
-                    };
-                    up = up.minimum(&nearest(up_cross));
-                    down = down.minimum(&nearest(down_cross));
-                    genv[u] = Some(t * on);
+                    let (t, a) = (taken(genv, v)?, clean(v)?);
+                    let cpu =
+                        |x: &Tensor| Vec::<f32>::try_from(x.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1));
+                    let (masked, near_up, near_down) = relu_crossings(&cpu(&a)?, &cpu(&t)?, pairs as usize);
+                    fold(&mut up, &near_up);
+                    fold(&mut down, &near_down);
+                    genv[u] = Some(
+                        Tensor::from_slice(&masked)
+                            .view(t.size().as_slice())
+                            .to_device(t.device()),
+                    );
                 }
                 (
                     Step::Tangent,
@@ -247,8 +234,9 @@ impl Linear {
                     };
                     // NaN gaps (NaN inputs) cross at NaN in both directions.
                     let nan = gap.isnan();
-                    up = up.minimum(&nearest(slope.gt(0.0).logical_or(&nan)));
-                    down = down.minimum(&nearest(slope.lt(0.0).logical_or(&nan)));
+                    let cpu = |x: Tensor| Vec::<f32>::try_from(x.to_device(Device::Cpu).to_kind(Kind::Float));
+                    fold(&mut up, &cpu(nearest(slope.gt(0.0).logical_or(&nan)))?);
+                    fold(&mut down, &cpu(nearest(slope.lt(0.0).logical_or(&nan)))?);
                     genv[u] = Some(t_top.squeeze_dim(4));
                 }
                 (Step::Tangent, Op::Add | Op::Sub) => {
@@ -280,10 +268,59 @@ impl Linear {
         let logits = taken(genv, self.output)?;
         let vec = |t: Tensor| Vec::<f32>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1));
         Ok(Region {
-            up: vec(up)?,
-            down: vec(down)?,
+            up,
+            down,
             logits: vec(logits)?,
         })
+    }
+}
+
+/// The tangent through a ReLU whose clean input is `a` (`pairs` rows of
+/// equal width, `t` the tangent at its input): the masked tangent and per
+/// row the nearest crossing each way. Unit i crosses at δ = −a/t, upwards
+/// where t > 0 and it is off (a ≤ 0) or t < 0 and it is on; a NaN input
+/// crosses at NaN (never certified). `t·0` keeps a non-finite tangent
+/// non-finite on inactive units, so [`keeps`] rejects it.
+fn relu_crossings(a: &[f32], t: &[f32], pairs: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let width = a.len() / pairs.max(1);
+    let mut masked = vec![0f32; a.len()];
+    let (mut up, mut down) = (vec![f32::INFINITY; pairs], vec![f32::INFINITY; pairs]);
+    for p in 0..pairs {
+        let row = p * width..(p + 1) * width;
+        let (mut u, mut d) = (f32::INFINITY, f32::INFINITY);
+        for ((&a, &t), m) in a[row.clone()].iter().zip(&t[row.clone()]).zip(&mut masked[row]) {
+            let on = a > 0.0;
+            *m = if on { t } else { t * 0.0 };
+            if t == 0.0 || t.is_nan() {
+                continue;
+            }
+            let r = a.abs() / t.abs();
+            let off = a <= 0.0;
+            if (t > 0.0 && !on) || (t < 0.0 && !off) {
+                u = nan_min(u, r);
+            }
+            if (t > 0.0 && !off) || (t < 0.0 && !on) {
+                d = nan_min(d, r);
+            }
+        }
+        up[p] = u;
+        down[p] = d;
+    }
+    (masked, up, down)
+}
+
+/// `min` that propagates NaN (`f32::min` drops it).
+fn nan_min(m: f32, r: f32) -> f32 {
+    if m.is_nan() || r.is_nan() {
+        f32::NAN
+    } else {
+        m.min(r)
+    }
+}
+
+fn fold(acc: &mut [f32], near: &[f32]) {
+    for (a, &n) in acc.iter_mut().zip(near) {
+        *a = nan_min(*a, n);
     }
 }
 
@@ -446,9 +483,10 @@ impl Fast<'_> {
         Ok(())
     }
 
-    /// The clean values of the ReLU inputs after the cut on the chunk: views
-    /// of the clean pass's stored values, or one pass over the nodes after
-    /// the cut (kept for the next unit of the tensor).
+    /// The clean values of the ReLU and max-pool inputs after the cut on the
+    /// chunk: views of the clean pass's stored values, or one pass over the
+    /// nodes after the cut, kept for the next units on the same images (of
+    /// this tensor or a later one).
     fn suffix(&self, cut: &Cut, lin: &Linear, chunk: &Chunk) -> Result<Rc<Env>> {
         let Chunk { env, s0, s1 } = *chunk;
         let graph = &self.gm.graph;
@@ -463,7 +501,10 @@ impl Fast<'_> {
         }
         let key = (cut.plan.c, s0, s1);
         if let Some((k, values)) = self.suffix_cache.borrow().as_ref() {
-            if *k == key {
+            // A pass from an earlier cut on the same images holds every
+            // ReLU and max-pool input after it; units come in graph order.
+            let covers = k.0 <= key.0 && (k.1, k.2) == (s0, s1);
+            if covers && lin.clean_inputs.iter().all(|&v| values[v].is_some()) {
                 return Ok(values.clone());
             }
         }
@@ -480,9 +521,15 @@ impl Fast<'_> {
         let mut out: Env = (0..n).map(|_| None).collect();
         // The cut's own output, when a ReLU reads it, is in the prefix.
         out[cut.plan.c] = env[cut.plan.c].as_ref().map(Tensor::shallow_clone);
+        let masked = |v: usize| {
+            (v + 1..n).any(|w| {
+                graph.nodes[w].inputs.first() == Some(&v)
+                    && matches!(graph.nodes[w].op, Op::Relu | Op::MaxPool2d { .. })
+            })
+        };
         for &u in &cut.plan.after {
             graph.forward_nodes(&self.gm.params, &x, [u], &mut work, Mode::Eval)?;
-            if lin.clean_inputs.binary_search(&u).is_ok() {
+            if lin.clean_inputs.binary_search(&u).is_ok() || masked(u) {
                 out[u] = work[u].as_ref().map(Tensor::shallow_clone);
             }
             for &v in &graph.nodes[u].inputs {
@@ -499,7 +546,53 @@ impl Fast<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::keeps;
+    use super::{keeps, relu_crossings};
+
+    /// The crossings against their definition: just below them no unit
+    /// changes state, just above one does.
+    #[test]
+    fn relu_crossings_are_the_nearest_state_changes() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let (pairs, width) = (50, 40);
+        let mut a: Vec<f32> = (0..pairs * width).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let t: Vec<f32> = (0..pairs * width)
+            .map(|i| {
+                if i % 7 == 0 {
+                    0.0
+                } else {
+                    rng.random_range(-3.0f32..3.0)
+                }
+            })
+            .collect();
+        a[3] = 0.0;
+        let (masked, up, down) = relu_crossings(&a, &t, pairs);
+        let state = |p: usize, d: f32| -> Vec<bool> {
+            (0..width)
+                .map(|i| a[p * width + i] + d * t[p * width + i] > 0.0)
+                .collect()
+        };
+        for p in 0..pairs {
+            for (limit, sign) in [(up[p], 1.0f32), (down[p], -1.0)] {
+                assert!(limit.is_finite() && limit >= 0.0, "pair {p}: {limit}");
+                let clean = state(p, 0.0);
+                if limit > 0.0 {
+                    assert_eq!(state(p, sign * limit * 0.999), clean, "pair {p} sign {sign}");
+                }
+                assert_ne!(state(p, sign * (limit * 1.001 + 1e-6)), clean, "pair {p} sign {sign}");
+            }
+            for i in 0..width {
+                let k = p * width + i;
+                assert_eq!(masked[k], if a[k] > 0.0 { t[k] } else { 0.0 });
+            }
+        }
+        // Pair 0's unit 3 is off at exactly 0: any upward move of it turns it on.
+        if t[3] > 0.0 {
+            assert_eq!(up[0], 0.0);
+        }
+        let (_, up, down) = relu_crossings(&[f32::NAN, 1.0], &[1.0, 1.0], 1);
+        assert!(up[0].is_nan() && down[0].is_nan());
+    }
 
     #[test]
     fn keeps_needs_room_beyond_the_slack() {
