@@ -9,7 +9,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::plan::Axis;
+use super::plan::{affected, rearranging, Axis};
 use crate::error::Result;
 use crate::model::graph::{Graph, Mode, Op};
 use crate::model::{ParamKind, ParamStore};
@@ -38,11 +38,7 @@ pub fn sensitivity(
     c: usize,
 ) -> Result<Option<Tensor>> {
     let n = graph.nodes.len();
-    let mut affected = vec![false; n];
-    affected[c] = true;
-    for u in c + 1..n {
-        affected[u] = graph.nodes[u].inputs.iter().any(|&v| affected[v]);
-    }
+    let affected = affected(graph, c);
     let mut g: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
     let Some(out) = env1[graph.output].as_ref() else {
         return Ok(None);
@@ -123,18 +119,8 @@ fn rule(
         | Op::Normalize { .. }
         | Op::Add
         | Op::Sub
-        | Op::Neg
-        | Op::Flatten { .. }
-        | Op::Reshape
-        | Op::Transpose { .. }
-        | Op::AvgPool2d { .. }
-        | Op::GlobalAvgPool
-        | Op::ReduceMean { .. }
-        | Op::Concat { .. }
-        | Op::Gather { .. }
-        | Op::Squeeze { .. }
-        | Op::Unsqueeze { .. }
-        | Op::Expand => linear_vjp(graph, abs, env1, u, v, gu, false)?,
+        | Op::Concat { .. } => linear_vjp(graph, abs, env1, u, v, gu, false)?,
+        op if rearranging(op) => linear_vjp(graph, abs, env1, u, v, gu, false)?,
         _ => None,
     })
 }

@@ -16,7 +16,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::candidates::{Cand, Chunk};
 use super::delta::add_to_channel;
-use super::plan::Axis;
+use super::plan::{affected, rearranging, Axis};
 use super::{Cut, Env, Fast, UnitFlips, BOUND_SAFETY};
 use crate::error::{HartError, Result};
 use crate::model::graph::{Graph, Mode, Op};
@@ -59,11 +59,7 @@ impl Linear {
         shape: impl Fn(usize) -> Option<Vec<i64>>,
     ) -> Result<Option<Linear>> {
         let n = graph.nodes.len();
-        let mut affected = vec![false; n];
-        affected[c] = true;
-        for u in c + 1..n {
-            affected[u] = graph.nodes[u].inputs.iter().any(|&v| affected[v]);
-        }
+        let affected = affected(graph, c);
         if !affected[graph.output] || c == graph.output {
             return Ok(None);
         }
@@ -115,20 +111,9 @@ impl Linear {
                 }
                 (_, Op::Mul | Op::MatMul) => moving.len() == 1 && others_static,
                 (_, Op::Div) => moving == [inputs[0]] && others_static,
-                (
-                    _,
-                    Op::Neg
-                    | Op::Identity
-                    | Op::Flatten { .. }
-                    | Op::Reshape
-                    | Op::Transpose { .. }
-                    | Op::AvgPool2d { .. }
-                    | Op::GlobalAvgPool
-                    | Op::ReduceMean { .. }
-                    | Op::Squeeze { .. }
-                    | Op::Unsqueeze { .. }
-                    | Op::Gather { .. },
-                ) => moving == [inputs[0]] && !inputs.iter().any(|&v| zero(v)),
+                (_, op) if rearranging(op) || matches!(op, Op::Identity) => {
+                    moving == [inputs[0]] && !inputs.iter().any(|&v| zero(v))
+                }
                 (_, Op::Concat { .. }) => moving.len() == inputs.len(),
                 _ => false,
             };

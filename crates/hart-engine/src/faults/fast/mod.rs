@@ -353,6 +353,7 @@ impl Engine for Fast<'_> {
             values,
             tensor: &target.tensor,
         };
+        let _span = tracing::debug_span!("unit", tensor = %target.name).entered();
         tch::no_grad(|| self.run_cut(&cut, &unit))
     }
 }

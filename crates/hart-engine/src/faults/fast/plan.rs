@@ -62,6 +62,37 @@ fn batched(op: &Op, inputs: &[usize], ins: &[Axis], graph: &Graph) -> Axis {
     }
 }
 
+/// The values that depend on node `c`'s output (`c` included).
+pub fn affected(graph: &Graph, c: usize) -> Vec<bool> {
+    let n = graph.nodes.len();
+    let mut affected = vec![false; n];
+    affected[c] = true;
+    for u in c + 1..n {
+        affected[u] = graph.nodes[u].inputs.iter().any(|&v| affected[v]);
+    }
+    affected
+}
+
+/// Ops linear in their one batched input with no weights of their own
+/// (reshaping, selecting, averaging, negating): the bound and the tangent
+/// pass both run them as they are.
+pub fn rearranging(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Neg
+            | Op::Flatten { .. }
+            | Op::Reshape
+            | Op::Transpose { .. }
+            | Op::AvgPool2d { .. }
+            | Op::GlobalAvgPool
+            | Op::ReduceMean { .. }
+            | Op::Gather { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Expand
+    )
+}
+
 #[derive(Debug)]
 pub struct Plan {
     pub c: usize,
