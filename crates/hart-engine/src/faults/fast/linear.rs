@@ -318,9 +318,11 @@ fn taken(genv: &Env, v: usize) -> Result<Tensor> {
 
 /// Whether a sample keeps its correctness when its logits move from `z` to
 /// `z + d·v`: the label's logit stays strictly above (correct) or some other
-/// class's strictly above the label's (wrong), by more than the rounding
-/// slack plus an allowance on the computed change. NaN, or a tangent that is not finite, never keeps.
-pub fn keeps(z: &[f32], v: &[f32], d: f64, label: usize, correct: bool, slack: f32) -> bool {
+/// class's strictly above the label's (wrong), by more than twice the
+/// rounding slack plus an allowance on the computed change. NaN, or a
+/// tangent that is not finite, never keeps. The reference for [`keep_limits`].
+#[cfg(test)]
+fn keeps(z: &[f32], v: &[f32], d: f64, label: usize, correct: bool, slack: f32) -> bool {
     if !v.iter().all(|x| x.is_finite()) {
         return false;
     }
@@ -334,6 +336,53 @@ pub fn keeps(z: &[f32], v: &[f32], d: f64, label: usize, correct: bool, slack: f
     } else {
         others.any(|o| o - own > 2.0 * err)
     }
+}
+
+/// The largest δ ≥ 0 and the largest −δ ≥ 0 below which [`keeps`] holds
+/// for every smaller move that way (0 where it fails at once or anything is
+/// NaN): each class's condition is linear in |δ| on either side, so the
+/// set where it holds is a half-line, and the sample keeps on their
+/// intersection (correct) or union (wrong). Two numbers per (element,
+/// sample) instead of its logits' change, checked against every bit.
+fn keep_limits(z: &[f32], v: &[f32], label: usize, correct: bool, slack: f32) -> (f32, f32) {
+    if !v.iter().chain(z).all(|x| x.is_finite()) || !slack.is_finite() {
+        return (0.0, 0.0);
+    }
+    let vmax = v.iter().fold(0f64, |m, &x| m.max((x as f64).abs()));
+    let grow = 2.0 * vmax * TANGENT_SAFETY;
+    let limit = |sign: f64| -> f64 {
+        // Per class: lead(τ) = n + k·τ for τ = |δ| ≥ 0, with the label's
+        // lead (correct) or the class's lead over the label (wrong).
+        let lines = (0..z.len()).filter(|&j| j != label).map(|j| {
+            let (gap, slope) = (z[label] as f64 - z[j] as f64, sign * (v[label] as f64 - v[j] as f64));
+            let (n, k) = if correct { (gap, slope) } else { (-gap, -slope) };
+            (n - 2.0 * slack as f64, k - grow)
+        });
+        if correct {
+            lines.fold(f64::INFINITY, |m, (n, k)| match (n > 0.0, k < 0.0) {
+                (false, _) => 0.0,
+                (true, true) => m.min(-n / k),
+                (true, false) => m,
+            })
+        } else {
+            // Classes leading from the start keep it up to -n/k; classes that
+            // take the lead later (n ≤ 0 < k) cover everything past -n/k.
+            let (mut head, mut tail) = (0f64, f64::INFINITY);
+            for (n, k) in lines {
+                if n > 0.0 {
+                    head = head.max(if k < 0.0 { -n / k } else { f64::INFINITY });
+                } else if k > 0.0 {
+                    tail = tail.min(-n / k);
+                }
+            }
+            if tail < head {
+                f64::INFINITY
+            } else {
+                head
+            }
+        }
+    };
+    (limit(1.0) as f32, limit(-1.0) as f32)
 }
 
 impl Fast<'_> {
@@ -387,11 +436,15 @@ impl Fast<'_> {
             .as_ref()
             .ok_or_else(|| HartError::Model("fast engine: cut value missing".into()))?
             .size();
-        let mut region = Region {
-            up: vec![],
-            down: vec![],
-            logits: vec![],
-        };
+        let clean = self.ctx.clean;
+        let k = clean.logits.size()[1] as usize;
+        let rows = |t: &Tensor| t.narrow(0, s0 as i64, ns as i64).to_device(Device::Cpu);
+        let z = Vec::<f32>::try_from(rows(&clean.logits).to_kind(Kind::Float).flatten(0, -1))?;
+        let labels = Vec::<i64>::try_from(rows(&clean.labels))?;
+        let was = Vec::<bool>::try_from(rows(&clean.correct))?;
+        let slack = Vec::<f32>::try_from(rows(&clean.slack).to_kind(Kind::Float))?;
+        // Per pair, the largest |δ| each way that is both linear and keeps.
+        let (mut up, mut down) = (Vec::with_capacity(pairs.len()), Vec::with_capacity(pairs.len()));
         for batch in pairs.chunks(cut.max_pairs as usize) {
             let s: Vec<i64> = batch.iter().map(|&(_, s)| s as i64).collect();
             let el: Vec<i64> = batch.iter().map(|&(e, _)| elements[e as usize]).collect();
@@ -420,17 +473,21 @@ impl Fast<'_> {
                     .index_select(0, &s_dev))
             };
             let r = lin.run(graph, &x, &mut genv, clean, &self.last_use, batch.len() as i64)?;
-            region.up.extend(r.up);
-            region.down.extend(r.down);
-            region.logits.extend(r.logits);
+            for (q, &s) in s.iter().enumerate() {
+                let s = s as usize;
+                let (ku, kd) = keep_limits(
+                    &z[s * k..][..k],
+                    &r.logits[q * k..][..k],
+                    labels[s] as usize,
+                    was[s],
+                    slack[s],
+                );
+                // NaN crossings (NaN clean values) certify nothing.
+                let both = |cross: f32, keep: f32| if cross.is_nan() { 0.0 } else { cross.min(keep) };
+                up.push(both(r.up[q], ku));
+                down.push(both(r.down[q], kd));
+            }
         }
-        let clean = self.ctx.clean;
-        let k = clean.logits.size()[1] as usize;
-        let rows = |t: &Tensor| t.narrow(0, s0 as i64, ns as i64).to_device(Device::Cpu);
-        let z = Vec::<f32>::try_from(rows(&clean.logits).to_kind(Kind::Float).flatten(0, -1))?;
-        let labels = Vec::<i64>::try_from(rows(&clean.labels))?;
-        let was = Vec::<bool>::try_from(rows(&clean.correct))?;
-        let slack = Vec::<f32>::try_from(rows(&clean.slack).to_kind(Kind::Float))?;
         let before: usize = cands.iter().map(Cand::len).sum();
         for (f, &e) in run_of.iter().enumerate() {
             if !hopeful(f) {
@@ -438,22 +495,12 @@ impl Fast<'_> {
             }
             let (old, new) = u.values[f];
             let d = new as f64 - old as f64;
+            let limits = if d >= 0.0 { &up } else { &down };
             let kept: Vec<u32> = (0..cands[f].len())
                 .map(|k| cands[f].get(k))
                 .filter(|&s| {
                     let p = slot[e * ns + s as usize] as usize;
-                    let limit = if d >= 0.0 { region.up[p] } else { region.down[p] };
-                    let linear = d.abs() * BOUND_SAFETY < limit as f64;
-                    let s = s as usize;
-                    !(linear
-                        && keeps(
-                            &z[s * k..][..k],
-                            &region.logits[p * k..][..k],
-                            d,
-                            labels[s] as usize,
-                            was[s],
-                            slack[s],
-                        ))
+                    d.abs() * BOUND_SAFETY >= limits[p] as f64
                 })
                 .collect();
             cands[f] = Cand::of(kept, ns);
@@ -531,7 +578,7 @@ impl Fast<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{keeps, relu_crossings};
+    use super::{keep_limits, keeps, relu_crossings};
 
     /// The crossings against their definition: just below them no unit
     /// changes state, just above one does.
@@ -577,6 +624,45 @@ mod tests {
         }
         let (_, up, down) = relu_crossings(&[f32::NAN, 1.0], &[1.0, 1.0], 1);
         assert!(up[0].is_nan() && down[0].is_nan());
+    }
+
+    /// The limits against the pointwise reference: every move below a limit
+    /// keeps, and a finite limit is where keeping stops.
+    #[test]
+    fn keep_limits_match_the_pointwise_test() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mut bounded = 0;
+        for case in 0..2000 {
+            let k = 2 + case % 5;
+            let z: Vec<f32> = (0..k).map(|_| rng.random_range(-2.0f32..2.0)).collect();
+            let v: Vec<f32> = (0..k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let label = case % k;
+            let correct = case % 2 == 0;
+            let slack = if case % 3 == 0 { 0.0 } else { 0.01 };
+            let (up, down) = keep_limits(&z, &v, label, correct, slack);
+            for (limit, sign) in [(up as f64, 1.0), (down as f64, -1.0)] {
+                assert!(limit >= 0.0, "case {case}: {limit}");
+                let probe = |d: f64| keeps(&z, &v, sign * d, label, correct, slack);
+                let top = if limit.is_finite() { limit } else { 50.0 };
+                for i in (0..200).filter(|_| limit > 0.0) {
+                    let d = top * 0.999 * i as f64 / 200.0;
+                    assert!(probe(d), "case {case} sign {sign}: limit {limit} but not kept at {d}");
+                }
+                if limit.is_finite() {
+                    assert!(
+                        !probe(limit * 1.001 + 1e-9),
+                        "case {case} sign {sign}: kept past {limit}"
+                    );
+                    bounded += (limit > 0.0) as usize;
+                }
+            }
+        }
+        assert!(
+            bounded > 500,
+            "only {bounded} positive finite limits: the probes test little"
+        );
+        assert_eq!(keep_limits(&[1.0, 0.0], &[f32::NAN, 0.0], 0, true, 0.0), (0.0, 0.0));
     }
 
     #[test]
