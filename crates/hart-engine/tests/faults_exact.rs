@@ -174,6 +174,38 @@ fn fast_engine_matches_reference_on_resnets_and_deit() {
     }
 }
 
+/// The certificate must actually settle pairs on a BatchNorm + residual
+/// network (`check` above proves the results exact either way): all 32 bits
+/// of a few elements, in one engine on this thread so its counts are read.
+#[test]
+fn linear_certificate_settles_pairs_on_a_residual_cnn() {
+    let m = zoo_model("resnet18-cifar", 3, 32);
+    let data = dataset(&m, 8, 3, 32, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let faults = dir.path().join("faults.csv");
+    let mut f = std::fs::File::create(&faults).unwrap();
+    writeln!(f, "param,index,bit").unwrap();
+    for (param, index) in [("layer2.0.conv1.weight", 1000), ("layer3.1.conv2.weight", 5000)] {
+        for bit in 0..32 {
+            writeln!(f, "{param},{index},{bit}").unwrap();
+        }
+    }
+    drop(f);
+    let cfg = SweepConfig {
+        faults: Some(faults),
+        batch: 5,
+        ..SweepConfig::new()
+    };
+    let sw = prepare(&m, &data, &cfg).unwrap();
+    let mut engine = sw.engine();
+    for unit in sw.owned() {
+        sw.rows(engine.as_mut(), &unit).unwrap();
+    }
+    let stats = engine.stats();
+    assert!(stats.certified_pairs > 0, "{stats:?}");
+    assert!(stats.evaluated_pairs > 0, "{stats:?}");
+}
+
 #[test]
 fn fast_engine_matches_reference_on_onnx_imports() {
     let dir = tempfile::tempdir().unwrap();

@@ -48,10 +48,23 @@ pub struct Outcome {
     pub exact: bool,
 }
 
+/// How an engine spent its work so far: (flip, sample) pairs run through
+/// the network, and pairs the linear-region certificate settled instead.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EngineStats {
+    pub evaluated_pairs: u64,
+    pub certified_pairs: u64,
+}
+
 pub trait Engine {
     /// Outcomes for `flips`, all of one target tensor, in order; `values`
     /// holds each flip's clean and flipped value ([`old_new`]).
     fn run(&mut self, space: &FlipSpace, flips: &[Flip], values: &[(f32, f32)]) -> Result<Vec<Outcome>>;
+
+    /// Counts since the engine was made (engines that count nothing: zeros).
+    fn stats(&self) -> EngineStats {
+        EngineStats::default()
+    }
 }
 
 /// The clean and flipped values of each flip, read from the tensor itself.

@@ -24,7 +24,7 @@ pub mod verdict;
 pub mod workers;
 
 pub use bits::BitSet;
-pub use engine::{Engine, Outcome};
+pub use engine::{Engine, EngineStats, Outcome};
 pub use output::Format;
 pub use shard::Shard;
 pub use space::{Flip, FlipSpace, Scope};

@@ -506,6 +506,7 @@ impl Fast<'_> {
             cands[f] = Cand::of(kept, ns);
         }
         let after: usize = cands.iter().map(Cand::len).sum();
+        self.count(|s| s.certified_pairs += (before - after) as u64);
         tracing::debug!(
             tangents = pairs.len(),
             candidates = before,

@@ -18,7 +18,7 @@ mod linear;
 pub mod plan;
 pub mod sparse;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -29,7 +29,7 @@ use self::delta::{delta_kind, Delta};
 use self::linear::Linear;
 use self::plan::{axes, plan, Axis, Plan};
 use self::sparse::Sparse;
-use super::engine::{with_flip, Ctx, Engine, Outcome};
+use super::engine::{with_flip, Ctx, Engine, EngineStats, Outcome};
 use super::generic::Generic;
 use super::space::{Flip, FlipSpace};
 use super::verdict::Tally;
@@ -98,6 +98,7 @@ pub struct Fast<'a> {
     suffix_cache: RefCell<Option<(SuffixKey, Rc<Env>)>>,
     /// The last node that reads each value.
     last_use: Vec<usize>,
+    stats: Cell<EngineStats>,
     generic: Generic<'a>,
 }
 
@@ -119,6 +120,7 @@ impl<'a> Fast<'a> {
             columns: RefCell::new(None),
             suffix_cache: RefCell::new(None),
             last_use: last_use(&gm.graph),
+            stats: Cell::new(EngineStats::default()),
             generic: Generic { ctx },
         }
     }
@@ -292,6 +294,14 @@ impl<'a> Fast<'a> {
     }
 }
 
+impl Fast<'_> {
+    fn count(&self, add: impl FnOnce(&mut EngineStats)) {
+        let mut s = self.stats.get();
+        add(&mut s);
+        self.stats.set(s);
+    }
+}
+
 fn last_use(graph: &Graph) -> Vec<usize> {
     let mut last = vec![0; graph.nodes.len()];
     for (u, node) in graph.nodes.iter().enumerate() {
@@ -355,6 +365,10 @@ impl Engine for Fast<'_> {
         };
         let _span = tracing::debug_span!("unit", tensor = %target.name).entered();
         tch::no_grad(|| self.run_cut(&cut, &unit))
+    }
+
+    fn stats(&self) -> EngineStats {
+        self.stats.get()
     }
 }
 
@@ -447,6 +461,7 @@ impl Fast<'_> {
                 }
             }
         }
+        self.count(|s| s.evaluated_pairs += evaluated as u64);
         tracing::debug!(
             flips = u.flips.len(),
             pairs = evaluated,
