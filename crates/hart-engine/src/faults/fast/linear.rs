@@ -1,14 +1,16 @@
 //! The linear-region certificate. Along one weight element's direction the
 //! nodes after the cut are piecewise linear in the flip's δ when every op is
-//! linear, affine or a ReLU. Running the network's linearisation at the
-//! clean point (the tangent: conv/linear without bias, BatchNorm with zero
-//! mean and shift, ReLUs as their clean masks) on the unit change of the
-//! element gives, per (element, sample), the logits' change per unit δ and
-//! the largest |δ| (each sign apart) for which no ReLU input crosses zero.
-//! Below it the faulty logits are exactly clean + δ·tangent, so one pass
-//! settles every bit of the element whose |δ| is that small: the pair is
-//! harmless when those logits keep the sample's correctness with room for
-//! rounding. Unlike |δ|·A, nothing here grows with depth.
+//! linear, affine, a ReLU or a max-pool. Running the network's
+//! linearisation at the clean point (the tangent: conv/linear without bias,
+//! BatchNorm with zero mean and shift, ReLUs as their clean masks, max-pool
+//! windows as their clean winners) on the unit change of the element gives,
+//! per (element, sample), the logits' change per unit δ and the largest |δ|
+//! (each sign apart) for which no ReLU input crosses zero and no window
+//! changes winner. Below it the faulty logits are exactly clean + δ·tangent
+//! (in real arithmetic), so one pass settles every bit of the element whose
+//! |δ| is that small: the pair is harmless when those logits keep the
+//! sample's correctness with room for rounding. Unlike |δ|·A, nothing here
+//! grows with depth.
 
 use std::rc::Rc;
 
@@ -143,8 +145,8 @@ impl Linear {
     }
 }
 
-/// Per pair: the largest δ > 0 and the largest −δ > 0 that cross no ReLU
-/// (NaN where a clean value is NaN), and the logits' change per unit δ.
+/// Per pair: the largest δ > 0 and the largest −δ > 0 that cross no ReLU or
+/// window winner (NaN where a clean value is NaN), and the logits' change per unit δ.
 pub struct Region {
     pub up: Vec<f32>,
     pub down: Vec<f32>,
@@ -154,7 +156,7 @@ pub struct Region {
 impl Linear {
     /// Propagates `genv[c]` (each pair's unit change at the cut; `genv`
     /// otherwise holds the pairs' gathered statics and shape values) through
-    /// the linearisation. `clean(v)` is ReLU input `v`'s clean value per
+    /// the linearisation. `clean(v)` is ReLU or max-pool input `v`'s clean value per
     /// pair; `last_use[v]` the last node reading `v`.
     pub fn run(
         &self,

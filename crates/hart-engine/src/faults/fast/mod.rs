@@ -2,7 +2,9 @@
 //! tensor's first consumer `c`, caches the clean values crossing the cut for
 //! a chunk of images, and then, per round of samples:
 //! - proves (flip, sample) pairs unaffected with the bound of [`bound`]
-//!   (|δ|·A < margin, with slack for rounding): those keep their clean outcome;
+//!   (|δ|·A < margin, with slack for rounding) and, where pairs are
+//!   evaluated densely, with the linear-region certificate of [`linear`]:
+//!   those keep their clean outcome;
 //! - stacks the remaining pairs of many flips along the batch dimension,
 //!   builds `c`'s faulty output from its clean one with a structured delta
 //!   ([`delta`]) or by re-running `c` with the flip applied, and runs only
@@ -93,8 +95,9 @@ pub struct Fast<'a> {
     frontier: RefCell<Option<Frontier>>,
     /// The exact-chain test's inputs for the last (cut, chunk, fan-in) it ran on.
     columns: RefCell<Option<(ColumnsKey, Rc<candidates::Columns>)>>,
-    /// The clean ReLU inputs after the last (cut, first sample, end sample)
-    /// the linear-region certificate ran on.
+    /// The clean ReLU and max-pool inputs after the cut of the certificate's
+    /// last clean pass, by (cut, first sample, end sample); later cuts on
+    /// the same images reuse them.
     suffix_cache: RefCell<Option<(SuffixKey, Rc<Env>)>>,
     /// The last node that reads each value.
     last_use: Vec<usize>,
