@@ -2,7 +2,8 @@
 //! in-process brute-force loop on the same flips (per-flip times; the
 //! reference runs a random subset of the engine's flips, whose counts must
 //! agree), for an MLP and LeNet-5 trained briefly on Fashion-MNIST and a
-//! BatchNorm+residual CNN (resnet18-cifar, random weights, 32×32 inputs).
+//! BatchNorm+residual CNN (resnet18-cifar, random weights, 32×32 inputs),
+//! optionally also estimated by strata over its tensors (`--cnn-strata`).
 
 use std::io::Write;
 use std::time::Instant;
@@ -97,11 +98,13 @@ fn sweep_rows(
     faults: &std::path::Path,
     engine: EngineKind,
     runs: usize,
+    jobs: Option<usize>,
 ) -> Result<(Vec<Row>, Vec<f64>)> {
     let cfg = SweepConfig {
         faults: Some(faults.to_path_buf()),
         engine,
         batch: 500,
+        jobs,
         ..SweepConfig::new()
     };
     let sw = prepare(model, data, &cfg)?;
@@ -139,28 +142,8 @@ fn one(
     let dir = tempfile_dir()?;
     let all = dir.join("all.csv");
     flips(model, elements, &all)?;
-    let (fast, fast_s) = sweep_rows(model, data, &all, EngineKind::Auto, runs)?;
-    // The reference on a random subset of the same flips.
-    let text = std::fs::read_to_string(&all)?;
-    let lines: Vec<&str> = text.lines().skip(1).collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let mut chosen: Vec<usize> = (0..reference_flips).map(|_| rng.random_range(0..lines.len())).collect();
-    chosen.sort_unstable();
-    chosen.dedup();
-    let sub = dir.join("sub.csv");
-    let body: Vec<&str> = chosen.iter().map(|&i| lines[i]).collect();
-    std::fs::write(&sub, format!("param,index,bit\n{}\n", body.join("\n")))?;
-    let (reference, ref_s) = sweep_rows(model, data, &sub, EngineKind::Reference, 1)?;
-    for (r, &i) in reference.iter().zip(&chosen) {
-        let f = &fast[i];
-        ensure!(
-            (f.rad > 0.1) == (r.rad > 0.1) && (!f.exact || f.correct == r.correct),
-            "{what}: engine and reference disagree on {}[{}] bit {}",
-            r.param,
-            r.index,
-            r.bit
-        );
-    }
+    let (fast, fast_s) = sweep_rows(model, data, &all, EngineKind::Auto, runs, None)?;
+    let (reference, ref_s) = reference_on(what, model, data, &dir, &fast, reference_flips)?;
     let _ = std::fs::remove_dir_all(&dir);
     let rate = fast.len() as f64 / median(&fast_s);
     println!(
@@ -172,6 +155,95 @@ fn one(
         &format!("{what} per flip ({} images)", data.len()),
         per_flip("reference", &ref_s, reference.len()),
         per_flip("engine", &fast_s, fast.len()),
+    ))
+}
+
+/// The reference on `count` random flips of the engine's `fast` rows (in
+/// `dir`), whose verdicts (and exact counts) must agree; its rows and seconds.
+fn reference_on(
+    what: &str,
+    model: &Model,
+    data: &Dataset,
+    dir: &std::path::Path,
+    fast: &[Row],
+    count: usize,
+) -> Result<(Vec<Row>, Vec<f64>)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut chosen: Vec<usize> = (0..count).map(|_| rng.random_range(0..fast.len())).collect();
+    chosen.sort_unstable();
+    chosen.dedup();
+    let sub = dir.join("sub.csv");
+    let body: Vec<String> = chosen
+        .iter()
+        .map(|&i| format!("{},{},{}", fast[i].param, fast[i].index, fast[i].bit))
+        .collect();
+    std::fs::write(&sub, format!("param,index,bit\n{}\n", body.join("\n")))?;
+    let (reference, ref_s) = sweep_rows(model, data, &sub, EngineKind::Reference, 1, None)?;
+    for (r, &i) in reference.iter().zip(&chosen) {
+        let f = &fast[i];
+        ensure!(
+            (f.rad > 0.1) == (r.rad > 0.1) && (!f.exact || f.correct == r.correct),
+            "{what}: engine and reference disagree on {}[{}] bit {}",
+            r.param,
+            r.index,
+            r.bit
+        );
+    }
+    Ok((reference, ref_s))
+}
+
+/// An exhaustive sweep's mix by strata, per core: all 32 bits of one random
+/// element of every conv/linear weight tensor, the engine (one worker) timed
+/// per tensor and weighted by the tensor's size, against the reference on a
+/// few of those flips — both on one libtorch thread. A uniform draw of a few
+/// elements depends on where they land (flips in early layers cost far more).
+fn strata(what: &str, model: &Model, data: &Dataset, reference_flips: usize) -> Result<Comparison> {
+    let threads = tch::get_num_threads();
+    tch::set_num_threads(1);
+    let out = strata_one_thread(what, model, data, reference_flips);
+    tch::set_num_threads(threads);
+    out
+}
+
+fn strata_one_thread(what: &str, model: &Model, data: &Dataset, reference_flips: usize) -> Result<Comparison> {
+    let dir = tempfile_dir()?;
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let (mut fast, mut weighted, mut total) = (vec![], 0f64, 0f64);
+    for (name, t, _) in model.named_tensors() {
+        if t.kind() != tch::Kind::Float || t.dim() < 2 {
+            continue;
+        }
+        let numel = t.numel() as f64;
+        let index = rng.random_range(0..t.numel() as i64);
+        let list = dir.join("stratum.csv");
+        let body: Vec<String> = (0..32).map(|bit| format!("{name},{index},{bit}")).collect();
+        std::fs::write(&list, format!("param,index,bit\n{}\n", body.join("\n")))?;
+        let (rows, seconds) = sweep_rows(model, data, &list, EngineKind::Auto, 1, Some(1))?;
+        weighted += numel * seconds[0] / rows.len() as f64;
+        total += numel;
+        fast.extend(rows);
+    }
+    let (reference, ref_s) = reference_on(what, model, data, &dir, &fast, reference_flips)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let per = weighted / total.max(1.0);
+    println!(
+        "{what} by strata: {} flips in {} tensors on {} images, one thread, {:.1} flips/s weighted by tensor size",
+        fast.len(),
+        fast.len() / 32,
+        data.len(),
+        1.0 / per
+    );
+    let engine = Timing {
+        name: "engine".into(),
+        median_s: per,
+        min_s: per,
+        max_s: per,
+        runs: 1,
+    };
+    Ok(Comparison::new(
+        &format!("{what} by strata, one thread ({} images)", data.len()),
+        per_flip("reference", &ref_s, reference.len()),
+        engine,
     ))
 }
 
@@ -203,12 +275,17 @@ pub struct Options {
     /// Evaluation images of the residual CNN (a full resnet18-cifar forward costs ~100× LeNet-5's).
     #[arg(long, default_value_t = 100)]
     pub cnn_images: usize,
+    /// Also estimate an exhaustive sweep of resnet18-cifar by strata: one random element
+    /// of every conv/linear weight tensor, engine time weighted by tensor size, engine
+    /// and reference on one thread (about ten minutes).
+    #[arg(long)]
+    pub cnn_strata: bool,
 }
 
 pub fn run(o: &Options, runs: usize) -> Result<Vec<Comparison>> {
     let mut out = vec![];
     for arch in o.archs.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-        out.push(match arch {
+        let row = match arch {
             "mlp" | "lenet5" => {
                 let (model, mut test) = trained(arch)?;
                 test.truncate(o.images);
@@ -217,10 +294,14 @@ pub fn run(o: &Options, runs: usize) -> Result<Vec<Comparison>> {
             "resnet18-cifar" => {
                 let (model, mut data) = residual_cnn()?;
                 data.truncate(o.cnn_images.clamp(1, data.len()));
+                if o.cnn_strata {
+                    out.push(strata(arch, &model, &data, o.reference_flips / 4 + 1)?);
+                }
                 one(arch, &model, &data, o.cnn_elements.max(1), o.reference_flips / 4 + 1, 1)?
             }
             other => anyhow::bail!("bench sweep: unknown architecture {other:?} (mlp, lenet5, resnet18-cifar)"),
-        });
+        };
+        out.push(row);
     }
     Ok(out)
 }
