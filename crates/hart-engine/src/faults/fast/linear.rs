@@ -406,16 +406,21 @@ impl Fast<'_> {
             let d = (new as f64 - old as f64).abs();
             new.is_finite() && (d <= 2.0 * (old as f64).abs() || d < 1e-30)
         };
-        // Runs of one element (a unit's flips come element by element), each
-        // with a slot per chunk sample: the pair's index, u32::MAX if none.
+        // Runs of one element (a unit's flips come element by element); a
+        // run's pairs are contiguous, found through `slot` (per chunk sample:
+        // the pair's index, u32::MAX if none), filled for one run at a time.
         let mut elements: Vec<i64> = vec![];
         let mut run_of = Vec::with_capacity(u.flips.len());
-        let mut slot: Vec<u32> = vec![];
+        let mut run_pairs: Vec<std::ops::Range<usize>> = vec![];
+        let mut slot: Vec<u32> = vec![u32::MAX; ns];
         let mut pairs: Vec<(u32, u32)> = vec![];
         for (f, flip) in u.flips.iter().enumerate() {
             if elements.last() != Some(&flip.index) {
+                for &(_, s) in &pairs[run_pairs.last().map_or(0, |r| r.start)..] {
+                    slot[s as usize] = u32::MAX;
+                }
                 elements.push(flip.index);
-                slot.extend(std::iter::repeat_n(u32::MAX, ns));
+                run_pairs.push(pairs.len()..pairs.len());
             }
             let e = elements.len() - 1;
             run_of.push(e);
@@ -424,11 +429,12 @@ impl Fast<'_> {
             }
             for k in 0..cands[f].len() {
                 let s = cands[f].get(k) as usize;
-                if slot[e * ns + s] == u32::MAX {
-                    slot[e * ns + s] = pairs.len() as u32;
+                if slot[s] == u32::MAX {
+                    slot[s] = pairs.len() as u32;
                     pairs.push((e as u32, s as u32));
                 }
             }
+            run_pairs[e].end = pairs.len();
         }
         if pairs.is_empty() {
             return Ok(());
@@ -491,19 +497,23 @@ impl Fast<'_> {
             }
         }
         let before: usize = cands.iter().map(Cand::len).sum();
+        let mut filled = usize::MAX;
         for (f, &e) in run_of.iter().enumerate() {
             if !hopeful(f) {
                 continue;
+            }
+            if filled != e {
+                for (p, &(_, s)) in pairs.iter().enumerate().take(run_pairs[e].end).skip(run_pairs[e].start) {
+                    slot[s as usize] = p as u32;
+                }
+                filled = e;
             }
             let (old, new) = u.values[f];
             let d = new as f64 - old as f64;
             let limits = if d >= 0.0 { &up } else { &down };
             let kept: Vec<u32> = (0..cands[f].len())
                 .map(|k| cands[f].get(k))
-                .filter(|&s| {
-                    let p = slot[e * ns + s as usize] as usize;
-                    d.abs() * BOUND_SAFETY >= limits[p] as f64
-                })
+                .filter(|&s| d.abs() * BOUND_SAFETY >= limits[slot[s as usize] as usize] as f64)
                 .collect();
             cands[f] = Cand::of(kept, ns);
         }
