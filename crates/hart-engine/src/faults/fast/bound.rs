@@ -9,6 +9,7 @@
 
 use tch::{Kind, Tensor};
 
+use super::delta::pad;
 use super::plan::{affected, rearranging, Axis};
 use crate::error::Result;
 use crate::model::graph::{Graph, Mode, Op};
@@ -99,7 +100,7 @@ fn rule(
             // |max(a+d) − max(a)| ≤ max|d| ≤ Σ_window |d|: the transpose of sum-pooling.
             let Some(x) = env1[v].as_ref() else { return Ok(None) };
             let x0 = x.zeros_like().set_requires_grad(true);
-            let xp = x0.f_pad([padding[1], padding[3], padding[0], padding[2]], "constant", 0.0)?;
+            let xp = pad(&x0, padding)?;
             let y = xp.f_avg_pool2d(kernel, stride, [0, 0], *ceil_mode, true, Some(1))?;
             vjp(&x0, &y, gu)?
         }

@@ -84,7 +84,12 @@ fn i64s(v: &[i64]) -> Tensor {
 }
 
 pub fn pad(x: &Tensor, p: &Pads) -> Result<Tensor> {
-    Ok(x.f_pad([p[1], p[3], p[0], p[2]], "constant", 0.0)?)
+    pad_with(x, p, 0.0)
+}
+
+/// `x` padded by `p` ([top, left, bottom, right]) with `fill`.
+pub fn pad_with(x: &Tensor, p: &Pads, fill: f64) -> Result<Tensor> {
+    Ok(x.f_pad([p[1], p[3], p[0], p[2]], "constant", fill)?)
 }
 
 /// Conv weight element → (output channel, input channel of the layer input, kh, kw).

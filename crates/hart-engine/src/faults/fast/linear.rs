@@ -17,7 +17,7 @@ use std::rc::Rc;
 use tch::{Device, Kind, Tensor};
 
 use super::candidates::{Cand, Chunk};
-use super::delta::add_to_channel;
+use super::delta::{add_to_channel, pad_with};
 use super::plan::{affected, rearranging, Axis};
 use super::{Cut, Env, Fast, UnitFlips, BOUND_SAFETY};
 use crate::error::{HartError, Result};
@@ -175,9 +175,7 @@ impl Linear {
                 (Step::Tangent, Op::Relu) => {
                     let v = node.inputs[0];
                     let (t, a) = (taken(genv, v)?, clean(v)?);
-                    let cpu =
-                        |x: &Tensor| Vec::<f32>::try_from(x.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1));
-                    let (masked, near_up, near_down) = relu_crossings(&cpu(&a)?, &cpu(&t)?, pairs as usize);
+                    let (masked, near_up, near_down) = relu_crossings(&host(&a)?, &host(&t)?, pairs as usize);
                     fold(&mut up, &near_up);
                     fold(&mut down, &near_down);
                     genv[u] = Some(
@@ -198,8 +196,7 @@ impl Linear {
                     let v = node.inputs[0];
                     let (t, a) = (taken(genv, v)?, clean(v)?);
                     let window = |x: &Tensor, fill: f64| -> Result<Tensor> {
-                        let xp = x.f_pad([padding[1], padding[3], padding[0], padding[2]], "constant", fill)?;
-                        let w = xp
+                        let w = pad_with(x, padding, fill)?
                             .f_unfold(2, kernel[0], stride[0])?
                             .f_unfold(3, kernel[1], stride[1])?;
                         let s = w.size();
@@ -221,9 +218,8 @@ impl Linear {
                     };
                     // NaN gaps (NaN inputs) cross at NaN in both directions.
                     let nan = gap.isnan();
-                    let cpu = |x: Tensor| Vec::<f32>::try_from(x.to_device(Device::Cpu).to_kind(Kind::Float));
-                    fold(&mut up, &cpu(nearest(slope.gt(0.0).logical_or(&nan)))?);
-                    fold(&mut down, &cpu(nearest(slope.lt(0.0).logical_or(&nan)))?);
+                    fold(&mut up, &host(&nearest(slope.gt(0.0).logical_or(&nan)))?);
+                    fold(&mut down, &host(&nearest(slope.lt(0.0).logical_or(&nan)))?);
                     genv[u] = Some(t_top.squeeze_dim(4));
                 }
                 (Step::Tangent, Op::Add | Op::Sub) => {
@@ -252,12 +248,10 @@ impl Linear {
                 }
             }
         }
-        let logits = taken(genv, self.output)?;
-        let vec = |t: Tensor| Vec::<f32>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1));
         Ok(Region {
             up,
             down,
-            logits: vec(logits)?,
+            logits: host(&taken(genv, self.output)?)?,
         })
     }
 }
@@ -294,6 +288,13 @@ fn relu_crossings(a: &[f32], t: &[f32], pairs: usize) -> (Vec<f32>, Vec<f32>, Ve
         down[p] = d;
     }
     (masked, up, down)
+}
+
+/// `t`'s values as f32 on the host, flattened.
+fn host(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(Vec::<f32>::try_from(
+        t.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1),
+    )?)
 }
 
 /// `min` that propagates NaN (`f32::min` drops it).
@@ -447,10 +448,10 @@ impl Fast<'_> {
         let clean = self.ctx.clean;
         let k = clean.logits.size()[1] as usize;
         let rows = |t: &Tensor| t.narrow(0, s0 as i64, ns as i64).to_device(Device::Cpu);
-        let z = Vec::<f32>::try_from(rows(&clean.logits).to_kind(Kind::Float).flatten(0, -1))?;
+        let z = host(&rows(&clean.logits))?;
         let labels = Vec::<i64>::try_from(rows(&clean.labels))?;
         let was = Vec::<bool>::try_from(rows(&clean.correct))?;
-        let slack = Vec::<f32>::try_from(rows(&clean.slack).to_kind(Kind::Float))?;
+        let slack = host(&rows(&clean.slack))?;
         // Per pair, the largest |δ| each way that is both linear and keeps.
         let (mut up, mut down) = (Vec::with_capacity(pairs.len()), Vec::with_capacity(pairs.len()));
         for batch in pairs.chunks(cut.max_pairs as usize) {
