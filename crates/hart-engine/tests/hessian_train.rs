@@ -1,6 +1,7 @@
 //! Hessian-aware training and its baselines on tiny float64 models, where
 //! finite differences are accurate enough to check gradients tightly.
 
+use hart::hessian::gauss_newton::gauss_newton_penalty;
 use hart::hessian::probe::rademacher;
 use hart::hessian::{LayerSelection, ParamSet};
 use hart::model::builder::{GraphBuilder, Init};
@@ -359,4 +360,50 @@ fn bad_regularizer_settings_are_refused_with_the_value() {
     assert!("last:0".parse::<LayerSelection>().is_err());
     assert!("(".parse::<LayerSelection>().unwrap_err().to_string().contains("\"(\""));
     let _ = ParamKind::Trainable;
+}
+
+/// P(w) = ‖∇_S Σᵢ rᵢ·zᵢ‖²/n with r = B(p(w))u re-derived at every w: the
+/// gradient HAT applies must be P's full gradient, the path through the
+/// softmax included (the term a fixed-r gradient would miss).
+#[test]
+fn gauss_newton_penalty_gradient_matches_finite_differences() {
+    let _serial = serial();
+    tch::set_num_threads(1);
+    let model = tiny_f64();
+    let (x, _) = batch();
+    let all = trainable(&model);
+    for sel in [LayerSelection::All, LayerSelection::Last(1)] {
+        let set = ParamSet::select(&model, &sel).unwrap();
+        let u = rademacher(&mut ChaCha8Rng::seed_from_u64(5), 2, 36, Kind::Double, Device::Cpu).view([2, 12, 3]);
+        let value = || {
+            let logits = model.forward(&x, Mode::Train).unwrap();
+            gauss_newton_penalty(&logits, &set, &u).unwrap().value.double_value(&[])
+        };
+        zero_grads(&all);
+        let logits = model.forward(&x, Mode::Train).unwrap();
+        let pen = gauss_newton_penalty(&logits, &set, &u).unwrap();
+        // At fixed r the logit biases drop out (their gradient is undefined): flatten as zeros.
+        let everything = ParamSet::select(&model, &LayerSelection::All).unwrap();
+        let fixed_r = everything.flatten(&Tensor::run_backward(&[&pen.value], &all, true, false));
+        pen.backward_with(&(logits.sum(Kind::Double) * 0.0), &all, 1.0).unwrap();
+        let exact = grads(&all);
+        let w0 = flat(&all).detach().copy();
+        let eps = 1e-6;
+        let fd: Vec<f64> = (0..w0.size()[0])
+            .map(|i| {
+                let e = w0.zeros_like();
+                let _ = e.get(i).fill_(eps);
+                set_flat(&all, &(&w0 + &e));
+                let plus = value();
+                set_flat(&all, &(&w0 - &e));
+                let minus = value();
+                (plus - minus) / (2.0 * eps)
+            })
+            .collect();
+        set_flat(&all, &w0);
+        let fd = Tensor::from_slice(&fd);
+        assert!(rel(&exact, &fd) < 1e-6, "{sel:?}: rel err {}", rel(&exact, &fd));
+        // The softmax path is not negligible here, so a gradient without it would fail the check.
+        assert!(rel(&fixed_r, &fd) > 1e-3, "{sel:?}: {}", rel(&fixed_r, &fd));
+    }
 }

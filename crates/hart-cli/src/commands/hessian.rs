@@ -7,9 +7,12 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use hart::data::Split;
-use hart::hessian::{analyze, data_hessian, AnalysisConfig, LayerSelection, ParamSet, TraceMethod, TraceOptions};
+use hart::hessian::gauss_newton::gauss_newton_trace;
+use hart::hessian::{
+    analyze_with_trace, data_hessian, AnalysisConfig, LayerSelection, ParamSet, TraceMethod, TraceOptions,
+};
 use hart::train::regularizer::{Reading, Selective};
-use hart::train::{RegularizerConfig, RegularizerKind};
+use hart::train::{HessianMethod, RegularizerConfig, RegularizerKind};
 
 use super::common::{parse_device, progress_bar, write_json, DataArgs, ModelArgs};
 
@@ -37,7 +40,10 @@ pub struct HessianArgs {
     /// Never draw more probes than this (the report says if the target was missed).
     #[arg(long, default_value_t = 1000)]
     pub max_probes: usize,
-    /// hutchinson or hutchpp (Hutch++: exact on a low-rank sketch, Hutchinson on the rest).
+    /// Trace estimator: hutchinson, hutchpp (Hutch++: exact on a low-rank sketch, Hutchinson on
+    /// the rest) or gauss-newton (Σ_y p(y|x)‖∇log p(y|x)‖² from gradients only: equal to Tr(H)
+    /// for networks linear in each single weight — linear, conv, ReLU, pooling, eval-mode
+    /// BatchNorm — and a PSD surrogate, the Fisher/GN trace, with tanh, GELU and the like).
     #[arg(long, default_value = "hutchinson")]
     pub method: String,
     /// Hutch++ sketch size (costs 2× this many HVPs up front).
@@ -100,8 +106,25 @@ pub fn run(a: HessianArgs) -> Result<()> {
     };
     let budget = a.max_probes + 2 * a.sketch + a.max_lanczos + a.density_runs * a.density_steps;
     let bar = progress_bar(budget as u64, "HVPs");
+    let trace = match cfg.method {
+        TraceMethod::GaussNewton => {
+            bar.set_message("Gauss–Newton trace");
+            let on_block = |t: f64, se: f64| bar.set_message(format!("trace {t:.4e} ± {se:.2e}"));
+            let mut rng = hart::hessian::seeded(a.seed, 1);
+            Some(gauss_newton_trace(
+                &model,
+                &data,
+                &params,
+                a.batch_size,
+                &cfg.trace,
+                &mut rng,
+                on_block,
+            )?)
+        }
+        _ => None,
+    };
     let mut op = data_hessian(&model, &data, &params, a.batch_size, device)?;
-    let report = analyze(&mut op, &params, &cfg, &bar)?;
+    let report = analyze_with_trace(&mut op, &params, &cfg, trace, &bar)?;
     bar.finish_and_clear();
     if let Some(dir) = &a.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -145,6 +168,15 @@ pub struct RegularizerArgs {
     /// λ, the weight of the trace penalty.
     #[arg(long, default_value_t = 0.01, allow_hyphen_values = true)]
     pub hessian_lambda: f64,
+    /// Trace estimator of HAT: gauss-newton (‖Jᵀr‖², E[rrᵀ] = softmax Hessian; double
+    /// back-propagation; equals Tr(H) for networks linear in each single weight, a PSD
+    /// Fisher/GN surrogate with tanh/GELU or train-mode BatchNorm) or hutchinson (vᵀHv,
+    /// triple back-propagation, exact but noisier).
+    #[arg(long, default_value = "gauss-newton")]
+    pub hessian_method: String,
+    /// Regularised steps over which λ rises linearly to its value (0 = no warm-up).
+    #[arg(long, default_value_t = 0)]
+    pub hessian_warmup: usize,
     /// Hutchinson probes per penalised step.
     #[arg(long, default_value_t = 1)]
     pub hessian_probes: usize,
@@ -187,6 +219,8 @@ impl RegularizerArgs {
         let cfg = RegularizerConfig {
             kind: self.regularizer.parse::<RegularizerKind>()?,
             lambda: self.hessian_lambda,
+            method: self.hessian_method.parse::<HessianMethod>()?,
+            warmup: self.hessian_warmup,
             probes: self.hessian_probes,
             every: self.hessian_every,
             layers: self.hessian_layers.parse().context("--hessian-layers")?,

@@ -10,6 +10,7 @@ mod prune;
 mod quantize;
 mod sweep;
 mod train;
+mod tune_lambda;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,9 @@ pub struct Cli {
 pub enum Command {
     /// Train a zoo architecture on a dataset and save it as safetensors.
     Train(train::TrainArgs),
+    /// Choose HAT's λ as the paper does: train briefly per candidate, keep the least
+    /// bit-flip-sensitive λ within an accuracy budget (validation slice of the training split).
+    TuneLambda(tune_lambda::TuneLambdaArgs),
     /// Accuracy of a model (safetensors, ONNX or TorchScript) on a dataset.
     Eval(eval::EvalArgs),
     /// Baseline vs Hessian-aware training end to end, from a TOML config, with a report.
@@ -57,6 +61,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(a) => train::run(a),
+        Command::TuneLambda(a) => tune_lambda::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Experiment(a) => experiment::run(a),
         Command::Demo(a) => demo::run(a),

@@ -2,16 +2,66 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use hart::data::Split;
 use hart::eval::evaluate;
-use hart::model::{zoo, Model, ModelInfo, Normalization};
+use hart::model::{zoo, LoadOptions, Model, ModelInfo, Normalization};
 use hart::train::{train_with, OptimizerConfig, OptimizerKind, RegularizerConfig, TrainConfig};
 use serde::Serialize;
 
 use super::common::{parse_device, progress_bar, write_json, DataArgs};
 use super::hessian::RegularizerArgs;
+
+/// The optimiser and schedule of a training run (`hart train`, `hart tune-lambda`).
+#[derive(Args, Debug, Clone)]
+pub struct TrainingArgs {
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// sgd, adam or rmsprop (PyTorch update rules; the HAT paper uses rmsprop with --momentum 0).
+    #[arg(long, default_value = "sgd")]
+    pub optimizer: OptimizerKind,
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Clip each step's joint gradient L2 norm to this (torch's clip_grad_norm_); off when absent.
+    #[arg(long)]
+    pub clip_grad_norm: Option<f64>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl TrainingArgs {
+    pub fn config(&self) -> Result<TrainConfig> {
+        if self.epochs == 0 {
+            bail!("--epochs must be at least 1");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            bail!("--lr must be a positive number, got {}", self.lr);
+        }
+        Ok(TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            optimizer: OptimizerConfig {
+                kind: self.optimizer,
+                lr: self.lr,
+                momentum: self.momentum,
+                weight_decay: self.weight_decay,
+            },
+            seed: self.seed,
+            device: parse_device(&self.device)?,
+            clip_grad_norm: self.clip_grad_norm,
+        })
+    }
+}
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -22,33 +72,38 @@ pub struct TrainArgs {
     pub data: DataArgs,
     #[command(flatten)]
     pub regularizer: RegularizerArgs,
-    #[arg(long, default_value_t = 5)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
-    /// sgd, adam or rmsprop (PyTorch update rules).
-    #[arg(long, default_value = "sgd")]
-    pub optimizer: OptimizerKind,
-    #[arg(long, default_value_t = 0.01)]
-    pub lr: f64,
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f64,
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f64,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub training: TrainingArgs,
     /// Input normalisation baked into the model: auto (the dataset's), none, or MEAN,..:STD,..
     #[arg(long, default_value = "auto")]
     pub normalize: String,
+    /// Start from this model's weights (a .safetensors of the same --arch) instead of a fresh
+    /// initialisation: train plain first, then fine-tune with a regulariser.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
     /// Evaluate on the first N test images after training (0 = skip).
     #[arg(long, default_value_t = 10_000)]
     pub eval_limit: usize,
     /// Output model (.safetensors); the training log goes next to it as .train.json.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// The `--init` model: a HART safetensors file of the architecture being trained.
+fn initial_model(path: &std::path::Path, arch: &str, info: &ModelInfo) -> Result<Model> {
+    let opts = LoadOptions {
+        arch: Some(arch.to_string()),
+        hint: Some(info.clone()),
+        normalize: None,
+    };
+    let model = hart::model::load(path, &opts).with_context(|| format!("--init {}", path.display()))?;
+    if model.graph().is_none() || model.info().arch != arch {
+        bail!(
+            "--init {}: expected a {arch} model saved by hart (.safetensors)",
+            path.display()
+        );
+    }
+    Ok(model)
 }
 
 #[derive(Serialize)]
@@ -62,6 +117,10 @@ struct TrainLog<'a> {
     weight_decay: f64,
     batch_size: usize,
     seed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clip_grad_norm: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    init: Option<&'a std::path::Path>,
     regularizer: &'a RegularizerConfig,
     epochs: Vec<hart::train::EpochLog>,
     test: Option<hart::eval::EvalResult>,
@@ -71,34 +130,20 @@ pub fn run(a: TrainArgs) -> Result<()> {
     if a.out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
         bail!("--out {}: trained models are saved as .safetensors", a.out.display());
     }
-    if a.epochs == 0 {
-        bail!("--epochs must be at least 1");
-    }
-    if !(a.lr > 0.0 && a.lr.is_finite()) {
-        bail!("--lr must be a positive number, got {}", a.lr);
-    }
-    let device = parse_device(&a.device)?;
+    let cfg = a.training.config()?;
+    let device = cfg.device;
     let regularizer = a.regularizer.config()?;
     let data = a.data.load(Split::Train)?;
     let mut info = ModelInfo::for_data(&a.arch, &data);
     if a.normalize != "auto" {
         info.normalize = Normalization::parse(&a.normalize).map_err(anyhow::Error::msg)?;
     }
-    tch::manual_seed(a.seed as i64);
-    let mut model = Model::Graph(zoo::build(&info)?);
-    model.to_device(device)?;
-    let cfg = TrainConfig {
-        epochs: a.epochs,
-        batch_size: a.batch_size,
-        optimizer: OptimizerConfig {
-            kind: a.optimizer,
-            lr: a.lr,
-            momentum: a.momentum,
-            weight_decay: a.weight_decay,
-        },
-        seed: a.seed,
-        device,
+    tch::manual_seed(cfg.seed as i64);
+    let mut model = match &a.init {
+        Some(path) => initial_model(path, &a.arch, &info)?,
+        None => Model::Graph(zoo::build(&info)?),
     };
+    model.to_device(device)?;
     let bar = progress_bar(0, "train");
     let epochs = train_with(&model, &data, &cfg, &regularizer, &bar)?;
     bar.finish_and_clear();
@@ -130,12 +175,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
         arch: &a.arch,
         dataset: &data.name,
         samples: data.len(),
-        optimizer: a.optimizer,
-        lr: a.lr,
-        momentum: a.momentum,
-        weight_decay: a.weight_decay,
-        batch_size: a.batch_size,
-        seed: a.seed,
+        optimizer: cfg.optimizer.kind,
+        lr: cfg.optimizer.lr,
+        momentum: cfg.optimizer.momentum,
+        weight_decay: cfg.optimizer.weight_decay,
+        batch_size: cfg.batch_size,
+        seed: cfg.seed,
+        clip_grad_norm: cfg.clip_grad_norm,
+        init: a.init.as_deref(),
         regularizer: &regularizer,
         epochs,
         test,

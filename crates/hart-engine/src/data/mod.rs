@@ -125,6 +125,23 @@ impl Dataset {
         (x, Tensor::from_slice(labels))
     }
 
+    /// Removes the last `n` records (all of them if fewer) and returns them as
+    /// a dataset of their own: a validation slice held out from a training split.
+    pub fn split_off(&mut self, n: usize) -> Dataset {
+        let keep = self.len().saturating_sub(n);
+        let rec = self.record_len();
+        Dataset {
+            name: self.name.clone(),
+            images: self.images.split_off(keep * rec),
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+            labels: self.labels.split_off(keep),
+            num_classes: self.num_classes,
+            class_names: self.class_names.clone(),
+        }
+    }
+
     pub fn truncate(&mut self, n: usize) {
         let rec = self.record_len();
         self.images.truncate(n * rec);

@@ -57,6 +57,9 @@ pub struct TrainDefaults {
     pub momentum: f64,
     #[serde(default)]
     pub weight_decay: f64,
+    /// Clip each step's joint gradient norm to this (absent = off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_grad_norm: Option<f64>,
 }
 
 impl Default for TrainDefaults {
@@ -68,6 +71,7 @@ impl Default for TrainDefaults {
             lr: default_lr(),
             momentum: default_momentum(),
             weight_decay: 0.0,
+            clip_grad_norm: None,
         }
     }
 }
@@ -85,6 +89,14 @@ pub struct Recipe {
     pub momentum: Option<f64>,
     pub epochs: Option<usize>,
     pub hessian_lambda: Option<f64>,
+    /// Trace estimator of HAT: hutchinson or gauss-newton.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hessian_method: Option<String>,
+    /// Regularised steps over which λ rises linearly to its value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hessian_warmup: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_grad_norm: Option<f64>,
     pub hessian_probes: Option<usize>,
     pub hessian_every: Option<usize>,
     pub hessian_layers: Option<String>,

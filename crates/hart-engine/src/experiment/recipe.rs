@@ -31,6 +31,7 @@ pub fn training(
         optimizer,
         seed,
         device,
+        clip_grad_norm: r.clip_grad_norm.or(d.clip_grad_norm),
     };
     let mut reg = RegularizerConfig {
         kind: keyed(i, "regularizer", r.regularizer.parse::<RegularizerKind>())?,
@@ -38,6 +39,12 @@ pub fn training(
     };
     if let Some(v) = r.hessian_lambda {
         reg.lambda = v;
+    }
+    if let Some(v) = &r.hessian_method {
+        reg.method = keyed(i, "hessian_method", v.parse())?;
+    }
+    if let Some(v) = r.hessian_warmup {
+        reg.warmup = v;
     }
     if let Some(v) = r.hessian_probes {
         reg.probes = v;

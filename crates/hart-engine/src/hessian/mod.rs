@@ -7,6 +7,7 @@
 //! models and TorchScript alike, as it needs only the named parameters.
 
 pub mod density;
+pub mod gauss_newton;
 pub mod lanczos;
 pub mod operator;
 pub mod params;
@@ -35,6 +36,10 @@ pub enum TraceMethod {
     Hutchinson,
     #[serde(rename = "hutchpp")]
     HutchPlusPlus,
+    /// The Gauss–Newton trace from gradients ([`gauss_newton`]): equal to
+    /// Tr(H) for networks linear in each single weight, a PSD surrogate otherwise.
+    #[serde(rename = "gauss-newton")]
+    GaussNewton,
 }
 
 impl FromStr for TraceMethod {
@@ -43,11 +48,18 @@ impl FromStr for TraceMethod {
         match s {
             "hutchinson" => Ok(Self::Hutchinson),
             "hutchpp" | "hutch++" => Ok(Self::HutchPlusPlus),
+            "gauss-newton" | "gn" => Ok(Self::GaussNewton),
             _ => Err(HartError::Invalid(format!(
-                "unknown trace method {s:?} (hutchinson, hutchpp)"
+                "unknown trace method {s:?} (hutchinson, hutchpp, gauss-newton)"
             ))),
         }
     }
+}
+
+/// The random stream of one part of an analysis (1 = trace, 2 = eigenvalues,
+/// 3 = density): separate streams, so adding a part does not change the others.
+pub fn seeded(seed: u64, part: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ part)
 }
 
 /// Everything `hart hessian` computes, and how hard it tries.
@@ -84,23 +96,41 @@ impl Default for AnalysisConfig {
 
 /// Trace, per-tensor traces, top eigenvalues and (optionally) the spectral
 /// density of the operator `op` over `params`. `bar` counts HVPs.
+/// [`TraceMethod::GaussNewton`] needs the model and data: use [`analyze_with_trace`].
 pub fn analyze(
     op: &mut dyn HvpOperator,
     params: &ParamSet,
     cfg: &AnalysisConfig,
     bar: &ProgressBar,
 ) -> Result<HessianReport> {
+    analyze_with_trace(op, params, cfg, None, bar)
+}
+
+/// [`analyze`], with the trace estimated by the caller when `trace` is given
+/// (the Gauss–Newton estimator reads the model and data, not an HVP operator).
+pub fn analyze_with_trace(
+    op: &mut dyn HvpOperator,
+    params: &ParamSet,
+    cfg: &AnalysisConfig,
+    trace: Option<TraceEstimate>,
+    bar: &ProgressBar,
+) -> Result<HessianReport> {
     cfg.trace.validate()?;
     let start = std::time::Instant::now();
     let kind = params.tensors[0].kind();
-    // Separate streams per part, so adding the density does not change the trace.
-    let rng = |part: u64| ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ part);
+    let rng = |part: u64| seeded(cfg.seed, part);
     let mut op = Progressed { inner: op, bar };
     bar.set_message("trace");
     let on_block = |t: f64, se: f64| bar.set_message(format!("trace {t:.4e} ± {se:.2e}"));
-    let trace = match cfg.method {
-        TraceMethod::Hutchinson => hutchinson(&mut op, params, &cfg.trace, &mut rng(1), on_block)?,
-        TraceMethod::HutchPlusPlus => hutchpp(&mut op, params, &cfg.trace, cfg.sketch, &mut rng(1), on_block)?,
+    let trace = match (trace, cfg.method) {
+        (Some(t), _) => t,
+        (None, TraceMethod::Hutchinson) => hutchinson(&mut op, params, &cfg.trace, &mut rng(1), on_block)?,
+        (None, TraceMethod::HutchPlusPlus) => hutchpp(&mut op, params, &cfg.trace, cfg.sketch, &mut rng(1), on_block)?,
+        (None, TraceMethod::GaussNewton) => {
+            return Err(HartError::Invalid(
+                "the Gauss–Newton trace needs the model and data (analyze_with_trace)".into(),
+            ))
+        }
     };
     tracing::info!(
         trace = trace.trace,

@@ -86,52 +86,81 @@ impl Sampler<'_> {
         op: &mut dyn HvpOperator,
         opts: &TraceOptions,
         rng: &mut ChaCha8Rng,
-        mut on_block: impl FnMut(f64, f64),
+        on_block: impl FnMut(f64, f64),
     ) -> Result<TraceEstimate> {
-        opts.validate()?;
         let kind = self.params.tensors[0].kind();
-        let mut total = Running::default();
-        let mut tensors = vec![Running::default(); self.params.len()];
         let start_hvps = op.hvps();
-        let converged = loop {
-            let n = total.count();
-            let estimate = self.offset + total.mean();
-            if n >= opts.min_probes.max(2) && total.stderr() <= opts.rel_stderr * estimate.abs() {
-                break true;
-            }
-            if n >= opts.max_probes {
-                break false;
-            }
-            let k = opts.block.min(opts.max_probes - n) as i64;
-            let mut g = rademacher(rng, k, op.dim(), kind, op.device());
-            if let Some(q) = &self.deflate {
-                g = &g - g.matmul(&q.tr()).matmul(q);
-            }
-            let hg = op.apply(&g)?;
-            let z = self.params.blockwise_dot(&g, &hg);
-            let z_total = z.sum_dim_intlist(1, false, Kind::Double);
-            for j in 0..k {
-                total.push(z_total.double_value(&[j]));
-                for (i, r) in tensors.iter_mut().enumerate() {
-                    r.push(z.double_value(&[j, i as i64]));
+        let mut est = sample_until(
+            self.params.len(),
+            self.offset,
+            &self.offset_per_tensor,
+            opts,
+            |k| {
+                let mut g = rademacher(rng, k, op.dim(), kind, op.device());
+                if let Some(q) = &self.deflate {
+                    g = &g - g.matmul(&q.tr()).matmul(q);
                 }
-            }
-            on_block(self.offset + total.mean(), total.stderr());
-        };
-        Ok(TraceEstimate {
-            trace: self.offset + total.mean(),
-            stderr: total.stderr(),
-            probes: total.count(),
-            hvps: op.hvps() - start_hvps,
-            converged,
-            per_tensor: tensors
-                .iter()
-                .zip(&self.offset_per_tensor)
-                .map(|(r, o)| o + r.mean())
-                .collect(),
-            per_tensor_stderr: tensors.iter().map(Running::stderr).collect(),
-        })
+                let hg = op.apply(&g)?;
+                Ok(self.params.blockwise_dot(&g, &hg))
+            },
+            on_block,
+        )?;
+        est.hvps = op.hvps() - start_hvps;
+        Ok(est)
     }
+}
+
+/// The stopping rule over blocks of random samples of a trace: `draw(k)`
+/// returns `[k, tensors]` per-tensor contributions of k independent samples,
+/// whose row sums are unbiased for the trace less `offset`. Samples until
+/// stderr ≤ rel_stderr·|trace| (after `min_probes`) or `max_probes`.
+/// `hvps` is left 0 for the caller to fill in.
+pub(crate) fn sample_until(
+    tensors_len: usize,
+    offset: f64,
+    offset_per_tensor: &[f64],
+    opts: &TraceOptions,
+    mut draw: impl FnMut(i64) -> Result<Tensor>,
+    mut on_block: impl FnMut(f64, f64),
+) -> Result<TraceEstimate> {
+    opts.validate()?;
+    let mut total = Running::default();
+    let mut tensors = vec![Running::default(); tensors_len];
+    let converged = loop {
+        let n = total.count();
+        let estimate = offset + total.mean();
+        if n >= opts.min_probes.max(2) && total.stderr() <= opts.rel_stderr * estimate.abs() {
+            break true;
+        }
+        if n >= opts.max_probes {
+            break false;
+        }
+        let k = opts.block.min(opts.max_probes - n) as i64;
+        let z = draw(k)?.f_to_kind(Kind::Double)?;
+        let z_total = z.f_sum_dim_intlist(1, false, Kind::Double)?;
+        let z_total = Vec::<f64>::try_from(&z_total)?;
+        let z = Vec::<f64>::try_from(&z.f_reshape([-1])?)?;
+        for (j, t) in z_total.iter().enumerate() {
+            total.push(*t);
+            for (i, r) in tensors.iter_mut().enumerate() {
+                r.push(z[j * tensors_len + i]);
+            }
+        }
+        on_block(offset + total.mean(), total.stderr());
+    };
+    Ok(TraceEstimate {
+        trace: offset + total.mean(),
+        stderr: total.stderr(),
+        probes: total.count(),
+        hvps: 0,
+        converged,
+        per_tensor: tensors
+            .iter()
+            .zip(offset_per_tensor)
+            .map(|(r, o)| o + r.mean())
+            .collect(),
+        per_tensor_stderr: tensors.iter().map(Running::stderr).collect(),
+    })
 }
 
 /// Hutchinson's estimator: the mean of vᵀHv over Rademacher probes v.

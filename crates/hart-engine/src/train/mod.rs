@@ -3,6 +3,7 @@
 
 pub mod optim;
 pub mod regularizer;
+pub mod tune;
 
 use std::time::Instant;
 
@@ -18,7 +19,7 @@ use crate::error::{HartError, Result};
 use crate::eval::correct_mask;
 use crate::model::Model;
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind};
-pub use regularizer::{Regularizer, RegularizerConfig, RegularizerKind};
+pub use regularizer::{HessianMethod, Regularizer, RegularizerConfig, RegularizerKind};
 
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
@@ -27,6 +28,8 @@ pub struct TrainConfig {
     pub optimizer: OptimizerConfig,
     pub seed: u64,
     pub device: Device,
+    /// Clip the joint gradient norm of each step to this (None = off).
+    pub clip_grad_norm: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -73,6 +76,13 @@ pub fn train_with(
     if cfg.batch_size == 0 {
         return Err(HartError::Invalid("--batch-size must be at least 1".into()));
     }
+    if let Some(c) = cfg.clip_grad_norm {
+        if !(c > 0.0 && c.is_finite()) {
+            return Err(HartError::Invalid(format!(
+                "--clip-grad-norm must be positive, got {c}"
+            )));
+        }
+    }
     let params: Vec<_> = model.trainable().into_iter().map(|(_, t)| t).collect();
     let mut opt = Optimizer::new(params, cfg.optimizer);
     let mut reg = Regularizer::new(model, reg, cfg.seed)?;
@@ -89,6 +99,7 @@ pub fn train_with(
             let (x, y) = (x.to_device(cfg.device), y.to_device(cfg.device));
             opt.zero_grad();
             let out = reg.step(model, &x, &y)?;
+            tracing::debug!(epoch, step, loss = out.loss, trace = ?out.trace, fired = out.fired, "step");
             let (loss_value, logits) = (out.loss, out.logits);
             if let Some(t) = out.trace {
                 trace_sum += t;
@@ -100,6 +111,9 @@ pub fn train_with(
                 return Err(HartError::Invalid(format!(
                     "training diverged at epoch {epoch}, step {step}: loss is {loss_value}; lower --lr"
                 )));
+            }
+            if let Some(max) = cfg.clip_grad_norm {
+                opt.clip_grad_norm(max)?;
             }
             opt.step();
             loss_sum += loss_value * idx.len() as f64;

@@ -72,6 +72,27 @@ impl Optimizer {
         }
     }
 
+    /// Scales the stored gradients so their joint L2 norm is at most `max`
+    /// (torch.nn.utils.clip_grad_norm_'s rule); returns the norm before clipping.
+    pub fn clip_grad_norm(&mut self, max: f64) -> crate::error::Result<f64> {
+        let grads: Vec<Tensor> = self.params.iter().map(Tensor::grad).filter(Tensor::defined).collect();
+        let mut sq = 0.0;
+        for g in &grads {
+            sq += g.f_square()?.f_sum(tch::Kind::Double)?.f_double_value(&[])?;
+        }
+        let norm = sq.sqrt();
+        let coef = max / (norm + 1e-6);
+        if coef < 1.0 {
+            tch::no_grad(|| -> crate::error::Result<()> {
+                for g in &grads {
+                    let _ = g.shallow_clone().f_mul_scalar_(coef)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(norm)
+    }
+
     /// Applies one update from the gradients currently stored on the parameters.
     pub fn step(&mut self) {
         self.step += 1;

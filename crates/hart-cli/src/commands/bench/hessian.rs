@@ -1,16 +1,22 @@
 //! `hart bench hessian`: what curvature costs. (1) Hessian-vector products
 //! and seconds to reach a relative standard error, Hutchinson (baseline)
 //! against Hutch++; (2) a HAT training step against a plain step of the same
-//! model and batch, for the full model, `last:1`, and the full model with
-//! the penalty every 5th step (timed over 5-step windows).
+//! model and batch, Hutchinson and Gauss–Newton penalties, for the full
+//! model, `last:1`, and the full model with the penalty every 5th step
+//! (timed over 5-step windows); (3) the spread of each penalty and of its
+//! gradient over probes at one fixed point.
 
 use anyhow::Result;
 use hart::bench::{time, Comparison};
 use hart::data::{DataSpec, Split};
+use hart::hessian::gauss_newton::gauss_newton_penalty;
+use hart::hessian::probe::rademacher;
 use hart::hessian::{data_hessian, hutchinson, hutchpp, LayerSelection, ParamSet, TraceOptions};
-use hart::model::{zoo, Model, ModelInfo};
+use hart::model::{zoo, Mode, Model, ModelInfo};
+use hart::train::regularizer::{cross_entropy, hutchinson_penalty};
 use hart::train::{
-    train, Optimizer, OptimizerConfig, OptimizerKind, Regularizer, RegularizerConfig, RegularizerKind, TrainConfig,
+    train, HessianMethod, Optimizer, OptimizerConfig, OptimizerKind, Regularizer, RegularizerConfig, RegularizerKind,
+    TrainConfig,
 };
 use indicatif::ProgressBar;
 use rand::SeedableRng;
@@ -36,19 +42,7 @@ fn trace_cost(images: usize, rel: f64, runs: usize) -> Result<Comparison> {
     let data = hart::data::load(&spec)?;
     tch::manual_seed(0);
     let model = Model::Graph(zoo::build(&info("mlp"))?);
-    let cfg = TrainConfig {
-        epochs: 1,
-        batch_size: 64,
-        optimizer: OptimizerConfig {
-            kind: OptimizerKind::RmsProp,
-            lr: 1e-3,
-            momentum: 0.0,
-            weight_decay: 0.0,
-        },
-        seed: 0,
-        device: Device::Cpu,
-    };
-    train(&model, &data, &cfg, &ProgressBar::hidden())?;
+    train(&model, &data, &plain_training(), &ProgressBar::hidden())?;
     let mut slice = data.clone();
     slice.truncate(images);
     let params = ParamSet::select(&model, &LayerSelection::All)?;
@@ -115,22 +109,105 @@ fn steps(arch: &str, batch: i64, reg: &RegularizerConfig, window: usize) -> Resu
     })
 }
 
+/// The spread of HAT's penalty over probes at one fixed point: a model
+/// trained plain for one epoch on 2000 images, one minibatch of `batch`.
+/// Per method: the mean penalty (the trace estimate), its relative standard
+/// deviation per probe, and the relative spread of the penalty's gradient,
+/// √(mean‖gⱼ − ḡ‖²)/‖ḡ‖ — the noise each step's update carries.
+fn penalty_noise(arch: &str, batch: i64, probes: usize) -> Result<()> {
+    let mut spec = DataSpec::new("fashion-mnist", Split::Train);
+    spec.limit = Some(2000);
+    let data = hart::data::load(&spec)?;
+    tch::manual_seed(0);
+    let model = Model::Graph(zoo::build(&info(arch))?);
+    train(&model, &data, &plain_training(), &ProgressBar::hidden())?;
+    let (x, y) = data.batch_range(0, batch as usize);
+    let all: Vec<Tensor> = model.trainable().into_iter().map(|(_, t)| t).collect();
+    let set = ParamSet::select(&model, &LayerSelection::All)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for method in [HessianMethod::Hutchinson, HessianMethod::GaussNewton] {
+        let (mut values, mut grads) = (Vec::new(), Vec::new());
+        for _ in 0..probes {
+            for p in &all {
+                p.shallow_clone().zero_grad();
+            }
+            let logits = model.forward(&x, Mode::Train)?;
+            let value = match method {
+                HessianMethod::Hutchinson => {
+                    let v = rademacher(&mut rng, 1, set.dim(), Kind::Float, Device::Cpu);
+                    let pen = hutchinson_penalty(&cross_entropy(&logits, &y)?, &set, &v)?;
+                    pen.value.f_backward()?;
+                    pen.value.double_value(&[])
+                }
+                HessianMethod::GaussNewton => {
+                    let u = rademacher(&mut rng, 1, batch * 10, Kind::Float, Device::Cpu).view([1, batch, 10]);
+                    let pen = gauss_newton_penalty(&logits, &set, &u)?;
+                    pen.backward_with(&(logits.sum(Kind::Float) * 0.0), &all, 1.0)?;
+                    pen.value.double_value(&[])
+                }
+            };
+            values.push(value);
+            grads.push(Tensor::cat(
+                &all.iter().map(|p| p.grad().reshape([-1]).copy()).collect::<Vec<_>>(),
+                0,
+            ));
+        }
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+        let g = Tensor::stack(&grads, 0).to_kind(Kind::Double);
+        let g_mean = g.mean_dim(0, false, Kind::Double);
+        let spread = (&g - &g_mean)
+            .square()
+            .sum_dim_intlist(1, false, Kind::Double)
+            .mean(Kind::Double);
+        let rel_grad = spread.sqrt().double_value(&[]) / g_mean.norm().double_value(&[]);
+        println!(
+            "{arch} penalty over {probes} probes, one batch of {batch} ({method:?}): trace estimate {mean:.4e}, \
+             rel. sd per probe {:.2}, gradient rel. spread per probe {rel_grad:.2}",
+            sd / mean.abs()
+        );
+    }
+    Ok(())
+}
+
+fn plain_training() -> TrainConfig {
+    TrainConfig {
+        epochs: 1,
+        batch_size: 64,
+        optimizer: OptimizerConfig {
+            kind: OptimizerKind::RmsProp,
+            lr: 1e-3,
+            momentum: 0.0,
+            weight_decay: 0.0,
+        },
+        seed: 0,
+        device: Device::Cpu,
+        clip_grad_norm: None,
+    }
+}
+
 pub fn run(archs: &str, batch: i64, images: usize, rel: f64, runs: usize) -> Result<Vec<Comparison>> {
     let mut out = vec![trace_cost(images, rel, runs.min(3))?];
     let plain = RegularizerConfig::default();
-    let hat = |layers: &str, every: usize| -> Result<RegularizerConfig> {
+    let hat = |layers: &str, every: usize, method: HessianMethod| -> Result<RegularizerConfig> {
         Ok(RegularizerConfig {
             kind: RegularizerKind::Hessian,
             layers: layers.parse()?,
             every,
+            method,
             ..RegularizerConfig::default()
         })
     };
+    let (hutch, gn) = (HessianMethod::Hutchinson, HessianMethod::GaussNewton);
     for arch in archs.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        penalty_noise(arch, batch, 16)?;
         for (label, cfg, window) in [
-            ("all", hat("all", 1)?, 1),
-            ("last:1", hat("last:1", 1)?, 1),
-            ("all, every 5", hat("all", 5)?, 5),
+            ("all, hutchinson", hat("all", 1, hutch)?, 1),
+            ("all, gauss-newton", hat("all", 1, gn)?, 1),
+            ("last:1, hutchinson", hat("last:1", 1, hutch)?, 1),
+            ("last:1, gauss-newton", hat("last:1", 1, gn)?, 1),
+            ("all, every 5, gauss-newton", hat("all", 5, gn)?, 5),
         ] {
             let baseline = time("plain", runs, steps(arch, batch, &plain, window)?);
             let candidate = time("hat", runs, steps(arch, batch, &cfg, window)?);

@@ -38,6 +38,7 @@ fn trained(arch: &str) -> Result<(Model, Dataset)> {
         },
         seed: 0,
         device: tch::Device::Cpu,
+        clip_grad_norm: None,
     };
     train(&model, &data, &cfg, &indicatif::ProgressBar::hidden())?;
     Ok((model, fashion(Split::Test, 10_000)?))

@@ -19,13 +19,13 @@ fn loss_and_grad(model: &Model, params: &[Tensor], x: &Tensor, y: &Tensor) -> Re
     let logits = model.forward(x, Mode::Train)?;
     let loss = cross_entropy(&logits, y)?;
     let grads = Tensor::f_run_backward(&[&loss], params, false, false)?;
-    Ok((loss.double_value(&[]), grads, logits.detach()))
+    Ok((loss.f_double_value(&[])?, grads, logits.detach()))
 }
 
 pub(super) fn step(reg: &mut Regularizer, model: &Model, x: &Tensor, y: &Tensor) -> Result<StepOutcome> {
     let (loss, g0, logits) = loss_and_grad(model, &reg.all, x, y)?;
     let sigma = reg.cfg.fd_sigma;
-    let weight = reg.cfg.lambda / (sigma * sigma * reg.cfg.probes as f64);
+    let weight = reg.cfg.lambda * reg.warmup_factor() / (sigma * sigma * reg.cfg.probes as f64);
     let mut total: Vec<Tensor> = g0.iter().map(|g| g.shallow_clone()).collect();
     let mut trace = 0.0;
     for _ in 0..reg.cfg.probes {

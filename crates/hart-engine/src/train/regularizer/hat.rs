@@ -7,8 +7,9 @@ use tch::{Kind, Tensor};
 
 use super::buffers::Snapshot;
 use super::selective::{power_update, top_share_mean, Reading};
-use super::{cross_entropy, Regularizer, StepOutcome};
+use super::{cross_entropy, HessianMethod, Regularizer, StepOutcome};
 use crate::error::Result;
+use crate::hessian::gauss_newton::gauss_newton_penalty;
 use crate::hessian::operator::dot_parts;
 use crate::hessian::probe::rademacher;
 use crate::hessian::ParamSet;
@@ -54,36 +55,71 @@ pub fn hutchinson_penalty(loss: &Tensor, params: &ParamSet, v: &Tensor) -> Resul
 }
 
 /// One HAT step: CE on the minibatch, the penalty on the minibatch (or its
-/// first `sub_batch` samples), the selective decision, one backward.
+/// first `sub_batch` samples), the selective decision, the backward passes.
 pub(super) fn step(reg: &mut Regularizer, model: &Model, x: &Tensor, y: &Tensor) -> Result<StepOutcome> {
     let logits = model.forward(x, Mode::Train)?;
     let ce = cross_entropy(&logits, y)?;
-    let loss = ce.double_value(&[]);
+    let loss = ce.f_double_value(&[])?;
     let n = x.size()[0];
     let sub = reg.cfg.sub_batch as i64;
-    let pen_loss = if sub > 0 && sub < n {
+    let (pen_logits, pen_y) = if sub > 0 && sub < n {
         let buffers = Snapshot::take(model);
         let sub_logits = model.forward(&x.narrow(0, 0, sub), Mode::Train)?;
         buffers.restore()?;
-        cross_entropy(&sub_logits, &y.narrow(0, 0, sub))?
+        (sub_logits, y.narrow(0, 0, sub))
     } else {
-        ce.shallow_clone()
+        (logits.shallow_clone(), y.shallow_clone())
     };
-    let kind = reg.selected.tensors[0].kind();
-    let device = x.device();
-    let v = rademacher(&mut reg.rng, reg.cfg.probes as i64, reg.selected.dim(), kind, device);
-    let pen = hutchinson_penalty(&pen_loss, &reg.selected, &v)?;
-    let trace = pen.value.double_value(&[]);
-    let reading = match reg.cfg.selective {
-        None => None,
-        Some(s) => Some(match s.reading {
-            Reading::Diag => top_share_mean(&pen.diag, s.diag_frac),
-            Reading::Power => power_reading(reg, &pen.grads, s.top_p)?,
-        }),
+    let lambda = reg.cfg.lambda * reg.warmup_factor();
+    let (trace, reading, fired) = match reg.cfg.method {
+        HessianMethod::Hutchinson => {
+            let pen_loss = if sub > 0 && sub < n {
+                cross_entropy(&pen_logits, &pen_y)?
+            } else {
+                ce.shallow_clone()
+            };
+            let kind = reg.selected.tensors[0].kind();
+            let v = rademacher(
+                &mut reg.rng,
+                reg.cfg.probes as i64,
+                reg.selected.dim(),
+                kind,
+                x.device(),
+            );
+            let pen = hutchinson_penalty(&pen_loss, &reg.selected, &v)?;
+            let reading = take_reading(reg, &pen.diag, || {
+                Ok(pen.grads.iter().map(Tensor::shallow_clone).collect())
+            })?;
+            let fired = reading.is_none_or(|r| reg.selective.decide(r));
+            let objective = if fired { &ce + &pen.value * lambda } else { ce };
+            objective.f_backward()?;
+            (pen.value.f_double_value(&[])?, reading, fired)
+        }
+        HessianMethod::GaussNewton => {
+            let size = pen_logits.size();
+            let u = rademacher(
+                &mut reg.rng,
+                reg.cfg.probes as i64,
+                size[0] * size[1],
+                pen_logits.kind(),
+                x.device(),
+            )
+            .f_view([reg.cfg.probes as i64, size[0], size[1]])?;
+            let pen = gauss_newton_penalty(&pen_logits, &reg.selected, &u)?;
+            let selected: Vec<Tensor> = reg.selected.tensors.iter().map(Tensor::shallow_clone).collect();
+            let reading = take_reading(reg, &pen.diag, || {
+                let pen_loss = cross_entropy(&pen_logits, &pen_y)?;
+                Ok(Tensor::f_run_backward(&[&pen_loss], &selected, true, true)?)
+            })?;
+            let fired = reading.is_none_or(|r| reg.selective.decide(r));
+            if fired {
+                pen.backward_with(&ce, &reg.all, lambda)?;
+            } else {
+                ce.f_backward()?;
+            }
+            (pen.value.f_double_value(&[])?, reading, fired)
+        }
     };
-    let fired = reading.is_none_or(|r| reg.selective.decide(r));
-    let objective = if fired { &ce + &pen.value * reg.cfg.lambda } else { ce };
-    objective.f_backward()?;
     Ok(StepOutcome {
         loss,
         logits,
@@ -91,6 +127,22 @@ pub(super) fn step(reg: &mut Regularizer, model: &Model, x: &Tensor, y: &Tensor)
         fired,
         reading,
     })
+}
+
+/// The selective rule's reading, when the rule is on. `grads` gives ∇_S CE
+/// with its graph, for readings that need Hessian-vector products.
+fn take_reading(
+    reg: &mut Regularizer,
+    diag: &Tensor,
+    grads: impl FnOnce() -> Result<Vec<Tensor>>,
+) -> Result<Option<f64>> {
+    let Some(s) = reg.cfg.selective else {
+        return Ok(None);
+    };
+    Ok(Some(match s.reading {
+        Reading::Diag => top_share_mean(diag, s.diag_frac)?,
+        Reading::Power => power_reading(reg, &grads()?, s.top_p)?,
+    }))
 }
 
 /// The mean of the top-p Ritz values after one power step from last time's subspace.
@@ -115,7 +167,7 @@ fn power_reading(reg: &mut Regularizer, grads: &[Tensor], p: usize) -> Result<f6
             }
         })
         .collect::<Result<_>>()?;
-    let hv = Tensor::stack(&rows, 0);
+    let hv = Tensor::f_stack(&rows, 0)?;
     let (reading, next) = power_update(&v, &hv)?;
     reg.selective.power = Some(next);
     Ok(reading)

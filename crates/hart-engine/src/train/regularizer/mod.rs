@@ -22,6 +22,7 @@ use serde::Serialize;
 use tch::{Kind, Tensor};
 
 use crate::error::{HartError, Result};
+pub use crate::hessian::gauss_newton::GnPenalty;
 use crate::hessian::{LayerSelection, ParamSet};
 use crate::model::{Mode, Model};
 pub use hat::{hutchinson_penalty, Penalty};
@@ -52,11 +53,40 @@ impl FromStr for RegularizerKind {
     }
 }
 
+/// How HAT estimates the trace it penalises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HessianMethod {
+    /// vᵀHv for Rademacher v, differentiated exactly (third-order back-propagation).
+    Hutchinson,
+    /// ‖Jᵀr‖² with E[rrᵀ] = the softmax Hessian: the Gauss–Newton trace, equal to
+    /// Tr(H) for networks linear in each single weight; gradients by double back-propagation.
+    #[default]
+    GaussNewton,
+}
+
+impl FromStr for HessianMethod {
+    type Err = HartError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "hutchinson" => Ok(Self::Hutchinson),
+            "gauss-newton" | "gn" => Ok(Self::GaussNewton),
+            _ => Err(HartError::Invalid(format!(
+                "unknown Hessian method {s:?} (hutchinson, gauss-newton)"
+            ))),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RegularizerConfig {
     pub kind: RegularizerKind,
     /// Weight λ of the trace penalty (`hessian`, `fd-hessian`).
     pub lambda: f64,
+    /// Trace estimator of `hessian`.
+    pub method: HessianMethod,
+    /// λ rises linearly from λ/warmup to λ over the first `warmup` regularised steps (0 = off).
+    pub warmup: usize,
     /// Hutchinson probes per penalised step (`hessian`, `fd-hessian`).
     pub probes: usize,
     /// Apply the regulariser on every K-th step only; the others are plain steps.
@@ -80,6 +110,8 @@ impl Default for RegularizerConfig {
         RegularizerConfig {
             kind: RegularizerKind::None,
             lambda: 0.01,
+            method: HessianMethod::default(),
+            warmup: 0,
             probes: 1,
             every: 1,
             layers: LayerSelection::All,
@@ -174,6 +206,15 @@ impl Regularizer {
         &self.cfg
     }
 
+    /// The share of λ this step applies under the warm-up (`step` already counts it).
+    fn warmup_factor(&self) -> f64 {
+        if self.cfg.warmup == 0 {
+            return 1.0;
+        }
+        let regularised = self.step.div_ceil(self.cfg.every);
+        (regularised as f64 / self.cfg.warmup as f64).min(1.0)
+    }
+
     /// Computes this step's gradients into `.grad` (zeroed by the caller).
     pub fn step(&mut self, model: &Model, x: &Tensor, y: &Tensor) -> Result<StepOutcome> {
         let active = self.cfg.kind != RegularizerKind::None && self.step.is_multiple_of(self.cfg.every);
@@ -194,7 +235,7 @@ impl Regularizer {
 pub fn plain_step(model: &Model, x: &Tensor, y: &Tensor) -> Result<StepOutcome> {
     let logits = model.forward(x, Mode::Train)?;
     let loss = cross_entropy(&logits, y)?;
-    let value = loss.double_value(&[]);
+    let value = loss.f_double_value(&[])?;
     loss.f_backward()?;
     Ok(StepOutcome {
         loss: value,

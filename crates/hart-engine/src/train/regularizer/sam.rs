@@ -16,7 +16,7 @@ const ASAM_ETA: f64 = 0.01;
 pub(super) fn step(reg: &mut Regularizer, model: &Model, x: &Tensor, y: &Tensor) -> Result<StepOutcome> {
     let logits = model.forward(x, Mode::Train)?;
     let ce = cross_entropy(&logits, y)?;
-    let loss = ce.double_value(&[]);
+    let loss = ce.f_double_value(&[])?;
     let grads = Tensor::f_run_backward(&[&ce], &reg.all, false, false)?;
     let scale: Vec<Option<Tensor>> = reg
         .all

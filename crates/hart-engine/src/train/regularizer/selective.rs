@@ -92,11 +92,11 @@ impl State {
 }
 
 /// Mean of the largest `frac` share (at least one) of the entries of `diag`.
-pub fn top_share_mean(diag: &Tensor, frac: f64) -> f64 {
+pub fn top_share_mean(diag: &Tensor, frac: f64) -> Result<f64> {
     let n = diag.numel() as i64;
     let k = ((frac * n as f64).ceil() as i64).clamp(1, n.max(1));
-    let (top, _) = diag.reshape([-1]).topk(k, 0, true, false);
-    top.mean(Kind::Double).double_value(&[])
+    let (top, _) = diag.f_reshape([-1])?.f_topk(k, 0, true, false)?;
+    Ok(top.f_mean(Kind::Double)?.f_double_value(&[])?)
 }
 
 /// One block power (subspace) iteration step: given rows `v` and `hv = H v`,
