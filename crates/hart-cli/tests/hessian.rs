@@ -294,8 +294,22 @@ fn baselines_and_selective_hat_train_from_the_same_command() {
             e["penalty_fired"].as_u64().unwrap(),
         );
         match name {
-            // 10 steps; every 2nd evaluated, and the rule skips some of those.
-            "sel" => assert!(evaluated == 5 && (1..=5).contains(&fired), "{e}"),
+            // 10 steps, every 2nd evaluated; the fired count must be what the paper's rule
+            // gives on the logged readings: the first fires, then each one above the mean of
+            // all earlier readings. A rule that always (or never) fires fails this.
+            "sel" => {
+                let readings: Vec<f64> = e["readings"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.as_f64().unwrap())
+                    .collect();
+                let expected = (0..readings.len())
+                    .filter(|&i| i == 0 || readings[i] > readings[..i].iter().sum::<f64>() / i as f64)
+                    .count() as u64;
+                assert!(evaluated == 5 && readings.len() == 5, "{e}");
+                assert_eq!(fired, expected, "{e}");
+            }
             _ => assert_eq!((evaluated, fired), (10, 10), "{name}: {e}"),
         }
         assert_eq!(

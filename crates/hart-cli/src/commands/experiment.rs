@@ -47,7 +47,7 @@ pub fn execute(cfg: &ExperimentConfig, out: &Path, device: &str) -> Result<()> {
             "{:<16} {:<12} {:>18} {:>22} {:>22}",
             g.arch,
             g.recipe,
-            g.test_accuracy.to_string(),
+            g.test_accuracy.percent(),
             g.erratic_bits.to_string(),
             g.erratic_params.to_string()
         );

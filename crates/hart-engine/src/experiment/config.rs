@@ -27,6 +27,85 @@ pub struct ExperimentConfig {
     pub sweep: SweepConfig,
     #[serde(default)]
     pub analysis: AnalysisConfig,
+    /// How recipes with `hessian_lambda = "tuned"` choose λ (`hart tune-lambda`'s search).
+    #[serde(default)]
+    pub tune: TuneSettings,
+}
+
+/// λ of a recipe: a number, or "tuned" (chosen per architecture by the `[tune]` search).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum LambdaSetting {
+    Value(f64),
+    Named(String),
+}
+
+impl LambdaSetting {
+    pub fn is_tuned(&self) -> bool {
+        matches!(self, LambdaSetting::Named(s) if s == "tuned")
+    }
+}
+
+/// The λ search of `hessian_lambda = "tuned"`: each candidate trained for
+/// `epochs` on the first `limit` training images less the last `val`, which
+/// are the validation slice (the test split is never read).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TuneSettings {
+    #[serde(default = "default_grid")]
+    pub grid: Vec<f64>,
+    #[serde(default = "default_tune_epochs")]
+    pub epochs: usize,
+    #[serde(default = "default_tune_limit")]
+    pub limit: usize,
+    #[serde(default = "default_tune_val")]
+    pub val: usize,
+    #[serde(default = "default_tune_sweep_params")]
+    pub sweep_params: u64,
+    #[serde(default = "default_tune_sweep_images")]
+    pub sweep_images: usize,
+    #[serde(default = "default_budget")]
+    pub accuracy_budget: f64,
+    /// Seed of the search's trainings and sweep sample.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+impl Default for TuneSettings {
+    fn default() -> Self {
+        TuneSettings {
+            grid: default_grid(),
+            epochs: default_tune_epochs(),
+            limit: default_tune_limit(),
+            val: default_tune_val(),
+            sweep_params: default_tune_sweep_params(),
+            sweep_images: default_tune_sweep_images(),
+            accuracy_budget: default_budget(),
+            seed: 0,
+        }
+    }
+}
+
+fn default_grid() -> Vec<f64> {
+    vec![0.001, 0.01, 0.1, 1.0]
+}
+fn default_tune_epochs() -> usize {
+    5
+}
+fn default_tune_limit() -> usize {
+    12_000
+}
+fn default_tune_val() -> usize {
+    2000
+}
+fn default_tune_sweep_params() -> u64 {
+    300
+}
+fn default_tune_sweep_images() -> usize {
+    500
+}
+fn default_budget() -> f64 {
+    0.01
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -88,7 +167,8 @@ pub struct Recipe {
     pub lr: Option<f64>,
     pub momentum: Option<f64>,
     pub epochs: Option<usize>,
-    pub hessian_lambda: Option<f64>,
+    /// λ, or "tuned" for the `[tune]` search's choice.
+    pub hessian_lambda: Option<LambdaSetting>,
     /// Trace estimator of HAT: hutchinson or gauss-newton.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hessian_method: Option<String>,
@@ -316,6 +396,20 @@ impl ExperimentConfig {
                     format!("{:?} is not none, hessian, sam or fd-hessian", r.regularizer),
                 ));
             }
+            if let Some(LambdaSetting::Named(s)) = &r.hessian_lambda {
+                if s != "tuned" {
+                    return Err(invalid(
+                        &format!("recipe[{i}].hessian_lambda"),
+                        format!("{s:?} is neither a number nor \"tuned\""),
+                    ));
+                }
+                if !["hessian", "fd-hessian"].contains(&r.regularizer.as_str()) {
+                    return Err(invalid(
+                        &format!("recipe[{i}].hessian_lambda"),
+                        "\"tuned\" needs regularizer = \"hessian\" or \"fd-hessian\"",
+                    ));
+                }
+            }
             if self.recipes[..i].iter().any(|o| o.name == r.name) {
                 return Err(invalid(
                     &format!("recipe[{i}].name"),
@@ -331,6 +425,16 @@ impl ExperimentConfig {
         }
         if self.train.epochs == 0 {
             return Err(invalid("train.epochs", "must be at least 1"));
+        }
+        let t = &self.tune;
+        if t.grid.is_empty() || t.grid.iter().any(|l| !(*l > 0.0 && l.is_finite())) {
+            return Err(invalid("tune.grid", "needs positive λ values"));
+        }
+        if t.epochs == 0 || t.val == 0 || t.val >= t.limit || t.sweep_params == 0 || t.sweep_images == 0 {
+            return Err(invalid(
+                "tune",
+                "epochs, val, sweep_params and sweep_images must be ≥ 1, and val < limit",
+            ));
         }
         if let Some(b) = self.analysis.quantize_bits.iter().find(|&&b| !(2..=16).contains(&b)) {
             return Err(invalid("analysis.quantize_bits", format!("{b} is outside 2..=16")));
@@ -363,6 +467,23 @@ regularizer = "hessian"
         assert_eq!(c.seeds, vec![0, 1, 2]);
         assert_eq!(c.recipes[1].regularizer, "hessian");
         assert_eq!(c.sweep.threshold, 0.1);
+    }
+
+    #[test]
+    fn lambda_is_a_number_or_tuned() {
+        let tuned = MINIMAL.replace(
+            "regularizer = \"hessian\"",
+            "regularizer = \"hessian\"\nhessian_lambda = \"tuned\"",
+        );
+        let c = ExperimentConfig::parse(&tuned).unwrap();
+        assert!(c.recipes[1].hessian_lambda.as_ref().unwrap().is_tuned());
+        let number = tuned.replace("\"tuned\"", "0.5");
+        let c = ExperimentConfig::parse(&number).unwrap();
+        assert_eq!(c.recipes[1].hessian_lambda, Some(LambdaSetting::Value(0.5)));
+        let e = ExperimentConfig::parse(&tuned.replace("\"tuned\"", "\"best\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("recipe[1].hessian_lambda"), "{e}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! 95% intervals over seeds. Every stage is cached by its inputs.
 
 pub mod cache;
+pub mod claims;
 pub mod config;
 pub mod recipe;
 pub mod report;
@@ -22,7 +23,7 @@ pub use run::{Runner, StageLog};
 
 use crate::error::Result;
 use crate::util::write_atomic;
-use results::{aggregate, Group, ModelResults};
+use results::{aggregate, Group, ModelResults, RecipeInfo};
 
 pub struct Output {
     pub groups: Vec<Group>,
@@ -72,7 +73,14 @@ pub fn run(cfg: &ExperimentConfig, out: &Path, device: tch::Device, bar: Progres
             landscape,
         });
     }
-    let recipes: Vec<String> = cfg.recipes.iter().map(|r| r.name.clone()).collect();
+    let recipes: Vec<RecipeInfo> = cfg
+        .recipes
+        .iter()
+        .map(|r| RecipeInfo {
+            name: r.name.clone(),
+            regularizer: r.regularizer.clone(),
+        })
+        .collect();
     let groups = aggregate(&results, &cfg.archs, &recipes);
     let report = report::build(&cfg.name, &groups, &cfg.archs, &out.join("plots"))?;
     let html = out.join("report.html");

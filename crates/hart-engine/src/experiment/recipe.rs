@@ -4,18 +4,20 @@ use crate::error::{HartError, Result};
 use crate::train::regularizer::Selective;
 use crate::train::{OptimizerConfig, RegularizerConfig, RegularizerKind, TrainConfig};
 
-use super::config::{ExperimentConfig, Recipe};
+use super::config::{ExperimentConfig, LambdaSetting, Recipe};
 
 fn keyed<T>(i: usize, key: &str, r: Result<T>) -> Result<T> {
     r.map_err(|e| HartError::Invalid(format!("config key `recipe[{i}].{key}`: {e}")))
 }
 
-/// The optimiser and regulariser of recipe `i`, over the config's training defaults.
+/// The optimiser and regulariser of recipe `i`, over the config's training
+/// defaults. `tuned` is the λ the `[tune]` search chose, for `hessian_lambda = "tuned"`.
 pub fn training(
     cfg: &ExperimentConfig,
     i: usize,
     seed: u64,
     device: tch::Device,
+    tuned: Option<f64>,
 ) -> Result<(TrainConfig, RegularizerConfig)> {
     let r: &Recipe = &cfg.recipes[i];
     let d = &cfg.train;
@@ -37,8 +39,14 @@ pub fn training(
         kind: keyed(i, "regularizer", r.regularizer.parse::<RegularizerKind>())?,
         ..RegularizerConfig::default()
     };
-    if let Some(v) = r.hessian_lambda {
-        reg.lambda = v;
+    match &r.hessian_lambda {
+        Some(LambdaSetting::Value(v)) => reg.lambda = *v,
+        Some(LambdaSetting::Named(_)) => {
+            reg.lambda = tuned.ok_or_else(|| {
+                HartError::Invalid(format!("config key `recipe[{i}].hessian_lambda`: λ not tuned yet"))
+            })?
+        }
+        None => {}
     }
     if let Some(v) = &r.hessian_method {
         reg.method = keyed(i, "hessian_method", v.parse())?;

@@ -2,20 +2,13 @@
 
 use std::path::Path;
 
+use super::claims;
 use super::results::Group;
 use super::stats::MeanCi;
 use super::verdicts::not_better;
 use crate::error::{HartError, Result};
 use crate::plot::{self, Figure, LinePlot, Series, SeriesLabelPosition};
 use crate::report::Report;
-
-fn pct(m: &MeanCi) -> String {
-    if m.ci95.is_nan() {
-        format!("{:.2}%", 100.0 * m.mean)
-    } else {
-        format!("{:.2} ± {:.2}%", 100.0 * m.mean, 100.0 * m.ci95)
-    }
-}
 
 fn opt(m: &Option<MeanCi>) -> String {
     m.map_or("—".into(), |m| m.to_string())
@@ -37,6 +30,21 @@ fn per_arch<'a>(groups: &'a [Group], arch: &'a str) -> impl Iterator<Item = &'a 
 pub fn build(title: &str, groups: &[Group], archs: &[String], plots: &Path) -> Result<Report> {
     std::fs::create_dir_all(plots).map_err(|e| HartError::io(plots, e))?;
     let mut r = Report::new(title);
+    let claims = claims::table(groups);
+    if !claims.is_empty() {
+        r.heading("The HAT paper's claims, tested");
+        r.paragraph(claims::EXPLANATION);
+        let header = [
+            "architecture",
+            "claim",
+            "measured (paired over seeds, 95% CI)",
+            "verdict",
+        ];
+        r.table(
+            header.map(String::from).to_vec(),
+            claims.into_iter().map(|c| c.row()).collect(),
+        );
+    }
     r.heading("Where the Hessian-aware (or other) recipe is not better");
     let verdicts = not_better(groups);
     if verdicts.is_empty() {
@@ -57,7 +65,7 @@ pub fn build(title: &str, groups: &[Group], archs: &[String], plots: &Path) -> R
                 g.arch.clone(),
                 g.recipe.clone(),
                 g.seeds.len().to_string(),
-                pct(&g.test_accuracy),
+                g.test_accuracy.percent(),
                 g.train_seconds.to_string(),
             ]
         })
@@ -75,11 +83,7 @@ pub fn build(title: &str, groups: &[Group], archs: &[String], plots: &Path) -> R
         "erratic params",
         "change",
     ];
-    let change = |c: &Option<MeanCi>| {
-        c.map_or("baseline".into(), |c| {
-            format!("{:+.1} ± {:.1}%", 100.0 * c.mean, 100.0 * c.ci95)
-        })
-    };
+    let change = |c: &Option<MeanCi>| c.map_or("baseline".into(), |c| c.signed_percent());
     let rows = groups
         .iter()
         .map(|g| {
@@ -97,13 +101,29 @@ pub fn build(title: &str, groups: &[Group], archs: &[String], plots: &Path) -> R
     r.table(header.map(String::from).to_vec(), rows);
 
     r.heading("RAD histograms");
-    let header = ["architecture", "recipe", "RAD < 0", "90–95 %", "95–100 %"];
+    let header = [
+        "architecture",
+        "recipe",
+        "RAD < 0",
+        "90–95 %",
+        "95–100 %",
+        "90–100 %",
+        "change",
+    ];
     let rows = groups
         .iter()
         .map(|g| {
             let h = &g.rad_histogram;
             let at = |i: usize| h.get(i).map_or("—".into(), |v| format!("{v:.1}"));
-            vec![g.arch.clone(), g.recipe.clone(), at(0), at(19), at(20)]
+            vec![
+                g.arch.clone(),
+                g.recipe.clone(),
+                at(0),
+                at(19),
+                at(20),
+                g.severe_bits.to_string(),
+                change(&g.severe_bits_change),
+            ]
         })
         .collect();
     r.table(header.map(String::from).to_vec(), rows);

@@ -56,6 +56,14 @@ impl ModelResults {
         );
         out
     }
+    /// Flips that cost 90–100% of the accuracy (the paper's catastrophic bin).
+    pub fn severe_bits(&self) -> f64 {
+        let h = self.rad_histogram();
+        match (h.get(19), h.get(20)) {
+            (Some(a), Some(b)) => a + b,
+            _ => f64::NAN,
+        }
+    }
     pub fn erratic_per_bit(&self) -> Vec<f64> {
         let mut out = vec![0.0; 32];
         for b in self.sweep["per_bit"].as_array().into_iter().flatten() {
@@ -90,6 +98,14 @@ pub struct Group {
     /// Per-seed relative change against the baseline recipe with the same seed.
     pub erratic_bits_change: Option<MeanCi>,
     pub erratic_params_change: Option<MeanCi>,
+    /// Flips with RAD in 90–100%, and their per-seed relative change.
+    pub severe_bits: MeanCi,
+    pub severe_bits_change: Option<MeanCi>,
+    /// Per-seed test-accuracy difference against the baseline (a fraction, not relative).
+    pub accuracy_diff: Option<MeanCi>,
+    /// The regulariser of the recipe (none, hessian, sam, fd-hessian) and the λ it trained with.
+    pub regularizer: String,
+    pub lambda: Option<f64>,
     pub hessian_trace: Option<MeanCi>,
     pub top_eigenvalue: Option<MeanCi>,
     /// Mean counts per RAD bin: `[negative, 0–5 %, …, 95–100 %]`.
@@ -130,18 +146,34 @@ fn curve(rows: &[&ModelResults], get: impl Fn(&ModelResults) -> &Vec<CurvePoint>
 
 /// Relative change `(x − base) / base` paired by seed.
 fn paired_change(rows: &[&ModelResults], base: &[&ModelResults], f: impl Fn(&ModelResults) -> f64) -> Option<MeanCi> {
-    let changes: Vec<f64> = rows
+    paired(rows, base, |x, y| (y != 0.0).then(|| (x - y) / y), f)
+}
+
+/// `combine(x, base)` over the seeds both recipes have, with its mean and interval.
+fn paired(
+    rows: &[&ModelResults],
+    base: &[&ModelResults],
+    combine: impl Fn(f64, f64) -> Option<f64>,
+    f: impl Fn(&ModelResults) -> f64,
+) -> Option<MeanCi> {
+    let values: Vec<f64> = rows
         .iter()
         .filter_map(|r| {
             let b = base.iter().find(|b| b.model.seed == r.model.seed)?;
             let (x, y) = (f(r), f(b));
-            (y != 0.0 && x.is_finite() && y.is_finite()).then(|| (x - y) / y)
+            (x.is_finite() && y.is_finite()).then(|| combine(x, y)).flatten()
         })
         .collect();
-    (!changes.is_empty()).then(|| mean_ci(&changes))
+    (!values.is_empty()).then(|| mean_ci(&values))
 }
 
-pub fn aggregate(results: &[ModelResults], archs: &[String], recipes: &[String]) -> Vec<Group> {
+/// Per recipe: its name and regulariser.
+pub struct RecipeInfo {
+    pub name: String,
+    pub regularizer: String,
+}
+
+pub fn aggregate(results: &[ModelResults], archs: &[String], recipes: &[RecipeInfo]) -> Vec<Group> {
     let mut groups = vec![];
     for arch in archs {
         let pick = |recipe: &str| -> Vec<&ModelResults> {
@@ -150,8 +182,9 @@ pub fn aggregate(results: &[ModelResults], archs: &[String], recipes: &[String])
                 .filter(|r| &r.model.arch == arch && r.model.recipe == recipe)
                 .collect()
         };
-        let base = pick(&recipes[0]);
-        for (i, recipe) in recipes.iter().enumerate() {
+        let base = pick(&recipes[0].name);
+        for (i, info) in recipes.iter().enumerate() {
+            let recipe = &info.name;
             let rows = pick(recipe);
             if rows.is_empty() {
                 continue;
@@ -177,6 +210,16 @@ pub fn aggregate(results: &[ModelResults], archs: &[String], recipes: &[String])
                 erratic_params_change: (i > 0)
                     .then(|| paired_change(&rows, &base, ModelResults::erratic_params))
                     .flatten(),
+                severe_bits: mean_of(&rows, ModelResults::severe_bits),
+                severe_bits_change: (i > 0)
+                    .then(|| paired_change(&rows, &base, ModelResults::severe_bits))
+                    .flatten(),
+                accuracy_diff: (i > 0)
+                    .then(|| paired(&rows, &base, |x, y| Some(x - y), |r| r.model.test_accuracy))
+                    .flatten(),
+                regularizer: info.regularizer.clone(),
+                // As trained on this architecture (a tuned λ may differ per architecture).
+                lambda: rows[0].model.lambda,
                 hessian_trace: optional(&ModelResults::trace),
                 top_eigenvalue: optional(&ModelResults::top_eigenvalue),
                 rad_histogram: elementwise_mean(&rows.iter().map(|r| r.rad_histogram()).collect::<Vec<_>>()),

@@ -14,13 +14,19 @@ use crate::data::{self, DataSpec, Dataset, Split};
 use crate::error::Result;
 use crate::eval::evaluate;
 use crate::model::{zoo, Model, ModelInfo};
-use crate::train::train_with;
+use crate::train::tune::{tune_lambda, TuneConfig};
+use crate::train::{train_with, RegularizerKind};
 
 /// One trained model of the experiment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainedModel {
     pub arch: String,
     pub recipe: String,
+    /// The recipe's regulariser and the λ it trained with (tuned or given).
+    #[serde(default)]
+    pub regularizer: String,
+    #[serde(default)]
+    pub lambda: Option<f64>,
     pub seed: u64,
     pub train_seconds: f64,
     pub test_accuracy: f64,
@@ -103,16 +109,58 @@ impl<'a> Runner<'a> {
         Ok(d)
     }
 
+    /// The `[tune]` search's λ for recipe `i` on `arch` (a cached stage):
+    /// candidates trained on the first `tune.limit` training images less the
+    /// last `tune.val`, judged on those `tune.val` images, never on test images.
+    pub fn tuned_lambda(&mut self, arch: &str, i: usize) -> Result<f64> {
+        let t = self.cfg.tune.clone();
+        let r = &self.cfg.recipes[i];
+        let key = serde_json::json!({
+            "stage": "tune", "arch": arch, "recipe": r, "defaults": self.cfg.train, "tune": t,
+            "dataset": self.cfg.data.dataset, "data_dir": self.cfg.data.data_dir,
+        });
+        // The λ of the grid stands in until the search picks one.
+        let (mut train_cfg, reg) = recipe::training(self.cfg, i, t.seed, self.device, Some(t.grid[0]))?;
+        train_cfg.epochs = t.epochs;
+        let mut train = data::load(&self.spec(Split::Train, Some(t.limit)))?;
+        let val = train.split_off(t.val);
+        let bar = self.bar.clone();
+        let (report, _, outcome) = self.cache.stage("tune", &key, |dir| {
+            bar.set_message(format!("tuning λ for {arch} / {}", r.name));
+            let cfg = TuneConfig {
+                grid: t.grid.clone(),
+                train: train_cfg,
+                regularizer: reg,
+                sweep_params: t.sweep_params,
+                sweep_images: t.sweep_images,
+                threshold: self.cfg.sweep.threshold,
+                confidence: 0.95,
+                accuracy_budget: t.accuracy_budget,
+            };
+            let info = ModelInfo::for_data(arch, &train);
+            tune_lambda(&info, &train, &val, &cfg, dir, &ProgressBar::hidden(), |_| {})
+        })?;
+        self.log.record(format!("tune {arch}/{}", r.name), outcome);
+        Ok(report.chosen.unwrap_or_else(|| {
+            tracing::warn!(arch, recipe = %r.name, "no λ within the accuracy budget; using the grid's smallest");
+            t.grid.iter().copied().fold(f64::INFINITY, f64::min)
+        }))
+    }
+
     /// Trains (or fetches from the cache) every arch × recipe × seed.
     pub fn train_all(&mut self) -> Result<Vec<TrainedModel>> {
         let mut out = vec![];
         for arch in self.cfg.archs.clone() {
             for (i, r) in self.cfg.recipes.clone().iter().enumerate() {
+                let tuned = match &r.hessian_lambda {
+                    Some(l) if l.is_tuned() => Some(self.tuned_lambda(&arch, i)?),
+                    _ => None,
+                };
                 for &seed in &self.cfg.seeds.clone() {
-                    let (train_cfg, reg) = recipe::training(self.cfg, i, seed, self.device)?;
+                    let (train_cfg, reg) = recipe::training(self.cfg, i, seed, self.device, tuned)?;
                     let key = serde_json::json!({
                         "stage": "train", "arch": arch, "recipe": r, "defaults": self.cfg.train,
-                        "data": self.cfg.data, "seed": seed,
+                        "data": self.cfg.data, "seed": seed, "tuned_lambda": tuned,
                     });
                     let test_n = self.cfg.data.test_limit;
                     let test = self.test_prefix(test_n)?;
@@ -134,6 +182,9 @@ impl<'a> Runner<'a> {
                         Ok(TrainedModel {
                             arch: arch.clone(),
                             recipe: r.name.clone(),
+                            regularizer: r.regularizer.clone(),
+                            lambda: matches!(reg.kind, RegularizerKind::Hessian | RegularizerKind::FdHessian)
+                                .then_some(reg.lambda),
                             seed,
                             train_seconds: seconds,
                             test_accuracy: acc.accuracy,

@@ -52,11 +52,37 @@ fn decimals(x: f64) -> usize {
     (3 - x.abs().log10().floor() as i64).clamp(0, 4) as usize
 }
 
+impl MeanCi {
+    /// A fraction as a percentage with two decimals: `85.52 ± 2.99%`, or
+    /// `85.52% ± n/a` for a single seed. Console, summary.md and report.html all use it.
+    pub fn percent(&self) -> String {
+        if self.ci95.is_nan() {
+            format!("{:.2}% ± n/a", 100.0 * self.mean)
+        } else {
+            format!("{:.2} ± {:.2}%", 100.0 * self.mean, 100.0 * self.ci95)
+        }
+    }
+
+    /// A relative change as a signed percentage with one decimal: `+1.0 ± 9.9%`.
+    pub fn signed_percent(&self) -> String {
+        if self.ci95.is_nan() {
+            format!("{:+.1}% ± n/a", 100.0 * self.mean)
+        } else {
+            format!("{:+.1} ± {:.1}%", 100.0 * self.mean, 100.0 * self.ci95)
+        }
+    }
+
+    /// The 95% interval; None for a single seed.
+    pub fn interval(&self) -> Option<(f64, f64)> {
+        (!self.ci95.is_nan()).then_some((self.mean - self.ci95, self.mean + self.ci95))
+    }
+}
+
 impl std::fmt::Display for MeanCi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let d = decimals(self.mean);
         if self.ci95.is_nan() {
-            write!(f, "{:.d$}", self.mean)
+            write!(f, "{:.d$} ± n/a", self.mean)
         } else {
             write!(f, "{:.d$} ± {:.d$}", self.mean, self.ci95)
         }
@@ -73,7 +99,21 @@ mod tests {
         assert_eq!(m(24795.0, 2787.156), "24795 ± 2787");
         assert_eq!(m(0.85521, 0.02991), "0.8552 ± 0.0299");
         assert_eq!(m(100.0891, 23.33), "100.1 ± 23.3");
-        assert_eq!(m(0.0, f64::NAN), "0.0000");
+        assert_eq!(m(0.0, f64::NAN), "0.0000 ± n/a");
+        let one = MeanCi {
+            mean: 0.85521,
+            ci95: f64::NAN,
+            n: 1,
+        };
+        assert_eq!(one.percent(), "85.52% ± n/a");
+        assert_eq!(one.signed_percent(), "+85.5% ± n/a");
+        let three = MeanCi {
+            mean: -0.0441,
+            ci95: 0.0502,
+            n: 3,
+        };
+        assert_eq!(three.percent(), "-4.41 ± 5.02%");
+        assert_eq!(three.signed_percent(), "-4.4 ± 5.0%");
     }
 
     #[test]

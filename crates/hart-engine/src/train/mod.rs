@@ -46,6 +46,9 @@ pub struct EpochLog {
     pub penalty_evaluated: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub penalty_fired: Option<usize>,
+    /// The selective rule's curvature readings, one per evaluated step, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub readings: Vec<f64>,
 }
 
 /// The order in which an epoch visits the training set: a seeded shuffle, so
@@ -94,6 +97,7 @@ pub fn train_with(
         let order = epoch_order(data.len(), cfg.seed, epoch);
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0i64, 0usize);
         let (mut trace_sum, mut traced, mut evaluated, mut fired) = (0f64, 0usize, 0usize, 0usize);
+        let mut readings = vec![];
         for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
             let (x, y) = data.batch(idx);
             let (x, y) = (x.to_device(cfg.device), y.to_device(cfg.device));
@@ -105,6 +109,7 @@ pub fn train_with(
                 trace_sum += t;
                 traced += 1;
             }
+            readings.extend(out.reading);
             evaluated += usize::from(out.trace.is_some() || out.fired);
             fired += usize::from(out.fired);
             if !loss_value.is_finite() {
@@ -135,6 +140,7 @@ pub fn train_with(
             trace_estimate: (traced > 0).then(|| trace_sum / traced as f64),
             penalty_evaluated: regularized.then_some(evaluated),
             penalty_fired: regularized.then_some(fired),
+            readings,
         };
         model
             .check_finite()

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use indicatif::ProgressBar;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{train_with, RegularizerConfig, RegularizerKind, TrainConfig};
 use crate::data::Dataset;
@@ -34,7 +34,7 @@ pub struct TuneConfig {
     pub accuracy_budget: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TunePoint {
     /// 0 for the plain reference.
     pub lambda: f64,
@@ -48,7 +48,7 @@ pub struct TunePoint {
     pub train_seconds: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TuneReport {
     pub points: Vec<TunePoint>,
     /// The least sensitive λ within the accuracy budget; None when none of the grid is.

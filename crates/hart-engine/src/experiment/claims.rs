@@ -1,0 +1,170 @@
+//! The HAT paper's headline claims, each judged from per-seed paired
+//! comparisons with the baseline: reproduced, not reproduced, or
+//! inconclusive when the 95% interval cannot tell.
+
+use super::results::Group;
+use super::stats::MeanCi;
+
+pub const EXPLANATION: &str = "Each claim of the HAT paper is judged per architecture and Hessian-aware recipe from per-seed paired comparisons with the baseline recipe (the same seed trained both ways). A reduction claim is reproduced when the 95% interval of the relative change lies below 0, not reproduced when the interval excludes a reduction as large as the paper's smallest, and inconclusive otherwise. Accuracy is compared as a difference in points; SAM is compared with the same recipe's change.";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Reproduced,
+    NotReproduced,
+    Inconclusive,
+}
+
+impl Verdict {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Reproduced => "reproduced",
+            Verdict::NotReproduced => "not reproduced",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub arch: String,
+    pub claim: String,
+    pub measured: String,
+    pub verdict: Verdict,
+}
+
+impl Claim {
+    pub fn row(self) -> Vec<String> {
+        vec![self.arch, self.claim, self.measured, self.verdict.as_str().to_string()]
+    }
+}
+
+/// A claimed reduction of at least `smallest` (a negative fraction, e.g. −0.06).
+pub fn reduction(change: &MeanCi, smallest: f64) -> Verdict {
+    match change.interval() {
+        Some((_, hi)) if hi < 0.0 => Verdict::Reproduced,
+        Some((lo, _)) if lo > smallest => Verdict::NotReproduced,
+        _ => Verdict::Inconclusive,
+    }
+}
+
+/// Accuracy within `points` (a fraction) of the baseline.
+pub fn within(diff: &MeanCi, points: f64) -> Verdict {
+    match diff.interval() {
+        Some((lo, _)) if lo >= -points => Verdict::Reproduced,
+        Some((_, hi)) if hi < -points => Verdict::NotReproduced,
+        _ => Verdict::Inconclusive,
+    }
+}
+
+/// "SAM does not give the same benefit": SAM's change in erratic parameters
+/// against the Hessian-aware recipe's, both paired with the baseline. SAM
+/// is no better when its reduction is significantly smaller than HAT's, or
+/// when HAT reduces significantly and SAM does not; it gives the benefit
+/// too when it reduces significantly at least as much as HAT's mean.
+pub fn sam_no_better(sam: &MeanCi, hat: &MeanCi) -> Verdict {
+    let (Some((sam_lo, sam_hi)), Some((_, hat_hi))) = (sam.interval(), hat.interval()) else {
+        return Verdict::Inconclusive;
+    };
+    if sam_lo > hat.mean || (hat_hi < 0.0 && sam_lo >= 0.0) {
+        Verdict::Reproduced
+    } else if sam_hi < 0.0 && sam.mean <= hat.mean {
+        Verdict::NotReproduced
+    } else {
+        Verdict::Inconclusive
+    }
+}
+
+fn describe(c: &Option<MeanCi>) -> String {
+    c.map_or("—".into(), |c| c.signed_percent())
+}
+
+/// One row per (architecture, Hessian-aware recipe, claim).
+pub fn table(groups: &[Group]) -> Vec<Claim> {
+    let mut out = vec![];
+    for g in groups.iter().filter(|g| !g.baseline && g.regularizer == "hessian") {
+        let name = match g.lambda {
+            Some(l) => format!("{} (λ = {l})", g.recipe),
+            None => g.recipe.clone(),
+        };
+        let mut push = |claim: String, measured: String, verdict: Option<Verdict>| {
+            out.push(Claim {
+                arch: g.arch.clone(),
+                claim,
+                measured,
+                verdict: verdict.unwrap_or(Verdict::Inconclusive),
+            })
+        };
+        push(
+            format!("{name}: 6–12% fewer erratic parameters"),
+            describe(&g.erratic_params_change),
+            g.erratic_params_change.map(|c| reduction(&c, -0.06)),
+        );
+        push(
+            format!("{name}: 20–50% fewer bits in the 90–100% RAD bin"),
+            describe(&g.severe_bits_change),
+            g.severe_bits_change.map(|c| reduction(&c, -0.20)),
+        );
+        push(
+            format!("{name}: test accuracy within 1 point"),
+            g.accuracy_diff.map_or("—".into(), |d| {
+                format!(
+                    "{} points",
+                    MeanCi {
+                        mean: 100.0 * d.mean,
+                        ci95: 100.0 * d.ci95,
+                        n: d.n
+                    }
+                )
+            }),
+            g.accuracy_diff.map(|d| within(&d, 0.01)),
+        );
+        for sam in groups.iter().filter(|s| s.arch == g.arch && s.regularizer == "sam") {
+            let verdict = match (&sam.erratic_params_change, &g.erratic_params_change) {
+                (Some(s), Some(h)) => Some(sam_no_better(s, h)),
+                _ => None,
+            };
+            push(
+                format!("{name}: SAM ({}) gives no such benefit", sam.recipe),
+                format!(
+                    "erratic parameters: {} {}, {name} {}",
+                    sam.recipe,
+                    describe(&sam.erratic_params_change),
+                    describe(&g.erratic_params_change)
+                ),
+                verdict,
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(mean: f64, ci95: f64) -> MeanCi {
+        MeanCi { mean, ci95, n: 5 }
+    }
+
+    #[test]
+    fn reductions_need_an_interval_below_zero() {
+        assert_eq!(reduction(&m(-0.09, 0.02), -0.06), Verdict::Reproduced);
+        // Significant but larger than claimed still counts as fewer.
+        assert_eq!(reduction(&m(-0.30, 0.05), -0.06), Verdict::Reproduced);
+        assert_eq!(reduction(&m(0.01, 0.03), -0.06), Verdict::NotReproduced);
+        assert_eq!(reduction(&m(-0.04, 0.05), -0.06), Verdict::Inconclusive);
+        assert_eq!(reduction(&m(-0.2, f64::NAN), -0.06), Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn accuracy_and_sam_rules() {
+        assert_eq!(within(&m(-0.004, 0.003), 0.01), Verdict::Reproduced);
+        assert_eq!(within(&m(-0.05, 0.01), 0.01), Verdict::NotReproduced);
+        assert_eq!(within(&m(-0.008, 0.01), 0.01), Verdict::Inconclusive);
+        // HAT −10 ± 2 %, SAM +1 ± 2 %: SAM is no better.
+        assert_eq!(sam_no_better(&m(0.01, 0.02), &m(-0.10, 0.02)), Verdict::Reproduced);
+        // SAM −12 ± 2 % beats HAT's −10 %: claim fails.
+        assert_eq!(sam_no_better(&m(-0.12, 0.02), &m(-0.10, 0.02)), Verdict::NotReproduced);
+        assert_eq!(sam_no_better(&m(-0.05, 0.08), &m(-0.04, 0.08)), Verdict::Inconclusive);
+    }
+}
