@@ -46,8 +46,14 @@ fn train(dir: &Path, name: &str, extra: &[&str]) -> (PathBuf, serde_json::Value)
 }
 
 fn trace(model: &Path) -> (f64, f64) {
+    trace_by(model, "hutchinson")
+}
+
+fn trace_by(model: &Path, method: &str) -> (f64, f64) {
     let r = json(&hart(&[
         "hessian",
+        "--method",
+        method,
         "--model",
         model.to_str().unwrap(),
         "--limit",
@@ -101,6 +107,21 @@ fn hat_ends_with_a_lower_trace_than_plain_training_at_comparable_accuracy() {
     let acc = |log: &serde_json::Value| log["test"]["accuracy"].as_f64().unwrap();
     let (a_plain, a_hat) = (acc(&plain_log), acc(&hat_log));
     assert!(a_hat > a_plain - 0.03, "HAT test accuracy {a_hat} vs plain {a_plain}");
+}
+
+/// The MLP is ReLU throughout, so its Gauss–Newton trace is its Hessian trace:
+/// the gradient-only estimate must agree with Hutchinson's within their errors.
+#[test]
+fn gauss_newton_and_hutchinson_traces_agree_on_a_relu_mlp() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = train(dir.path(), "plain", &[]);
+    let (t_h, se_h) = trace_by(&model, "hutchinson");
+    let (t_gn, se_gn) = trace_by(&model, "gauss-newton");
+    let tolerance = 3.0 * (se_h * se_h + se_gn * se_gn).sqrt();
+    assert!(
+        (t_h - t_gn).abs() < tolerance,
+        "Hutchinson {t_h:.2} ± {se_h:.2} vs Gauss–Newton {t_gn:.2} ± {se_gn:.2}"
+    );
 }
 
 #[test]
@@ -318,4 +339,80 @@ fn baselines_and_selective_hat_train_from_the_same_command() {
             "{name}: {e}"
         );
     }
+}
+
+/// The λ search on a small slice: plain plus each λ, judged on images held
+/// out from the training split; the chosen λ is the least sensitive one
+/// within the accuracy budget, recomputed here from the reported points.
+#[test]
+fn tune_lambda_picks_the_least_sensitive_lambda_within_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tune");
+    let args = [
+        "tune-lambda",
+        "--arch",
+        "mlp",
+        "--limit",
+        "1200",
+        "--val",
+        "400",
+        "--grid",
+        "0.01,1",
+        "--epochs",
+        "1",
+        "--optimizer",
+        "rmsprop",
+        "--lr",
+        "0.001",
+        "--momentum",
+        "0",
+        "--sweep-params",
+        "20",
+        "--sweep-images",
+        "100",
+        "--accuracy-budget",
+        "0.02",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let r = json(&hart(&args));
+    let points = r["points"].as_array().unwrap();
+    let lambdas: Vec<f64> = points.iter().map(|p| p["lambda"].as_f64().unwrap()).collect();
+    assert_eq!(lambdas, vec![0.0, 0.01, 1.0], "plain first, then the grid: {r}");
+    assert_eq!(
+        (r["train_images"].as_u64(), r["val_images"].as_u64()),
+        (Some(800), Some(400))
+    );
+    let plain = points[0]["val_accuracy"].as_f64().unwrap();
+    let mut best: Option<(f64, f64)> = None;
+    for p in points {
+        assert_eq!(p["flips"].as_u64(), Some(20 * 32), "{p}");
+        let (lo, hi) = (
+            p["sensitivity_ci"][0].as_f64().unwrap(),
+            p["sensitivity_ci"][1].as_f64().unwrap(),
+        );
+        let s = p["sensitivity"].as_f64().unwrap();
+        assert!(lo <= s && s <= hi, "{p}");
+        let lambda = p["lambda"].as_f64().unwrap();
+        let within = p["val_accuracy"].as_f64().unwrap() >= plain - 0.02;
+        if lambda > 0.0 {
+            assert_eq!(p["within_budget"].as_bool(), Some(within), "{p}");
+            if within && best.is_none_or(|(_, b)| s < b) {
+                best = Some((lambda, s));
+            }
+        }
+    }
+    assert_eq!(r["chosen"].as_f64(), best.map(|(l, _)| l), "{r}");
+    for f in ["tune.json", "tune-sensitivity.png", "tune-accuracy.svg"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let bad = |swap: (&str, &str)| {
+        let mut a = args.to_vec();
+        let i = a.iter().position(|x| *x == swap.0).unwrap();
+        a[i + 1] = swap.1;
+        hart(&a)
+    };
+    assert_one_line_error(&bad(("--grid", "0,1")), "--grid");
+    assert_one_line_error(&bad(("--val", "1200")), "--val");
 }
