@@ -269,6 +269,29 @@ fn bad_hessian_and_regularizer_options_give_one_line_errors() {
         "--hessian-selective",
     );
     assert_one_line_error(&t(&["--regularizer", "sam", "--sam-rho", "0"]), "--sam-rho");
+    assert_one_line_error(
+        &t(&["--regularizer", "hessian", "--hessian-method", "exact"]),
+        "exact",
+    );
+    assert_one_line_error(&t(&["--clip-grad-norm", "-1"]), "--clip-grad-norm");
+    // --init must hold the architecture being trained.
+    let lenet = dir.path().join("lenet.safetensors");
+    let o = hart(&[
+        "train",
+        "--arch",
+        "lenet5",
+        "--limit",
+        "50",
+        "--epochs",
+        "1",
+        "--eval-limit",
+        "0",
+        "--out",
+        lenet.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_one_line_error(&t(&["--init", lenet.to_str().unwrap()]), "--init");
+    assert_one_line_error(&t(&["--init", "/nonexistent.safetensors"]), "--init");
 }
 
 #[test]
@@ -415,4 +438,40 @@ fn tune_lambda_picks_the_least_sensitive_lambda_within_the_budget() {
     };
     assert_one_line_error(&bad(("--grid", "0,1")), "--grid");
     assert_one_line_error(&bad(("--val", "1200")), "--val");
+}
+
+/// `--init` starts from the given weights: with a vanishing learning rate the
+/// fine-tuned model evaluates exactly as the one it started from.
+#[test]
+fn init_starts_from_the_given_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = train(dir.path(), "first", &[]);
+    let again = dir.path().join("again.safetensors");
+    let o = hart(&[
+        "train",
+        "--arch",
+        "mlp",
+        "--limit",
+        "200",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-30",
+        "--eval-limit",
+        "2000",
+        "--init",
+        first.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let acc = |m: &Path| {
+        json(&hart(&["eval", "--model", m.to_str().unwrap(), "--limit", "2000", "--json"]))["correct"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(acc(&again), acc(&first));
+    let log: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(again.with_extension("train.json")).unwrap()).unwrap();
+    assert_eq!(log["init"].as_str(), first.to_str());
 }

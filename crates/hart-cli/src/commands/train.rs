@@ -30,7 +30,7 @@ pub struct TrainingArgs {
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
     /// Clip each step's joint gradient L2 norm to this (torch's clip_grad_norm_); off when absent.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub clip_grad_norm: Option<f64>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -96,7 +96,7 @@ fn initial_model(path: &std::path::Path, arch: &str, info: &ModelInfo) -> Result
         hint: Some(info.clone()),
         normalize: None,
     };
-    let model = hart::model::load(path, &opts).with_context(|| format!("--init {}", path.display()))?;
+    let model = hart::model::load(path, &opts).context("--init")?;
     if model.graph().is_none() || model.info().arch != arch {
         bail!(
             "--init {}: expected a {arch} model saved by hart (.safetensors)",

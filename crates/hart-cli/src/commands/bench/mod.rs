@@ -42,8 +42,10 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 256)]
         batch_size: usize,
     },
-    /// Curvature costs: HVPs and seconds to a trace's rel. stderr (Hutchinson vs Hutch++), and a
-    /// HAT step against a plain step (full model, last:1, every 5th step). Ratios below 1 = overhead.
+    /// Curvature costs: HVPs and seconds to a trace's rel. stderr (Hutchinson vs Hutch++); a HAT
+    /// step against a plain step, Hutchinson and Gauss–Newton penalties (full model, last:1,
+    /// every 5th step); the spread of each penalty and its gradient over probes. Ratios below 1 =
+    /// overhead.
     Hessian {
         /// Zoo architectures for the step comparison (comma-separated).
         #[arg(long, default_value = "basenet,lenet5,resnet18-cifar")]
