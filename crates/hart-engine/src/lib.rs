@@ -1,4 +1,5 @@
 //! HART library core: data, models, training, evaluation.
+pub mod attack;
 pub mod bench;
 pub mod compress;
 pub mod data;

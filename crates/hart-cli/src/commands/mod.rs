@@ -1,3 +1,4 @@
+mod attack;
 mod bench;
 mod common;
 mod demo;
@@ -49,6 +50,8 @@ pub enum Command {
     Landscape(landscape::LandscapeArgs),
     /// Single-bit-flip sweep of a model's float32 tensors: RAD per flip, erratic bits, summary.
     Sweep(sweep::SweepArgs),
+    /// Worst-case bit flips: BFA progressive bit search against random flips, on int8/int4 codes or fp32 words, with defences.
+    Attack(attack::AttackArgs),
     /// Combine the shards of one sweep into one table and summary.
     Merge(merge::MergeArgs),
     /// Curvature of a model's loss: Hessian trace (with its standard error), per-tensor traces,
@@ -69,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Prune(a) => prune::run(a),
         Command::Landscape(a) => landscape::run(a),
         Command::Sweep(a) => sweep::run(a),
+        Command::Attack(a) => attack::run(a),
         Command::Merge(a) => merge::run(a),
         Command::Hessian(a) => hessian::run(a),
         Command::Bench(a) => bench::run(a),
