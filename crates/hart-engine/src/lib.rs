@@ -1,5 +1,6 @@
 //! HART library core: data, models, training, evaluation.
 pub mod bench;
+pub mod campaign;
 pub mod compress;
 pub mod data;
 pub mod error;

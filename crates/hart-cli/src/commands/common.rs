@@ -107,3 +107,34 @@ pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Resu
     let text = serde_json::to_string_pretty(value)?;
     hart::util::write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
+
+/// This process's arguments after `subcommand`, without the options in
+/// `drop` (and their values), existing relative paths made absolute: the
+/// command each Slurm array task runs, wherever it starts.
+pub fn forwarded_args(subcommand: &str, drop: &[&str]) -> Vec<String> {
+    let raw: Vec<String> = std::env::args().skip_while(|s| s != subcommand).skip(1).collect();
+    let mut args = vec![];
+    let mut it = raw.into_iter();
+    while let Some(arg) = it.next() {
+        let name = arg.split('=').next().unwrap_or("").to_string();
+        if drop.contains(&name.as_str()) {
+            if !arg.contains('=') {
+                it.next();
+            }
+            continue;
+        }
+        args.push(absolute_if_path(&arg));
+    }
+    args
+}
+
+/// Array tasks may start in another directory: make existing relative paths absolute.
+fn absolute_if_path(arg: &str) -> String {
+    let p = std::path::Path::new(arg);
+    if !arg.starts_with('-') && p.is_relative() && p.exists() {
+        if let Ok(abs) = std::path::absolute(p) {
+            return abs.display().to_string();
+        }
+    }
+    arg.to_string()
+}

@@ -1,4 +1,5 @@
 mod bench;
+mod campaign;
 mod common;
 mod demo;
 mod eval;
@@ -45,6 +46,9 @@ pub enum Command {
     Landscape(landscape::LandscapeArgs),
     /// Single-bit-flip sweep of a model's float32 tensors: RAD per flip, erratic bits, summary.
     Sweep(sweep::SweepArgs),
+    /// Accuracy under random faults per level: bit-error rates (bit flips, stuck-at cells) or
+    /// analog Gaussian noise, many trials per level, statistics, table, summary and plot.
+    Campaign(campaign::CampaignArgs),
     /// Combine the shards of one sweep into one table and summary.
     Merge(merge::MergeArgs),
     /// Curvature of a model's loss: Hessian trace (with its standard error), per-tensor traces,
@@ -64,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Prune(a) => prune::run(a),
         Command::Landscape(a) => landscape::run(a),
         Command::Sweep(a) => sweep::run(a),
+        Command::Campaign(a) => campaign::run(a),
         Command::Merge(a) => merge::run(a),
         Command::Hessian(a) => hessian::run(a),
         Command::Bench(a) => bench::run(a),

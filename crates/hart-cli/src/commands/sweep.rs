@@ -10,7 +10,7 @@ use hart::faults::sbatch::script;
 use hart::faults::stats::leveugle_sample_size;
 use hart::faults::{faultlist, prepare, sweep, BitSet, EngineKind, Format, Scope, Shard, Summary, SweepConfig};
 
-use super::common::{parse_device, progress_bar, DataArgs, ModelArgs};
+use super::common::{forwarded_args, parse_device, progress_bar, DataArgs, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct SweepArgs {
@@ -161,20 +161,10 @@ fn emit_sbatch(a: &SweepArgs, file: &std::path::Path) -> Result<()> {
         bail!("--shards must be at least 1");
     }
     // The same sweep minus what differs per task or only concerns emitting.
-    let drop_with_value = ["--out", "--shard", "--emit-sbatch", "--shards", "--cpus-per-task"];
-    let raw: Vec<String> = std::env::args().skip_while(|s| s != "sweep").skip(1).collect();
-    let mut args = vec![];
-    let mut it = raw.into_iter();
-    while let Some(arg) = it.next() {
-        let name = arg.split('=').next().unwrap_or("").to_string();
-        if drop_with_value.contains(&name.as_str()) {
-            if !arg.contains('=') {
-                it.next();
-            }
-            continue;
-        }
-        args.push(absolute_if_path(&arg));
-    }
+    let args = forwarded_args(
+        "sweep",
+        &["--out", "--shard", "--emit-sbatch", "--shards", "--cpus-per-task"],
+    );
     let hart = std::env::current_exe().context("locating the hart binary")?;
     let out = std::path::absolute(&a.out)?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
@@ -189,17 +179,6 @@ fn emit_sbatch(a: &SweepArgs, file: &std::path::Path) -> Result<()> {
         out.display()
     );
     Ok(())
-}
-
-/// Array tasks may start in another directory: make existing relative paths absolute.
-fn absolute_if_path(arg: &str) -> String {
-    let p = std::path::Path::new(arg);
-    if !arg.starts_with('-') && p.is_relative() && p.exists() {
-        if let Ok(abs) = std::path::absolute(p) {
-            return abs.display().to_string();
-        }
-    }
-    arg.to_string()
 }
 
 pub fn print_summary(s: &Summary) {
