@@ -9,48 +9,15 @@ mod common;
 use std::io::Write;
 use std::path::Path;
 
+use common::{dataset, zoo_model};
 use hart::data::Dataset;
 use hart::faults::hash::model_hash;
 use hart::faults::record::Row;
 use hart::faults::{prepare, EngineKind, SweepConfig};
-use hart::model::{zoo, LoadOptions, Mode, Model, ModelInfo, Normalization};
+use hart::model::{LoadOptions, Model};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tch::{Kind, Tensor};
-
-/// Random images labelled mostly with the model's own predictions, so the
-/// clean accuracy is high and flips have correct samples to lose.
-fn dataset(model: &Model, n: usize, c: usize, s: usize, seed: u64) -> Dataset {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let images: Vec<u8> = (0..n * c * s * s).map(|_| rng.random()).collect();
-    let x = Tensor::from_slice(&images)
-        .view([n as i64, c as i64, s as i64, s as i64])
-        .to_kind(Kind::Float)
-        / 255.0;
-    let logits = tch::no_grad(|| model.forward(&x, Mode::Eval)).unwrap();
-    let classes = logits.size()[1];
-    let pred = Vec::<i64>::try_from(logits.argmax(1, false)).unwrap();
-    let labels = pred
-        .iter()
-        .map(|&p| {
-            if rng.random_bool(0.2) {
-                rng.random_range(0..classes)
-            } else {
-                p
-            }
-        })
-        .collect();
-    Dataset {
-        name: "synthetic".into(),
-        images,
-        channels: c,
-        height: s,
-        width: s,
-        labels,
-        num_classes: classes as usize,
-        class_names: (0..classes).map(|i| i.to_string()).collect(),
-    }
-}
+use tch::Kind;
 
 /// Random flips over all float tensors plus all 32 bits of two elements.
 fn fault_list(model: &Model, path: &Path, random: usize, seed: u64) {
@@ -136,19 +103,6 @@ fn check(what: &str, model: &Model, data: &Dataset, random: usize, candidate: En
         changed > 0,
         "{what}: no flip changed anything; the comparison would prove nothing"
     );
-}
-
-fn zoo_model(arch: &str, c: i64, s: i64) -> Model {
-    tch::manual_seed(11);
-    let info = ModelInfo {
-        arch: arch.into(),
-        num_classes: 10,
-        in_channels: c,
-        input_size: s,
-        normalize: Normalization::for_dataset(if c == 1 { "mnist" } else { "cifar10" }),
-        dataset: None,
-    };
-    Model::Graph(zoo::build(&info).unwrap())
 }
 
 #[test]

@@ -6,9 +6,13 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hart::data::Split;
+use hart::faults::faultlist::Group;
 use hart::faults::sbatch::script;
 use hart::faults::stats::leveugle_sample_size;
-use hart::faults::{faultlist, prepare, sweep, BitSet, EngineKind, Format, Scope, Shard, Summary, SweepConfig};
+use hart::faults::{
+    faultlist, groups, prepare, sweep, BitSet, Defense, EngineKind, Format, Scope, Shard, Storage, Summary, Sweep,
+    SweepConfig,
+};
 
 use super::common::{forwarded_args, parse_device, progress_bar, DataArgs, ModelArgs};
 
@@ -34,7 +38,7 @@ pub struct SweepArgs {
     pub sample_params: Option<u64>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Evaluate exactly the flips of this CSV `param,index,bit`.
+    /// Evaluate exactly the flips of this CSV `param,index,bit`; an optional `group` column applies rows with the same group together (one row per group in groups.csv).
     #[arg(long, value_name = "FILE.csv")]
     pub faults: Option<PathBuf>,
     /// Also write the sweep's flips as a fault list.
@@ -78,6 +82,15 @@ pub struct SweepArgs {
     /// Parallel workers for the fast engine on the CPU, each with one libtorch thread (default: libtorch's thread count, i.e. the cores or OMP_NUM_THREADS).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
+    /// How weights are stored: fp32 (IEEE bits 0-31), or int8 / int4 (the symmetric codes of `hart quantize` for rank ≥ 2 weights, bits 0-7 / 0-3; other tensors stay fp32).
+    #[arg(long, default_value = "fp32")]
+    pub storage: Storage,
+    /// Integer storage: one scale per output channel instead of per tensor.
+    #[arg(long)]
+    pub per_channel: bool,
+    /// none, range (zero weights outside their tensor's clean [min, max]) or radar[:G] (RADAR checksums over interleaved groups of G, default 16; the key is fixed by --seed).
+    #[arg(long, default_value = "none")]
+    pub defense: Defense,
 }
 
 fn parse_scope(s: &str) -> Result<Scope, String> {
@@ -109,6 +122,10 @@ pub fn run(a: SweepArgs) -> Result<()> {
         shard,
         confidence: a.confidence,
         jobs: a.jobs.map(|j| j as usize),
+        storage: a.storage,
+        per_channel: a.per_channel,
+        defense: a.defense,
+        seed: a.seed,
         ..SweepConfig::new()
     };
     if let Some(m) = a.margin {
@@ -134,6 +151,9 @@ pub fn run(a: SweepArgs) -> Result<()> {
     if let Some(path) = &a.write_faults {
         faultlist::write(path, &sw.space).with_context(|| format!("writing {}", path.display()))?;
     }
+    if let Some(groups) = &sw.groups {
+        return run_groups(&sw, groups, &a);
+    }
     let owned = sw.owned_flips();
     tracing::info!(flips = owned, units = sw.owned().len(), shard = ?shard, "sweeping");
     let bar = progress_bar(owned, "sweep");
@@ -151,6 +171,52 @@ pub fn run(a: SweepArgs) -> Result<()> {
         owned,
         started.elapsed().as_secs_f64(),
         a.format.file_name(),
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// A grouped fault list: every group applied together, one exact row per group.
+fn run_groups(sw: &Sweep, list: &[Group], a: &SweepArgs) -> Result<()> {
+    if a.shard.is_some() {
+        bail!("--shard does not apply to grouped fault lists (they run whole)");
+    }
+    let bar = progress_bar(list.len() as u64, "groups");
+    let started = Instant::now();
+    let rows = groups::evaluate(sw, list, &mut |n| bar.inc(n))?;
+    bar.finish_and_clear();
+    let s = groups::write(&a.out, sw, &rows)?;
+    println!(
+        "clean accuracy {:.2}% ({}/{}); storage {}, defense {}; {} groups, {} erratic (RAD > {}), {} flips detected",
+        100.0 * s.clean_accuracy,
+        s.clean_correct,
+        s.total,
+        s.storage,
+        s.defense,
+        s.groups,
+        s.erratic_groups,
+        s.threshold,
+        s.detected_flips
+    );
+    println!(
+        "\n{:<24} {:>6} {:>9} {:>8} {:>9} {:>7}",
+        "group", "flips", "accuracy", "RAD", "detected", "zeroed"
+    );
+    for r in &rows {
+        println!(
+            "{:<24} {:>6} {:>8.2}% {:>8.4} {:>9} {:>7}",
+            r.group,
+            r.flips,
+            100.0 * r.accuracy,
+            r.rad,
+            r.detected_flips,
+            r.zeroed_weights
+        );
+    }
+    println!(
+        "{} groups in {:.1}s; groups.csv and summary.json in {}",
+        rows.len(),
+        started.elapsed().as_secs_f64(),
         a.out.display()
     );
     Ok(())

@@ -67,9 +67,21 @@ pub trait Engine {
     }
 }
 
-/// The clean and flipped values of each flip, read from the tensor itself.
+/// The clean and flipped values of each flip: the IEEE flip of the value
+/// read from the tensor, or, with a storage format or defence, the decoded
+/// flipped word after the defence's single-element recovery (RADAR, which
+/// rewrites whole groups, leaves the decoded word: its engine applies the rest).
 pub fn old_new(space: &FlipSpace, flips: &[Flip]) -> Result<Vec<(f32, f32)>> {
     let mut out = Vec::with_capacity(flips.len());
+    if let Some(inj) = &space.inject {
+        for f in flips {
+            let name = &space.targets[f.target].name;
+            let (old, new) = inj.stored.flip_values(name, f.index, f.bit)?;
+            let ti = inj.stored.index(name).unwrap_or(0);
+            out.push((old, inj.armed.single(ti, new).unwrap_or(new)));
+        }
+        return Ok(out);
+    }
     // One gather per run of flips of one tensor (a unit is one run).
     for run in flips.chunk_by(|a, b| a.target == b.target) {
         let indices: Vec<i64> = run.iter().map(|f| f.index).collect();

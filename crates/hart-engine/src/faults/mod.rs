@@ -4,11 +4,15 @@
 
 pub mod bits;
 pub mod clean;
+pub mod defense;
 pub mod engine;
 pub mod fast;
+pub mod faulted;
 pub mod faultlist;
 pub mod generic;
+pub mod groups;
 pub mod hash;
+pub mod inject;
 pub mod journal;
 pub mod merge;
 pub mod output;
@@ -18,15 +22,18 @@ pub mod sbatch;
 pub mod shard;
 pub mod space;
 pub mod stats;
+pub mod storage;
 pub mod summary;
 pub mod sweep;
 pub mod verdict;
 pub mod workers;
 
 pub use bits::BitSet;
+pub use defense::Defense;
 pub use engine::{Engine, EngineStats, Outcome};
 pub use output::Format;
 pub use shard::Shard;
 pub use space::{Flip, FlipSpace, Scope};
+pub use storage::Storage;
 pub use summary::Summary;
 pub use sweep::{prepare, EngineKind, Sweep, SweepConfig};

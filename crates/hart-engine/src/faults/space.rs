@@ -74,6 +74,9 @@ enum Source {
 pub struct FlipSpace {
     pub targets: Vec<Target>,
     pub bits: Vec<u8>,
+    /// Storage format and defence when not plain fp32 without defence:
+    /// what a flip does to the stored word and what the forward pass sees.
+    pub inject: Option<std::sync::Arc<super::inject::Injector>>,
     source: Source,
     units: Vec<Unit>,
 }
@@ -141,6 +144,7 @@ impl FlipSpace {
         Ok(FlipSpace {
             targets,
             bits: bits.positions(),
+            inject: None,
             source: Source::Exhaustive { offsets },
             units,
         })
@@ -179,6 +183,7 @@ impl FlipSpace {
         Ok(FlipSpace {
             targets,
             bits: bits.positions(),
+            inject: None,
             source: Source::Elements(elements),
             units,
         })
@@ -208,6 +213,7 @@ impl FlipSpace {
         FlipSpace {
             targets,
             bits,
+            inject: None,
             source: Source::List(flips),
             units,
         }
@@ -281,6 +287,7 @@ impl FlipSpace {
         Ok(FlipSpace {
             targets,
             bits: self.bits.clone(),
+            inject: self.inject.clone(),
             source: self.source.clone(),
             units: self.units.clone(),
         })

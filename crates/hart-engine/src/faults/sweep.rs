@@ -4,23 +4,31 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::bits::BitSet;
 use super::clean::{clean_pass, Clean};
+use super::defense::Defense;
 use super::engine::{old_new, Ctx, Engine};
+use super::faulted::Faulted;
+use super::faultlist::Group;
 use super::generic::Generic;
 use super::hash::{bytes_hash, data_hash, model_hash};
+use super::inject::Injector;
 use super::journal::{new_version, part_path, read_manifest, Hashes, Journal, Manifest};
 use super::output::{create, Format};
 use super::record::{read_csv, Row};
 use super::reference::Reference;
 use super::shard::Shard;
 use super::space::{select_targets, FlipSpace, Scope, Unit};
+use super::storage::Storage;
 use super::summary::{Summary, SummaryBuilder};
 use super::verdict::rad;
 use super::{fast, faultlist, workers};
+use crate::compress::quantize::Granularity;
+use crate::compress::targets::Snapshot;
 use crate::data::Dataset;
 use crate::error::{HartError, Result};
 use crate::model::Model;
@@ -71,6 +79,13 @@ pub struct SweepConfig {
     /// Memory the clean pass may keep its per-node values in for the fast
     /// engine (0: keep none; prefixes are then recomputed). Also outside the hash.
     pub store_bytes: i64,
+    /// How weights are stored: which bits exist and what a flip does.
+    pub storage: Storage,
+    /// Integer storage: one scale per output channel instead of per tensor.
+    pub per_channel: bool,
+    pub defense: Defense,
+    /// Fixes the defence's secret key (RADAR).
+    pub seed: u64,
 }
 
 impl SweepConfig {
@@ -89,6 +104,10 @@ impl SweepConfig {
             confidence: 0.95,
             jobs: None,
             store_bytes: super::clean::STORE_BYTES,
+            storage: Storage::Fp32,
+            per_channel: false,
+            defense: Defense::None,
+            seed: 0,
         }
     }
 }
@@ -106,6 +125,13 @@ pub struct Sweep<'a> {
     pub clean: Clean,
     pub manifest: Manifest,
     pub cfg: SweepConfig,
+    /// Stored words and defence, unless the sweep is plain fp32 without
+    /// defence over a list without groups.
+    pub inject: Option<Arc<Injector>>,
+    /// A grouped fault list's groups: one row per group (see [`super::groups`]).
+    pub groups: Option<Vec<Group>>,
+    /// Puts integer-stored tensors back to their float values when the sweep ends.
+    _restore: Option<Snapshot>,
 }
 
 /// Checks the settings, builds the flip space and runs the clean pass.
@@ -126,8 +152,31 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &SweepConfig) -> Re
         )));
     }
     let targets = select_targets(model, cfg.scope, cfg.params.as_deref())?;
+    let grouped = match &cfg.faults {
+        Some(path) => faultlist::has_groups(path)?,
+        None => false,
+    };
+    let plain = cfg.storage == Storage::Fp32 && cfg.defense == Defense::None;
+    let restore = (cfg.storage != Storage::Fp32).then(|| Snapshot::take(&float_tensors(model)));
+    let inject = if plain && !grouped {
+        None
+    } else {
+        let granularity = if cfg.per_channel {
+            Granularity::PerChannel
+        } else {
+            Granularity::PerTensor
+        };
+        Some(Arc::new(Injector::new(
+            model,
+            cfg.storage,
+            granularity,
+            cfg.defense,
+            cfg.seed,
+        )?))
+    };
     let mut faults_hash = None;
-    let space = match (&cfg.faults, cfg.sample) {
+    let mut groups = None;
+    let mut space = match (&cfg.faults, cfg.sample) {
         (Some(_), Some(_)) => {
             return Err(HartError::Invalid(
                 "--faults and --sample-params exclude each other".into(),
@@ -135,12 +184,21 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &SweepConfig) -> Re
         }
         (Some(path), None) => {
             faults_hash = Some(bytes_hash(&std::fs::read(path).map_err(|e| HartError::io(path, e))?));
-            let flips = faultlist::read(path, model, &targets)?;
-            FlipSpace::from_list(targets, flips)
+            let list = faultlist::read(path, model, &targets, inject.as_ref().map(|i| &i.stored))?;
+            groups = list.groups;
+            FlipSpace::from_list(targets, list.flips)
         }
         (None, Some((k, seed))) => FlipSpace::sampled(targets, cfg.bits, k, seed)?,
         (None, None) => FlipSpace::exhaustive(targets, cfg.bits)?,
     };
+    if let Some(inj) = &inject {
+        if cfg.faults.is_none() {
+            check_widths(&space, inj)?;
+        }
+        if !plain {
+            space.inject = Some(inj.clone());
+        }
+    }
     let clean = clean_pass(model, data, cfg.batch, model.device(), cfg.store_bytes)?;
     let config = serde_json::json!({
         "bits": if cfg.faults.is_some() { serde_json::Value::Null } else { serde_json::json!(space.bits) },
@@ -154,6 +212,10 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &SweepConfig) -> Re
         "engine": cfg.engine,
         "batch_size": cfg.batch,
         "confidence": cfg.confidence,
+        "storage": cfg.storage,
+        "per_channel": cfg.per_channel,
+        "defense": cfg.defense.to_string(),
+        "defense_seed": cfg.seed,
     });
     let layers: BTreeMap<String, String> = space
         .targets
@@ -189,11 +251,40 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &SweepConfig) -> Re
         clean,
         manifest,
         cfg: cfg.clone(),
+        inject,
+        groups,
+        _restore: restore,
     })
 }
 
+/// Every float tensor of the model (what an integer storage may rewrite).
+fn float_tensors(model: &Model) -> Vec<(String, tch::Tensor)> {
+    model
+        .named_tensors()
+        .into_iter()
+        .filter(|(_, t, _)| t.kind() == tch::Kind::Float)
+        .map(|(n, t, _)| (n, t))
+        .collect()
+}
+
+/// Every selected bit must exist in every target's words (an int8 tensor
+/// has bits 0-7 only); fault lists are checked row by row when read.
+fn check_widths(space: &FlipSpace, inject: &Injector) -> Result<()> {
+    let Some(&top) = space.bits.iter().max() else {
+        return Ok(());
+    };
+    for t in &space.targets {
+        inject.stored.get(&t.name)?.check_bit(top).map_err(|e| {
+            HartError::Invalid(format!(
+                "--bits: {e} (select bits within it, e.g. --bits 0-7 --params for int weights only)"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 impl Sweep<'_> {
-    fn ctx(&self) -> Ctx<'_> {
+    pub fn ctx(&self) -> Ctx<'_> {
         Ctx {
             model: self.model,
             data: self.data,
@@ -205,7 +296,19 @@ impl Sweep<'_> {
         }
     }
 
+    /// Whether a flip's recovery may rewrite other elements (RADAR), so
+    /// that only the faulted engine computes it exactly.
+    pub fn multi_write(&self) -> bool {
+        matches!(self.cfg.defense, Defense::Radar { .. })
+    }
+
     pub fn engine(&self) -> Box<dyn Engine + '_> {
+        if let (true, Some(inject)) = (self.multi_write(), self.inject.as_deref()) {
+            return Box::new(Faulted {
+                ctx: self.ctx(),
+                inject,
+            });
+        }
         match (self.cfg.engine, self.model.graph()) {
             (EngineKind::Reference, _) => Box::new(Reference { ctx: self.ctx() }),
             (EngineKind::Auto, Some(gm)) => Box::new(fast::Fast::new(self.ctx(), gm)),

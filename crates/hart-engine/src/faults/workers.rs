@@ -38,7 +38,8 @@ impl Drop for Threads {
 pub fn count(sweep: &Sweep, units: usize, requested: Option<usize>) -> usize {
     let possible = sweep.model.graph().is_some()
         && sweep.cfg.engine == super::EngineKind::Auto
-        && sweep.model.device() == tch::Device::Cpu;
+        && sweep.model.device() == tch::Device::Cpu
+        && !sweep.multi_write();
     if !possible {
         return 1;
     }

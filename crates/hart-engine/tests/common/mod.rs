@@ -4,7 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use tch::Tensor;
+use hart::data::Dataset;
+use hart::model::{zoo, Mode, Model, ModelInfo, Normalization};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::{Kind, Tensor};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -54,4 +58,52 @@ pub fn get<'a>(tensors: &'a [(String, Tensor)], name: &str) -> &'a Tensor {
 
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
+}
+
+/// Random images labelled mostly with the model's own predictions, so the
+/// clean accuracy is high and flips have correct samples to lose.
+pub fn dataset(model: &Model, n: usize, c: usize, s: usize, seed: u64) -> Dataset {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let images: Vec<u8> = (0..n * c * s * s).map(|_| rng.random()).collect();
+    let x = Tensor::from_slice(&images)
+        .view([n as i64, c as i64, s as i64, s as i64])
+        .to_kind(Kind::Float)
+        / 255.0;
+    let logits = tch::no_grad(|| model.forward(&x, Mode::Eval)).unwrap();
+    let classes = logits.size()[1];
+    let pred = Vec::<i64>::try_from(logits.argmax(1, false)).unwrap();
+    let labels = pred
+        .iter()
+        .map(|&p| {
+            if rng.random_bool(0.2) {
+                rng.random_range(0..classes)
+            } else {
+                p
+            }
+        })
+        .collect();
+    Dataset {
+        name: "synthetic".into(),
+        images,
+        channels: c,
+        height: s,
+        width: s,
+        labels,
+        num_classes: classes as usize,
+        class_names: (0..classes).map(|i| i.to_string()).collect(),
+    }
+}
+
+/// A zoo model with seeded random weights.
+pub fn zoo_model(arch: &str, c: i64, s: i64) -> Model {
+    tch::manual_seed(11);
+    let info = ModelInfo {
+        arch: arch.into(),
+        num_classes: 10,
+        in_channels: c,
+        input_size: s,
+        normalize: Normalization::for_dataset(if c == 1 { "mnist" } else { "cifar10" }),
+        dataset: None,
+    };
+    Model::Graph(zoo::build(&info).unwrap())
 }
