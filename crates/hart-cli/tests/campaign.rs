@@ -82,7 +82,7 @@ fn outputs_json_resume_and_shards() {
     assert!(whole.join("summary.json").exists() && whole.join("accuracy.png").exists());
     let rows = table(&whole);
     assert_eq!(rows.lines().count(), 1 + 36);
-    assert!(rows.starts_with("level,trial,faults,changed,correct,total,rad"));
+    assert!(rows.starts_with("level,trial,faults,changed,detected,correct,total,rad"));
 
     // Resume: lost parts are recomputed to the same rows.
     let parts: Vec<_> = std::fs::read_dir(whole.join("parts"))
@@ -168,4 +168,92 @@ fn bad_inputs_are_one_line_errors() {
     }
     let o = hart(&base("bitrot", "1e-3"));
     assert!(!o.status.success() && stderr(&o).contains("unknown fault"));
+}
+
+/// Every trial with changed bits, replayed from `--write-faults` by `hart
+/// sweep --faults` in the same storage, counts what the campaign counted.
+#[test]
+fn written_trials_replay_through_sweep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = model(tmp.path());
+    let m = m.to_str().unwrap();
+    for (fault, storage, levels) in [("stuck-at-1", "fp32", "1e-5,1e-4"), ("bitflip", "int8", "1e-4,1e-3")] {
+        let dir = tmp.path().join(format!("{fault}-{storage}"));
+        let list = tmp.path().join(format!("{fault}-{storage}.csv"));
+        let (d, l) = (dir.to_str().unwrap(), list.to_str().unwrap());
+        run_ok(&[
+            "campaign",
+            "--model",
+            m,
+            "--limit",
+            "100",
+            "--fault",
+            fault,
+            "--levels",
+            levels,
+            "--trials",
+            "6",
+            "--storage",
+            storage,
+            "--format",
+            "csv",
+            "--out",
+            d,
+            "--write-faults",
+            l,
+        ]);
+        let replay = tmp.path().join(format!("replay-{fault}-{storage}"));
+        run_ok(&[
+            "sweep",
+            "--model",
+            m,
+            "--limit",
+            "100",
+            "--faults",
+            l,
+            "--storage",
+            storage,
+            "--out",
+            replay.to_str().unwrap(),
+        ]);
+        let groups = std::fs::read_to_string(replay.join("groups.csv")).unwrap();
+        let mut header = groups.lines().next().unwrap().split(',');
+        let (g, c) = (
+            header.clone().position(|h| h == "group").unwrap(),
+            header.position(|h| h == "correct").unwrap(),
+        );
+        let replayed: std::collections::HashMap<String, i64> = groups
+            .lines()
+            .skip(1)
+            .map(|line| {
+                let f: Vec<&str> = line.split(',').collect();
+                (f[g].to_string(), f[c].parse().unwrap())
+            })
+            .collect();
+        let mut compared = 0;
+        for line in table(&dir).lines().skip(1) {
+            let f: Vec<&str> = line.split(',').collect();
+            let (level, trial, changed, correct): (f64, u64, u64, i64) = (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[3].parse().unwrap(),
+                f[5].parse().unwrap(),
+            );
+            let group = hart::campaign::replay::group(level, trial);
+            match replayed.get(&group) {
+                Some(&r) => {
+                    assert_eq!(r, correct, "{fault} {storage} group {group}");
+                    compared += 1;
+                }
+                None => assert_eq!(
+                    changed, 0,
+                    "{fault} {storage}: trial {group} missing from the fault list"
+                ),
+            }
+        }
+        assert!(
+            compared >= 6,
+            "{fault} {storage}: only {compared} trials had faults to replay"
+        );
+    }
 }

@@ -11,7 +11,7 @@ use hart::campaign::model::parse_levels;
 use hart::campaign::run::Summary;
 use hart::campaign::{plot, prepare, replay, sbatch, CampaignConfig, FaultModel, LevelStats};
 use hart::data::Split;
-use hart::faults::{Format, Scope, Shard};
+use hart::faults::{Defense, Format, Scope, Shard, Storage};
 
 use super::common::{forwarded_args, parse_device, progress_bar, DataArgs, ModelArgs};
 
@@ -29,12 +29,15 @@ pub struct CampaignArgs {
     /// Comma-separated levels, e.g. 1e-6,1e-5,1e-4 (rates) or 0.01,0.05,0.1 (σ).
     #[arg(long, allow_hyphen_values = true)]
     pub levels: String,
-    /// How the weights are stored: fp32 (IEEE-754 bits, as `hart sweep`).
+    /// How weights are stored, one campaign each (comma-separated, e.g. fp32,int8): fp32 (IEEE bits 0-31) or int8 / int4 (the symmetric codes of `hart quantize` for rank ≥ 2 weights; other tensors stay fp32).
     #[arg(long, default_value = "fp32")]
     pub storage: String,
-    /// Gaussian σ from each output channel's max|W| rather than the tensor's.
+    /// Gaussian σ from each output channel's max|W| rather than the tensor's; integer storage: one scale per output channel.
     #[arg(long)]
     pub per_channel: bool,
+    /// Bit faults: none, range or radar[:G], applied to the faulty stored words (as `hart sweep --defense`; RADAR's key is fixed by --seed).
+    #[arg(long, default_value = "none")]
+    pub defense: Defense,
     /// Random trials per level.
     #[arg(long, default_value_t = 100)]
     pub trials: u64,
@@ -94,50 +97,83 @@ fn parse_scope(s: &str) -> Result<Scope, String> {
     }
 }
 
+/// `fp32,int8`: at least one format, none twice.
+fn parse_storages(spec: &str) -> Result<Vec<Storage>> {
+    let mut out = vec![];
+    for part in spec.split(',').map(str::trim) {
+        let s: Storage = part.parse().map_err(|e| anyhow::anyhow!("--storage: {e}"))?;
+        if out.contains(&s) {
+            bail!("--storage: {s} is listed twice");
+        }
+        out.push(s);
+    }
+    Ok(out)
+}
+
 pub fn run(a: CampaignArgs) -> Result<()> {
     let shard = match &a.shard {
         Some(s) => Shard::parse(s)?,
         None => Shard::from_env(|k| std::env::var(k).ok())?.unwrap_or(Shard::WHOLE),
     };
-    if a.storage != "fp32" {
-        bail!("--storage {:?}: only fp32 is available", a.storage);
-    }
-    let cfg = CampaignConfig {
-        levels: parse_levels(&a.levels, a.fault)?,
-        trials: a.trials,
-        seed: a.seed,
-        scope: a.scope,
-        params: a.params.clone(),
-        per_channel: a.per_channel,
-        threshold: a.threshold,
-        confidence: a.confidence,
-        batch: a.batch_size,
-        shard,
-        ..CampaignConfig::new(a.fault, vec![])
-    };
+    let storages = parse_storages(&a.storage)?;
+    let levels = parse_levels(&a.levels, a.fault)?;
     if let Some(file) = &a.emit_sbatch {
         return emit_sbatch(&a, file);
     }
     let device = parse_device(&a.device)?;
     let data = a.data.load(a.split)?;
     let model = a.model.load(&data, device)?;
-    let c = prepare(&model, &data, &cfg)?;
-    if let Some(path) = &a.write_faults {
-        replay::write_faults(path, &c).with_context(|| format!("writing {}", path.display()))?;
-    }
-    let owned = c.owned_trials();
-    tracing::info!(trials = owned, shard = ?shard, "campaign");
-    let bar = progress_bar(owned, "campaign");
+    let mut done = vec![];
     let started = Instant::now();
-    c.run(&a.out, &mut |n| {
-        bar.inc(n);
-        let rate = bar.position() as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        bar.set_message(format!("{rate:.1} trials/s"));
-    })?;
-    bar.finish_and_clear();
+    for &storage in &storages {
+        // One storage writes into --out itself; several, into one folder each.
+        let (dir, faults) = if storages.len() == 1 {
+            (a.out.clone(), a.write_faults.clone())
+        } else {
+            let tagged = |p: &PathBuf| {
+                p.with_file_name(format!(
+                    "{storage}-{}",
+                    p.file_name().unwrap_or_default().to_string_lossy()
+                ))
+            };
+            (a.out.join(storage.to_string()), a.write_faults.as_ref().map(tagged))
+        };
+        let cfg = CampaignConfig {
+            levels: levels.clone(),
+            trials: a.trials,
+            seed: a.seed,
+            scope: a.scope,
+            params: a.params.clone(),
+            per_channel: a.per_channel,
+            storage,
+            defense: a.defense,
+            threshold: a.threshold,
+            confidence: a.confidence,
+            batch: a.batch_size,
+            shard,
+            ..CampaignConfig::new(a.fault, vec![])
+        };
+        let c = prepare(&model, &data, &cfg)?;
+        if let Some(path) = &faults {
+            replay::write_faults(path, &c).with_context(|| format!("writing {}", path.display()))?;
+        }
+        let owned = c.owned_trials();
+        tracing::info!(trials = owned, %storage, shard = ?shard, "campaign");
+        let bar = progress_bar(owned, &format!("campaign {storage}"));
+        let t0 = Instant::now();
+        c.run(&dir, &mut |n| {
+            bar.inc(n);
+            let rate = bar.position() as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!("{rate:.1} trials/s"));
+        })?;
+        bar.finish_and_clear();
+        if shard == Shard::WHOLE {
+            done.push((storage, c.finish(&dir, a.format)?));
+        }
+    }
     if shard != Shard::WHOLE {
         println!(
-            "shard {}/{} done ({owned} trials in {:.1}s); once every shard has finished, run the same command without --shard to assemble {}",
+            "shard {}/{} done in {:.1}s; once every shard has finished, run the same command without --shard to assemble {}",
             shard.index,
             shard.count,
             started.elapsed().as_secs_f64(),
@@ -145,23 +181,28 @@ pub fn run(a: CampaignArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let summary = c.finish(&a.out, a.format)?;
     let plot_path = a.plot.clone().unwrap_or_else(|| a.out.join("accuracy.png"));
-    let title = format!(
-        "{} on {}: {} faults, {} storage",
-        model.info().arch,
-        data.name,
-        a.fault.name(),
-        a.storage
-    );
-    plot::plot(&[(a.storage.clone(), &summary)], &title, &plot_path)?;
+    let title = format!("{} on {}: {} faults", model.info().arch, data.name, a.fault.name());
+    let curves: Vec<(String, &Summary)> = done.iter().map(|(st, s)| (st.to_string(), s)).collect();
+    plot::plot(&curves, &title, &plot_path)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&summary.levels)?);
+        let mut rows = vec![];
+        for (storage, s) in &done {
+            for l in &s.levels {
+                let mut v = serde_json::to_value(l)?;
+                v["storage"] = serde_json::json!(storage);
+                rows.push(v);
+            }
+        }
+        println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    print_summary(&summary);
+    for (_, s) in &done {
+        print_summary(s);
+    }
     println!(
-        "{owned} trials in {:.1}s; {} and summary.json in {}, plot {}",
+        "{} in {:.1}s; {} and summary.json in {}, plot {}",
+        if done.len() == 1 { "campaign" } else { "campaigns" },
         started.elapsed().as_secs_f64(),
         hart::campaign::table::file_name(a.format),
         a.out.display(),
@@ -199,7 +240,9 @@ fn or_na(v: Option<String>) -> String {
 
 pub fn print_summary(s: &Summary) {
     println!(
-        "clean accuracy {:.2}% ({}/{}); {} faults over {} stored bits of {} weights; {} trials per level",
+        "\n{} storage, defense {}: clean accuracy {:.2}% ({}/{}); {} faults over {} stored bits of {} weights; {} trials per level",
+        s.storage,
+        s.defense,
         100.0 * s.clean_accuracy,
         s.clean_correct,
         s.total,

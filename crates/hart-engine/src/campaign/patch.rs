@@ -1,36 +1,17 @@
 //! A trial as a set of tensor changes: applied in place before the forward
 //! pass and undone after it, bit for bit, touching only the changed elements
-//! (bit faults) or the noisy tensors (Gaussian).
+//! (bit faults on stored words, through the defence) or the noisy tensors
+//! (Gaussian).
 
 use tch::Tensor;
+
+use std::collections::HashMap;
 
 use super::draw::BitFault;
 use super::model::FaultModel;
 use crate::error::{HartError, Result};
 use crate::faults::bits::gather_elements;
-
-/// How the chosen tensors are stored: bits per element, the stored word of
-/// an element, and the value a word decodes to.
-pub trait Codec {
-    fn width(&self, target: usize) -> u32;
-    fn encode(&self, target: usize, index: i64, value: f32) -> u32;
-    fn decode(&self, target: usize, index: i64, word: u32) -> f32;
-}
-
-/// IEEE-754 binary32: the word is the float's bits.
-pub struct Fp32;
-
-impl Codec for Fp32 {
-    fn width(&self, _: usize) -> u32 {
-        32
-    }
-    fn encode(&self, _: usize, _: i64, value: f32) -> u32 {
-        value.to_bits()
-    }
-    fn decode(&self, _: usize, _: i64, word: u32) -> f32 {
-        f32::from_bits(word)
-    }
-}
+use crate::faults::inject::{self, BitOp, Injector};
 
 pub enum Change {
     /// Elements of one tensor (flat indices) with their clean and faulty values.
@@ -59,44 +40,64 @@ pub struct Patch {
     /// The faults that changed a stored bit (a stuck-at cell already holding
     /// its value is left out), in drawn order.
     pub effective: Vec<BitFault>,
+    /// Flipped bits the defence detected.
+    pub detected: u64,
 }
 
 impl Patch {
-    /// The changes `faults` (sorted, as drawn) make to `tensors` stored by `codec`.
-    pub fn from_bits(tensors: &[Tensor], faults: &[BitFault], model: FaultModel, codec: &dyn Codec) -> Result<Patch> {
-        let mut patch = Patch::default();
-        for run in faults.chunk_by(|a, b| a.target == b.target) {
-            let t = run[0].target;
-            let mut index: Vec<i64> = run.iter().map(|f| f.index).collect();
-            index.dedup();
-            let clean = gather_elements(&tensors[t], &index)?;
-            let (mut idx, mut old, mut new) = (vec![], vec![], vec![]);
-            for (element, (&i, &v)) in run.chunk_by(|a, b| a.index == b.index).zip(index.iter().zip(&clean)) {
-                let word = codec.encode(t, i, v);
-                let mut w = word;
-                for f in element {
-                    let next = model.apply(w, f.bit);
-                    if next != w {
-                        patch.effective.push(*f);
-                    }
-                    w = next;
-                }
-                if w != word {
-                    idx.push(i);
-                    old.push(v);
-                    new.push(codec.decode(t, i, w));
-                }
+    /// The changes `faults` (sorted, as drawn) make: the stored words of
+    /// target `t` are `inject.stored.tensors[stored_of[t]]`; the defence
+    /// armed in `inject` decides the values the forward pass sees.
+    pub fn from_bits(inject: &Injector, stored_of: &[usize], faults: &[BitFault], model: FaultModel) -> Result<Patch> {
+        let stored = &inject.stored.tensors;
+        let mut effective = vec![];
+        let mut words: HashMap<(usize, i64), u32> = HashMap::new();
+        for f in faults {
+            let clean = stored[stored_of[f.target]].words[f.index as usize];
+            let w = words.entry((f.target, f.index)).or_insert(clean);
+            let next = model.apply(*w, f.bit);
+            if next != *w {
+                effective.push(*f);
             }
-            if !idx.is_empty() {
-                patch.changes.push(Change::Elements {
-                    target: t,
-                    index: idx,
-                    old,
-                    new,
-                });
-            }
+            *w = next;
         }
-        Ok(patch)
+        let op = match model {
+            FaultModel::StuckAt0 => BitOp::Stuck(false),
+            FaultModel::StuckAt1 => BitOp::Stuck(true),
+            _ => BitOp::Flip,
+        };
+        let theirs: Vec<inject::BitFault> = faults
+            .iter()
+            .map(|f| inject::BitFault {
+                tensor: stored_of[f.target],
+                index: f.index as usize,
+                bit: f.bit,
+                op,
+            })
+            .collect();
+        let mut rec = inject.recover(&theirs)?;
+        rec.writes.sort_by_key(|&(t, i, _)| (t, i));
+        let mut changes = vec![];
+        for run in rec.writes.chunk_by(|a, b| a.0 == b.0) {
+            let s = run[0].0;
+            let target = stored_of.iter().position(|&x| x == s).ok_or_else(|| {
+                HartError::Model(format!(
+                    "the defence rewrote {}, outside the campaign's tensors",
+                    stored[s].name
+                ))
+            })?;
+            changes.push(Change::Elements {
+                target,
+                index: run.iter().map(|w| w.1 as i64).collect(),
+                old: run.iter().map(|w| stored[s].value(w.1)).collect(),
+                new: run.iter().map(|w| w.2).collect(),
+            });
+        }
+        Ok(Patch {
+            changes,
+            effective,
+            detected: rec.detected_flips,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -142,44 +143,4 @@ fn write(t: &Tensor, change: &Change, faulty: bool) -> Result<()> {
         }
         Ok(())
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bits_combine_per_element_and_restore_exactly() {
-        let t = Tensor::from_slice(&[1.0f32, -0.0, 2.5, f32::NAN]);
-        let before: Vec<u32> = Vec::<f32>::try_from(&t).unwrap().iter().map(|v| v.to_bits()).collect();
-        let f = |index, bit| BitFault { target: 0, index, bit };
-        // Element 1: sign flipped twice (no change); element 2: two bits.
-        let faults = [f(1, 31), f(1, 31), f(2, 0), f(2, 31)];
-        let p = Patch::from_bits(&[t.shallow_clone()], &faults, FaultModel::Bitflip, &Fp32).unwrap();
-        assert_eq!(p.changes.len(), 1);
-        let during = p
-            .with(&[t.shallow_clone()], || Ok(Vec::<f32>::try_from(&t).unwrap()))
-            .unwrap();
-        assert_eq!(during[2].to_bits(), 2.5f32.to_bits() ^ 1 ^ (1 << 31));
-        assert_eq!(during[1].to_bits(), (-0.0f32).to_bits());
-        let after: Vec<u32> = Vec::<f32>::try_from(&t).unwrap().iter().map(|v| v.to_bits()).collect();
-        assert_eq!(before, after);
-    }
-
-    #[test]
-    fn stuck_at_on_a_holding_bit_is_no_change() {
-        let t = Tensor::from_slice(&[-1.0f32]);
-        let p = Patch::from_bits(
-            &[t],
-            &[BitFault {
-                target: 0,
-                index: 0,
-                bit: 31,
-            }],
-            FaultModel::StuckAt1,
-            &Fp32,
-        )
-        .unwrap();
-        assert!(p.is_empty() && p.effective.is_empty());
-    }
 }

@@ -27,11 +27,10 @@ pub fn write_faults(path: &Path, c: &Campaign) -> Result<()> {
     let tmp = path.with_extension("csv.tmp");
     let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
     writeln!(w, "group,param,index,bit").map_err(io)?;
-    let tensors: Vec<tch::Tensor> = c.targets.iter().map(|t| t.tensor.shallow_clone()).collect();
     for &level in &c.cfg.levels {
         for trial in 0..c.cfg.trials {
             let faults = c.draw(level, trial);
-            let patch = super::patch::Patch::from_bits(&tensors, &faults, c.cfg.fault, c.codec.as_ref())?;
+            let patch = super::patch::Patch::from_bits(&c.inject, &c.stored_of, &faults, c.cfg.fault)?;
             let g = group(level, trial);
             for f in &patch.effective {
                 writeln!(w, "{g},{},{},{}", c.targets[f.target].name, f.index, f.bit).map_err(io)?;

@@ -11,17 +11,21 @@ use super::draw::{trial_rng, BitFault, StoredBits};
 use super::eval::Evaluator;
 use super::model::FaultModel;
 use super::noise::noisy;
-use super::patch::{Change, Codec, Fp32, Patch};
+use super::patch::{Change, Patch};
 use super::stats::{level_stats, LevelStats, Trial};
 use super::table;
+use crate::compress::quantize::Granularity;
+use crate::compress::targets::Snapshot;
 use crate::data::Dataset;
 use crate::error::{HartError, Result};
 use crate::faults::clean::{clean_pass, Clean, STORE_BYTES};
 use crate::faults::hash::{bytes_hash, data_hash, model_hash};
+use crate::faults::inject::Injector;
 use crate::faults::journal::Hashes;
 use crate::faults::space::{select_targets, Scope, Target};
+use crate::faults::sweep::float_tensors;
 use crate::faults::verdict::rad;
-use crate::faults::{Format, Shard};
+use crate::faults::{Defense, Format, Shard, Storage};
 use crate::model::Model;
 use crate::util::write_atomic;
 
@@ -33,8 +37,12 @@ pub struct CampaignConfig {
     pub seed: u64,
     pub scope: Scope,
     pub params: Option<String>,
-    /// Gaussian σ from each output channel's max|W| instead of the tensor's.
+    /// Gaussian σ from each output channel's max|W| instead of the tensor's,
+    /// and one integer-storage scale per output channel.
     pub per_channel: bool,
+    pub storage: Storage,
+    /// Applied to the faulty stored words of bit-fault trials; RADAR's key is fixed by `seed`.
+    pub defense: Defense,
     pub threshold: f64,
     pub confidence: f64,
     pub batch: usize,
@@ -52,6 +60,8 @@ impl CampaignConfig {
             scope: Scope::All,
             params: None,
             per_channel: false,
+            storage: Storage::Fp32,
+            defense: Defense::None,
             threshold: 0.1,
             confidence: 0.95,
             batch: 1000,
@@ -93,9 +103,14 @@ pub struct Campaign<'a> {
     pub targets: Vec<Target>,
     pub clean: Clean,
     pub bits: StoredBits,
-    pub codec: Box<dyn Codec>,
+    /// The stored words (and armed defence) of every float tensor.
+    pub inject: Injector,
+    /// Per target, its index in `inject.stored.tensors`.
+    pub stored_of: Vec<usize>,
     pub cfg: CampaignConfig,
     pub manifest: Manifest,
+    /// Integer storage quantizes the model in place; this puts it back on drop.
+    _restore: Option<Snapshot>,
 }
 
 /// Checks the settings, selects the tensors and runs the clean pass.
@@ -116,14 +131,35 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &CampaignConfig) ->
     if cfg.batch == 0 {
         return bad("--batch-size must be at least 1".into());
     }
-    if cfg.per_channel && cfg.fault.is_bit() {
-        return bad("--per-channel applies to --fault gaussian (and to integer storage scales)".into());
+    if cfg.per_channel && cfg.fault.is_bit() && cfg.storage == Storage::Fp32 {
+        return bad("--per-channel applies to --fault gaussian and to integer --storage scales".into());
+    }
+    if !cfg.fault.is_bit() && cfg.defense != Defense::None {
+        return bad("--defense applies to bit faults, not to Gaussian noise".into());
     }
     model.check_finite()?;
     let targets = select_targets(model, cfg.scope, cfg.params.as_deref())?;
-    let codec: Box<dyn Codec> = Box::new(Fp32);
+    let restore = (cfg.storage != Storage::Fp32).then(|| Snapshot::take(&float_tensors(model)));
+    let granularity = if cfg.per_channel {
+        Granularity::PerChannel
+    } else {
+        Granularity::PerTensor
+    };
+    let inject = Injector::new(model, cfg.storage, granularity, cfg.defense, cfg.seed)?;
+    let stored_of = targets
+        .iter()
+        .map(|t| {
+            inject
+                .stored
+                .index(&t.name)
+                .ok_or_else(|| HartError::Invalid(format!("{} is not stored", t.name)))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let numel: Vec<i64> = targets.iter().map(|t| t.numel).collect();
-    let widths: Vec<u32> = (0..targets.len()).map(|t| codec.width(t)).collect();
+    let widths: Vec<u32> = stored_of
+        .iter()
+        .map(|&s| inject.stored.tensors[s].width as u32)
+        .collect();
     let bits = StoredBits::new(&numel, &widths);
     let clean = clean_pass(model, data, cfg.batch, model.device(), STORE_BYTES)?;
     let config = serde_json::json!({
@@ -134,7 +170,8 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &CampaignConfig) ->
         "scope": cfg.scope,
         "params": cfg.params,
         "per_channel": cfg.per_channel,
-        "storage": "fp32",
+        "storage": cfg.storage,
+        "defense": cfg.defense.to_string(),
         "threshold": cfg.threshold,
         "batch_size": cfg.batch,
     });
@@ -158,9 +195,11 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &CampaignConfig) ->
         targets,
         clean,
         bits,
-        codec,
+        inject,
+        stored_of,
         cfg: cfg.clone(),
         manifest,
+        _restore: restore,
     };
     c.manifest.units = c.units().len();
     Ok(c)
@@ -205,12 +244,12 @@ impl Campaign<'_> {
 
     /// The trial's changes and its fault count (drawn faults, or perturbed weights).
     pub fn patch(&self, level: f64, trial: u64) -> Result<(Patch, u64)> {
-        let tensors = self.tensors();
         if self.cfg.fault.is_bit() {
             let faults = self.draw(level, trial);
-            let patch = Patch::from_bits(&tensors, &faults, self.cfg.fault, self.codec.as_ref())?;
+            let patch = Patch::from_bits(&self.inject, &self.stored_of, &faults, self.cfg.fault)?;
             return Ok((patch, faults.len() as u64));
         }
+        let tensors = self.tensors();
         let mut patch = Patch::default();
         if level == 0.0 {
             return Ok((patch, 0));
@@ -242,6 +281,7 @@ impl Campaign<'_> {
             trial,
             faults,
             changed: n_changed,
+            detected: patch.detected,
             correct,
             total: self.manifest.total,
             rad: rad(self.clean.correct_count, correct),
@@ -323,7 +363,8 @@ impl Campaign<'_> {
             .collect();
         let summary = Summary {
             fault: self.cfg.fault,
-            storage: "fp32".into(),
+            storage: self.cfg.storage,
+            defense: self.cfg.defense.to_string(),
             clean_accuracy: self.clean.correct_count as f64 / self.manifest.total as f64,
             clean_correct: self.clean.correct_count,
             total: self.manifest.total,
@@ -344,7 +385,8 @@ impl Campaign<'_> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub fault: FaultModel,
-    pub storage: String,
+    pub storage: Storage,
+    pub defense: String,
     pub clean_accuracy: f64,
     pub clean_correct: i64,
     pub total: i64,

@@ -16,6 +16,8 @@ pub struct Trial {
     pub faults: u64,
     /// Faults that changed a stored bit (a stuck-at cell may already hold its value).
     pub changed: u64,
+    /// Changed bits the defence detected (0 without one).
+    pub detected: u64,
     pub correct: i64,
     pub total: i64,
     pub rad: f64,
@@ -144,6 +146,7 @@ mod tests {
             trial: 0,
             faults: 3,
             changed: 2,
+            detected: 0,
             correct,
             total: 10,
             rad: (8 - correct) as f64 / 8.0,

@@ -1,5 +1,5 @@
 //! The trials table (`trials.parquet` or `trials.csv`: level, trial, faults,
-//! changed, correct, total, rad) and the header-less CSV of journal parts.
+//! changed, detected, correct, total, rad) and the header-less CSV of journal parts.
 
 use std::fs::File;
 use std::path::Path;
@@ -46,6 +46,7 @@ const SCHEMA: &str = "message trials {
     REQUIRED INT64 trial;
     REQUIRED INT64 faults;
     REQUIRED INT64 changed;
+    REQUIRED INT64 detected;
     REQUIRED INT64 correct;
     REQUIRED INT64 total;
     REQUIRED DOUBLE rad;
@@ -81,13 +82,14 @@ fn write_parquet(path: &Path, trials: &[Trial]) -> Result<()> {
         let floats = |f: fn(&Trial) -> f64| trials.iter().map(f).collect::<Vec<f64>>();
         match k {
             0 => col.typed::<DoubleType>().write_batch(&floats(|t| t.level), None, None),
-            6 => col.typed::<DoubleType>().write_batch(&floats(|t| t.rad), None, None),
+            7 => col.typed::<DoubleType>().write_batch(&floats(|t| t.rad), None, None),
             _ => {
                 let f: fn(&Trial) -> i64 = match k {
                     1 => |t| t.trial as i64,
                     2 => |t| t.faults as i64,
                     3 => |t| t.changed as i64,
-                    4 => |t| t.correct,
+                    4 => |t| t.detected as i64,
+                    5 => |t| t.correct,
                     _ => |t| t.total,
                 };
                 col.typed::<Int64Type>().write_batch(&ints(f), None, None)
