@@ -13,7 +13,7 @@ use hart::campaign::{plot, prepare, replay, sbatch, CampaignConfig, FaultModel, 
 use hart::data::Split;
 use hart::faults::{Defense, Format, Scope, Shard, Storage};
 
-use super::common::{forwarded_args, parse_device, progress_bar, DataArgs, ModelArgs};
+use super::common::{self, parse_device, parse_scope, progress_bar, DataArgs, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct CampaignArgs {
@@ -87,14 +87,6 @@ pub struct CampaignArgs {
     pub batch_size: usize,
     #[arg(long, default_value = "cpu")]
     pub device: String,
-}
-
-fn parse_scope(s: &str) -> Result<Scope, String> {
-    match s {
-        "all" => Ok(Scope::All),
-        "params" => Ok(Scope::Params),
-        _ => Err(format!("unknown scope {s:?} (all or params)")),
-    }
 }
 
 /// `fp32,int8`: at least one format, none twice.
@@ -212,23 +204,15 @@ pub fn run(a: CampaignArgs) -> Result<()> {
 }
 
 fn emit_sbatch(a: &CampaignArgs, file: &std::path::Path) -> Result<()> {
-    if a.shards == 0 {
-        bail!("--shards must be at least 1");
-    }
-    let args = forwarded_args(
-        "campaign",
-        &["--out", "--shard", "--emit-sbatch", "--shards", "--cpus-per-task"],
-    );
-    let hart = std::env::current_exe().context("locating the hart binary")?;
-    let out = std::path::absolute(&a.out)?;
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let text = sbatch::script(&hart, &args, &out, a.shards, a.cpus_per_task);
-    hart::util::write_atomic(file, text.as_bytes())?;
+    let out = common::emit_sbatch("campaign", &a.out, file, a.shards, |hart, args, out| {
+        sbatch::script(hart, args, out, a.shards, a.cpus_per_task)
+    })?;
     println!(
-        "wrote {} ({} array tasks); submit with `sbatch {}`, then run this command without --emit-sbatch to assemble",
+        "wrote {} ({} array tasks); submit with `sbatch {}`; when all have finished, run this command without --emit-sbatch to assemble {}",
         file.display(),
         a.shards,
-        file.display()
+        file.display(),
+        out.display()
     );
     Ok(())
 }

@@ -14,7 +14,7 @@ use hart::faults::{
     SweepConfig,
 };
 
-use super::common::{forwarded_args, parse_device, progress_bar, DataArgs, ModelArgs};
+use super::common::{self, parse_device, parse_scope, progress_bar, DataArgs, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct SweepArgs {
@@ -91,14 +91,6 @@ pub struct SweepArgs {
     /// none, range (zero weights outside their tensor's clean [min, max]) or radar[:G] (RADAR checksums over interleaved groups of G, default 16; the key is fixed by --seed).
     #[arg(long, default_value = "none")]
     pub defense: Defense,
-}
-
-fn parse_scope(s: &str) -> Result<Scope, String> {
-    match s {
-        "all" => Ok(Scope::All),
-        "params" => Ok(Scope::Params),
-        _ => Err(format!("unknown scope {s:?} (all or params)")),
-    }
 }
 
 pub fn run(a: SweepArgs) -> Result<()> {
@@ -223,19 +215,9 @@ fn run_groups(sw: &Sweep, list: &[Group], a: &SweepArgs) -> Result<()> {
 }
 
 fn emit_sbatch(a: &SweepArgs, file: &std::path::Path) -> Result<()> {
-    if a.shards == 0 {
-        bail!("--shards must be at least 1");
-    }
-    // The same sweep minus what differs per task or only concerns emitting.
-    let args = forwarded_args(
-        "sweep",
-        &["--out", "--shard", "--emit-sbatch", "--shards", "--cpus-per-task"],
-    );
-    let hart = std::env::current_exe().context("locating the hart binary")?;
-    let out = std::path::absolute(&a.out)?;
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let text = script(&hart, &args, &out, a.shards, a.cpus_per_task);
-    hart::util::write_atomic(file, text.as_bytes())?;
+    let out = common::emit_sbatch("sweep", &a.out, file, a.shards, |hart, args, out| {
+        script(hart, args, out, a.shards, a.cpus_per_task)
+    })?;
     println!(
         "wrote {} ({} array tasks); submit with `sbatch {}`, then `hart merge {}/shard-* --out {}`",
         file.display(),

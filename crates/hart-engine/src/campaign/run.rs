@@ -410,19 +410,8 @@ fn open_journal(dir: &Path, manifest: &Manifest) -> Result<()> {
         let text = std::fs::read_to_string(&path).map_err(|e| HartError::io(&path, e))?;
         let old: Manifest = serde_json::from_str(&text)
             .map_err(|e| HartError::data(&path, format!("unreadable campaign manifest: {e}")))?;
-        let differs = [
-            ("format version", old.version != manifest.version),
-            ("model", old.hashes.model != manifest.hashes.model),
-            ("dataset slice", old.hashes.data != manifest.hashes.data),
-            ("configuration", old.hashes.config != manifest.hashes.config),
-        ];
-        if let Some((what, _)) = differs.iter().find(|(_, d)| *d) {
-            return Err(HartError::Invalid(format!(
-                "{} holds a campaign with a different {what}; resume with the same settings or choose another --out",
-                dir.display()
-            )));
-        }
-        tracing::info!(dir = %dir.display(), "resuming campaign");
+        let version = [("format version", old.version != manifest.version)];
+        old.hashes.check_resume(&manifest.hashes, dir, "campaign", &version)?;
     } else {
         let text = serde_json::to_string_pretty(manifest).map_err(|e| HartError::Invalid(e.to_string()))?;
         write_atomic(&path, text.as_bytes())?;
