@@ -1,6 +1,7 @@
 //! HART library core: data, models, training, evaluation.
 pub mod attack;
 pub mod bench;
+pub mod campaign;
 pub mod compress;
 pub mod data;
 pub mod error;

@@ -107,3 +107,68 @@ pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Resu
     let text = serde_json::to_string_pretty(value)?;
     hart::util::write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
+
+/// `--emit-sbatch FILE`: writes `script(hart, args, out)` for this command's
+/// arguments minus `--out`, `--shard` and the emitting options; returns the
+/// absolute output directory (created).
+pub fn emit_sbatch(
+    subcommand: &str,
+    out: &std::path::Path,
+    file: &std::path::Path,
+    shards: u32,
+    script: impl Fn(&std::path::Path, &[String], &std::path::Path) -> String,
+) -> Result<PathBuf> {
+    if shards == 0 {
+        bail!("--shards must be at least 1");
+    }
+    // The same command minus what differs per task or only concerns emitting.
+    let args = forwarded_args(
+        subcommand,
+        &["--out", "--shard", "--emit-sbatch", "--shards", "--cpus-per-task"],
+    );
+    let hart = std::env::current_exe().context("locating the hart binary")?;
+    let out = std::path::absolute(out)?;
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    hart::util::write_atomic(file, script(&hart, &args, &out).as_bytes())?;
+    Ok(out)
+}
+
+/// This process's arguments after `subcommand`, without the options in
+/// `drop` (and their values), existing relative paths made absolute: the
+/// command each Slurm array task runs, wherever it starts.
+fn forwarded_args(subcommand: &str, drop: &[&str]) -> Vec<String> {
+    let raw: Vec<String> = std::env::args().skip_while(|s| s != subcommand).skip(1).collect();
+    let mut args = vec![];
+    let mut it = raw.into_iter();
+    while let Some(arg) = it.next() {
+        let name = arg.split('=').next().unwrap_or("").to_string();
+        if drop.contains(&name.as_str()) {
+            if !arg.contains('=') {
+                it.next();
+            }
+            continue;
+        }
+        args.push(absolute_if_path(&arg));
+    }
+    args
+}
+
+/// Array tasks may start in another directory: make existing relative paths absolute.
+fn absolute_if_path(arg: &str) -> String {
+    let p = std::path::Path::new(arg);
+    if !arg.starts_with('-') && p.is_relative() && p.exists() {
+        if let Ok(abs) = std::path::absolute(p) {
+            return abs.display().to_string();
+        }
+    }
+    arg.to_string()
+}
+
+/// `--scope`: all or params.
+pub fn parse_scope(s: &str) -> Result<hart::faults::Scope, String> {
+    match s {
+        "all" => Ok(hart::faults::Scope::All),
+        "params" => Ok(hart::faults::Scope::Params),
+        _ => Err(format!("unknown scope {s:?} (all or params)")),
+    }
+}

@@ -1,5 +1,6 @@
 mod attack;
 mod bench;
+mod campaign;
 mod common;
 mod demo;
 mod eval;
@@ -52,6 +53,9 @@ pub enum Command {
     Sweep(sweep::SweepArgs),
     /// Worst-case bit flips: BFA progressive bit search against random flips, on int8/int4 codes or fp32 words, with defences.
     Attack(attack::AttackArgs),
+    /// Accuracy under random faults per level: bit-error rates (bit flips, stuck-at cells) or
+    /// analog Gaussian noise, many trials per level, statistics, table, summary and plot.
+    Campaign(campaign::CampaignArgs),
     /// Combine the shards of one sweep into one table and summary.
     Merge(merge::MergeArgs),
     /// Curvature of a model's loss: Hessian trace (with its standard error), per-tensor traces,
@@ -73,6 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Landscape(a) => landscape::run(a),
         Command::Sweep(a) => sweep::run(a),
         Command::Attack(a) => attack::run(a),
+        Command::Campaign(a) => campaign::run(a),
         Command::Merge(a) => merge::run(a),
         Command::Hessian(a) => hessian::run(a),
         Command::Bench(a) => bench::run(a),

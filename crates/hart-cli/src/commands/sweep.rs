@@ -14,7 +14,7 @@ use hart::faults::{
     SweepConfig,
 };
 
-use super::common::{parse_device, progress_bar, DataArgs, ModelArgs};
+use super::common::{self, parse_device, parse_scope, progress_bar, DataArgs, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct SweepArgs {
@@ -91,14 +91,6 @@ pub struct SweepArgs {
     /// none, range (zero weights outside their tensor's clean [min, max]) or radar[:G] (RADAR checksums over interleaved groups of G, default 16; the key is fixed by --seed).
     #[arg(long, default_value = "none")]
     pub defense: Defense,
-}
-
-fn parse_scope(s: &str) -> Result<Scope, String> {
-    match s {
-        "all" => Ok(Scope::All),
-        "params" => Ok(Scope::Params),
-        _ => Err(format!("unknown scope {s:?} (all or params)")),
-    }
 }
 
 pub fn run(a: SweepArgs) -> Result<()> {
@@ -223,29 +215,9 @@ fn run_groups(sw: &Sweep, list: &[Group], a: &SweepArgs) -> Result<()> {
 }
 
 fn emit_sbatch(a: &SweepArgs, file: &std::path::Path) -> Result<()> {
-    if a.shards == 0 {
-        bail!("--shards must be at least 1");
-    }
-    // The same sweep minus what differs per task or only concerns emitting.
-    let drop_with_value = ["--out", "--shard", "--emit-sbatch", "--shards", "--cpus-per-task"];
-    let raw: Vec<String> = std::env::args().skip_while(|s| s != "sweep").skip(1).collect();
-    let mut args = vec![];
-    let mut it = raw.into_iter();
-    while let Some(arg) = it.next() {
-        let name = arg.split('=').next().unwrap_or("").to_string();
-        if drop_with_value.contains(&name.as_str()) {
-            if !arg.contains('=') {
-                it.next();
-            }
-            continue;
-        }
-        args.push(absolute_if_path(&arg));
-    }
-    let hart = std::env::current_exe().context("locating the hart binary")?;
-    let out = std::path::absolute(&a.out)?;
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let text = script(&hart, &args, &out, a.shards, a.cpus_per_task);
-    hart::util::write_atomic(file, text.as_bytes())?;
+    let out = common::emit_sbatch("sweep", &a.out, file, a.shards, |hart, args, out| {
+        script(hart, args, out, a.shards, a.cpus_per_task)
+    })?;
     println!(
         "wrote {} ({} array tasks); submit with `sbatch {}`, then `hart merge {}/shard-* --out {}`",
         file.display(),
@@ -255,17 +227,6 @@ fn emit_sbatch(a: &SweepArgs, file: &std::path::Path) -> Result<()> {
         out.display()
     );
     Ok(())
-}
-
-/// Array tasks may start in another directory: make existing relative paths absolute.
-fn absolute_if_path(arg: &str) -> String {
-    let p = std::path::Path::new(arg);
-    if !arg.starts_with('-') && p.is_relative() && p.exists() {
-        if let Ok(abs) = std::path::absolute(p) {
-            return abs.display().to_string();
-        }
-    }
-    arg.to_string()
 }
 
 pub fn print_summary(s: &Summary) {

@@ -42,6 +42,26 @@ pub struct Manifest {
     pub layers: BTreeMap<String, String>,
 }
 
+impl Hashes {
+    /// Refuses to resume in `dir` a `kind` ("sweep", "campaign") whose
+    /// hashes, or any of the `other` named checks, differ from this run's.
+    pub fn check_resume(&self, new: &Hashes, dir: &Path, kind: &str, other: &[(&str, bool)]) -> Result<()> {
+        let differs = [
+            ("model", self.model != new.model),
+            ("dataset slice", self.data != new.data),
+            ("configuration", self.config != new.config),
+        ];
+        if let Some((what, _)) = differs.iter().chain(other).find(|(_, d)| *d) {
+            return Err(HartError::Invalid(format!(
+                "{} holds a {kind} with a different {what}; resume with the same settings or choose another --out",
+                dir.display()
+            )));
+        }
+        tracing::info!(dir = %dir.display(), "resuming {kind}");
+        Ok(())
+    }
+}
+
 pub const MANIFEST: &str = "sweep.json";
 const VERSION: u32 = 1;
 
@@ -76,19 +96,12 @@ impl Journal {
     pub fn open(dir: &Path, manifest: &Manifest) -> Result<Journal> {
         if dir.join(MANIFEST).exists() {
             let old = read_manifest(dir)?;
-            let differs = [
-                ("model", old.hashes.model != manifest.hashes.model),
-                ("dataset slice", old.hashes.data != manifest.hashes.data),
-                ("configuration", old.hashes.config != manifest.hashes.config),
-                ("shard", old.shard != manifest.shard),
-            ];
-            if let Some((what, _)) = differs.iter().find(|(_, d)| *d) {
-                return Err(HartError::Invalid(format!(
-                    "{} holds a sweep with a different {what}; resume with the same settings or choose another --out",
-                    dir.display()
-                )));
-            }
-            tracing::info!(dir = %dir.display(), "resuming sweep");
+            old.hashes.check_resume(
+                &manifest.hashes,
+                dir,
+                "sweep",
+                &[("shard", old.shard != manifest.shard)],
+            )?;
         } else {
             let text = serde_json::to_string_pretty(manifest).map_err(|e| HartError::Invalid(e.to_string()))?;
             std::fs::create_dir_all(dir.join("parts")).map_err(|e| HartError::io(dir, e))?;

@@ -258,7 +258,7 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &SweepConfig) -> Re
 }
 
 /// Every float tensor of the model (what an integer storage may rewrite).
-fn float_tensors(model: &Model) -> Vec<(String, tch::Tensor)> {
+pub(crate) fn float_tensors(model: &Model) -> Vec<(String, tch::Tensor)> {
     model
         .named_tensors()
         .into_iter()

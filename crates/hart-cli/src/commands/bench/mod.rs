@@ -1,6 +1,7 @@
 //! `hart bench`: speed checks that print medians and ratios against a
 //! baseline measured in the same run. One module per benchmark.
 
+mod campaign;
 mod forward;
 mod hessian;
 mod landscape;
@@ -61,6 +62,9 @@ pub enum BenchWhat {
     /// Sweep engine flips/s against the brute-force loop on the same flips
     /// (MLP, LeNet-5, resnet18-cifar). The engine is timed --runs times, the reference once.
     Sweep(sweep::Options),
+    /// `hart campaign` trials/s against a plain loop (copy weights, inject, evaluate every image,
+    /// restore) on the same bit-flip trials (MLP, LeNet-5); both must count the same.
+    Campaign(campaign::Options),
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -78,6 +82,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             rel_stderr,
         } => hessian::run(&archs, batch_size, images, rel_stderr, a.runs)?,
         BenchWhat::Sweep(o) => sweep::run(&o, a.runs)?,
+        BenchWhat::Campaign(o) => campaign::run(&o, a.runs.min(5))?,
     };
     report(&results, a.json)
 }

@@ -23,7 +23,7 @@ fn fashion(split: Split, n: usize) -> Result<Dataset> {
     Ok(hart::data::load(&spec)?)
 }
 
-fn trained(arch: &str) -> Result<(Model, Dataset)> {
+pub(super) fn trained(arch: &str) -> Result<(Model, Dataset)> {
     tch::manual_seed(0);
     let data = fashion(Split::Train, 10_000)?;
     let model = Model::Graph(zoo::build(&ModelInfo::for_data(arch, &data))?);
