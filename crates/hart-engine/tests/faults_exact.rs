@@ -13,44 +13,10 @@ use hart::data::Dataset;
 use hart::faults::hash::model_hash;
 use hart::faults::record::Row;
 use hart::faults::{prepare, EngineKind, SweepConfig};
-use hart::model::{zoo, LoadOptions, Mode, Model, ModelInfo, Normalization};
+use hart::model::{zoo, LoadOptions, Model, ModelInfo, Normalization};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tch::{Kind, Tensor};
-
-/// Random images labelled mostly with the model's own predictions, so the
-/// clean accuracy is high and flips have correct samples to lose.
-fn dataset(model: &Model, n: usize, c: usize, s: usize, seed: u64) -> Dataset {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let images: Vec<u8> = (0..n * c * s * s).map(|_| rng.random()).collect();
-    let x = Tensor::from_slice(&images)
-        .view([n as i64, c as i64, s as i64, s as i64])
-        .to_kind(Kind::Float)
-        / 255.0;
-    let logits = tch::no_grad(|| model.forward(&x, Mode::Eval)).unwrap();
-    let classes = logits.size()[1];
-    let pred = Vec::<i64>::try_from(logits.argmax(1, false)).unwrap();
-    let labels = pred
-        .iter()
-        .map(|&p| {
-            if rng.random_bool(0.2) {
-                rng.random_range(0..classes)
-            } else {
-                p
-            }
-        })
-        .collect();
-    Dataset {
-        name: "synthetic".into(),
-        images,
-        channels: c,
-        height: s,
-        width: s,
-        labels,
-        num_classes: classes as usize,
-        class_names: (0..classes).map(|i| i.to_string()).collect(),
-    }
-}
+use tch::Kind;
 
 /// Random flips over all float tensors plus all 32 bits of two elements.
 fn fault_list(model: &Model, path: &Path, random: usize, seed: u64) {
@@ -155,7 +121,7 @@ fn zoo_model(arch: &str, c: i64, s: i64) -> Model {
 fn fast_engine_matches_reference_on_small_zoo_models() {
     for (arch, c, s) in [("mlp", 1, 28), ("lenet5", 1, 28), ("basenet", 1, 28)] {
         let m = zoo_model(arch, c, s);
-        let data = dataset(&m, 24, c as usize, s as usize, 3);
+        let data = common::labelled_images(&m, 24, c as usize, s as usize, 3);
         check(arch, &m, &data, 60, EngineKind::Auto);
     }
 }
@@ -169,7 +135,7 @@ fn fast_engine_matches_reference_on_resnets_and_deit() {
         ("deit-tiny", 16),
     ] {
         let m = zoo_model(arch, 3, 32);
-        let data = dataset(&m, 8, 3, 32, 5);
+        let data = common::labelled_images(&m, 8, 3, 32, 5);
         check(arch, &m, &data, random, EngineKind::Auto);
     }
 }
@@ -180,7 +146,7 @@ fn fast_engine_matches_reference_on_resnets_and_deit() {
 #[test]
 fn linear_certificate_settles_pairs_on_a_residual_cnn() {
     let m = zoo_model("resnet18-cifar", 3, 32);
-    let data = dataset(&m, 8, 3, 32, 5);
+    let data = common::labelled_images(&m, 8, 3, 32, 5);
     let dir = tempfile::tempdir().unwrap();
     let faults = dir.path().join("faults.csv");
     let mut f = std::fs::File::create(&faults).unwrap();
@@ -213,7 +179,7 @@ fn fast_engine_matches_reference_on_onnx_imports() {
     for name in ["cnn_raw", "vit"] {
         let m = hart::model::load(&dir.path().join(format!("{name}.onnx")), &LoadOptions::default()).unwrap();
         assert!(m.graph().is_some(), "{name}: ONNX imports are graphs");
-        let data = dataset(&m, 10, 3, 16, 9);
+        let data = common::labelled_images(&m, 10, 3, 16, 9);
         check(&format!("onnx {name}"), &m, &data, 40, EngineKind::Auto);
     }
 }
@@ -224,7 +190,7 @@ fn generic_engine_matches_reference_on_torchscript() {
     common::run_python("torchscript_export.py", &[dir.path()]);
     let m = hart::model::load(&dir.path().join("scripted.pt"), &LoadOptions::default()).unwrap();
     assert!(m.graph().is_none(), "TorchScript models are opaque");
-    let data = dataset(&m, 12, 3, 16, 4);
+    let data = common::labelled_images(&m, 12, 3, 16, 4);
     // Auto picks the generic engine for opaque models.
     check("torchscript", &m, &data, 40, EngineKind::Auto);
 }

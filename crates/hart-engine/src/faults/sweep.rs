@@ -2,6 +2,7 @@
 //! model, process this shard's unfinished work units durably, then stream
 //! the parts into the flips table and summary.json.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -17,9 +18,9 @@ use super::output::{create, Format};
 use super::record::{read_csv, Row};
 use super::reference::Reference;
 use super::shard::Shard;
-use super::space::{select_targets, FlipSpace, Scope, Unit};
+use super::space::{select_targets, FlipSpace, SampleSize, Scope, Unit};
 use super::summary::{Summary, SummaryBuilder};
-use super::verdict::rad;
+use super::verdict::{rad, Sequential, VerdictMode};
 use super::{fast, faultlist, workers};
 use crate::data::Dataset;
 use crate::error::{HartError, Result};
@@ -56,8 +57,8 @@ pub struct SweepConfig {
     pub bits: BitSet,
     pub scope: Scope,
     pub params: Option<String>,
-    /// `--sample-params K --seed S`.
-    pub sample: Option<(u64, u64)>,
+    /// `--sample-params K|SHARE --seed S`.
+    pub sample: Option<(SampleSize, u64)>,
     pub faults: Option<PathBuf>,
     pub threshold: f64,
     pub exact_rad: bool,
@@ -71,6 +72,10 @@ pub struct SweepConfig {
     /// Memory the clean pass may keep its per-node values in for the fast
     /// engine (0: keep none; prefixes are then recomputed). Also outside the hash.
     pub store_bytes: i64,
+    /// Exact verdicts, or sequential ones at `confidence` (samples visited
+    /// in the order of a shuffle seeded by `seed`).
+    pub verdict: VerdictMode,
+    pub seed: u64,
 }
 
 impl SweepConfig {
@@ -89,6 +94,8 @@ impl SweepConfig {
             confidence: 0.95,
             jobs: None,
             store_bytes: super::clean::STORE_BYTES,
+            verdict: VerdictMode::Exact,
+            seed: 0,
         }
     }
 }
@@ -101,7 +108,8 @@ impl Default for SweepConfig {
 
 pub struct Sweep<'a> {
     pub model: &'a Model,
-    pub data: &'a Dataset,
+    /// The evaluation images; shuffled for sequential verdicts.
+    pub data: Cow<'a, Dataset>,
     pub space: FlipSpace,
     pub clean: Clean,
     pub manifest: Manifest,
@@ -125,6 +133,11 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &SweepConfig) -> Re
             cfg.confidence
         )));
     }
+    if cfg.verdict == VerdictMode::Sequential && cfg.exact_rad {
+        return Err(HartError::Invalid(
+            "--exact-rad and --verdict sequential exclude each other".into(),
+        ));
+    }
     let targets = select_targets(model, cfg.scope, cfg.params.as_deref())?;
     let mut faults_hash = None;
     let space = match (&cfg.faults, cfg.sample) {
@@ -141,13 +154,20 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &SweepConfig) -> Re
         (None, Some((k, seed))) => FlipSpace::sampled(targets, cfg.bits, k, seed)?,
         (None, None) => FlipSpace::exhaustive(targets, cfg.bits)?,
     };
-    let clean = clean_pass(model, data, cfg.batch, model.device(), cfg.store_bytes)?;
+    let data_hash = data_hash(data);
+    let data = match cfg.verdict {
+        VerdictMode::Exact => Cow::Borrowed(data),
+        VerdictMode::Sequential => Cow::Owned(shuffled(data, cfg.seed)),
+    };
+    let clean = clean_pass(model, &data, cfg.batch, model.device(), cfg.store_bytes)?;
     let config = serde_json::json!({
         "bits": if cfg.faults.is_some() { serde_json::Value::Null } else { serde_json::json!(space.bits) },
         "scope": cfg.scope,
         "params": cfg.params,
-        "sample_params": cfg.sample.map(|s| s.0),
+        "sample_params": cfg.sample.map(|s| s.0.to_json()),
         "seed": cfg.sample.map(|s| s.1),
+        "verdict": cfg.verdict,
+        "order_seed": (cfg.verdict == VerdictMode::Sequential).then_some(cfg.seed),
         "faults_sha256": faults_hash,
         "threshold": cfg.threshold,
         "exact_rad": cfg.exact_rad,
@@ -167,7 +187,7 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &SweepConfig) -> Re
         version: new_version(),
         hashes: Hashes {
             model: model_hash(model)?,
-            data: data_hash(data),
+            data: data_hash,
             config: bytes_hash(config.to_string().as_bytes()),
         },
         config,
@@ -192,17 +212,43 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &SweepConfig) -> Re
     })
 }
 
+/// The images in one seeded random order: sequential verdicts visit every
+/// flip's samples in this order, so those seen first are a uniform random
+/// subset of all of them.
+fn shuffled(data: &Dataset, seed: u64) -> Dataset {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    let rec = data.images.len() / data.len().max(1);
+    Dataset {
+        images: order
+            .iter()
+            .flat_map(|&i| &data.images[i * rec..(i + 1) * rec])
+            .copied()
+            .collect(),
+        labels: order.iter().map(|&i| data.labels[i]).collect(),
+        ..data.clone()
+    }
+}
+
 impl Sweep<'_> {
     fn ctx(&self) -> Ctx<'_> {
         Ctx {
             model: self.model,
-            data: self.data,
+            data: &self.data,
             clean: &self.clean,
             batch: self.cfg.batch,
             device: self.model.device(),
             threshold: self.cfg.threshold,
             exact_rad: self.cfg.exact_rad,
+            sequential: self.sequential(),
         }
+    }
+
+    /// The sequential rule's schedule over this sweep's images, if it applies.
+    pub fn sequential(&self) -> Option<Sequential> {
+        (self.cfg.verdict == VerdictMode::Sequential).then(|| Sequential::new(self.cfg.confidence, self.data.len()))
     }
 
     pub fn engine(&self) -> Box<dyn Engine + '_> {
@@ -308,6 +354,9 @@ pub fn unit_rows(space: &FlipSpace, clean: &Clean, engine: &mut dyn Engine, unit
             total: clean.n as i64,
             rad: rad(cc, o.correct),
             exact: o.exact,
+            samples: o.samples,
+            bound: o.bound,
+            sure: o.sure,
         })
         .collect())
 }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use rand::{Rng, SeedableRng};
 use tch::Tensor;
 
 pub fn repo_root() -> PathBuf {
@@ -54,4 +55,38 @@ pub fn get<'a>(tensors: &'a [(String, Tensor)], name: &str) -> &'a Tensor {
 
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
+}
+
+/// Random images labelled mostly with the model's own predictions, so the
+/// clean accuracy is high and flips have correct samples to lose.
+pub fn labelled_images(model: &hart::model::Model, n: usize, c: usize, s: usize, seed: u64) -> hart::data::Dataset {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let images: Vec<u8> = (0..n * c * s * s).map(|_| rng.random()).collect();
+    let x = Tensor::from_slice(&images)
+        .view([n as i64, c as i64, s as i64, s as i64])
+        .to_kind(tch::Kind::Float)
+        / 255.0;
+    let logits = tch::no_grad(|| model.forward(&x, hart::model::Mode::Eval)).unwrap();
+    let classes = logits.size()[1];
+    let pred = Vec::<i64>::try_from(logits.argmax(1, false)).unwrap();
+    let labels = pred
+        .iter()
+        .map(|&p| {
+            if rng.random_bool(0.2) {
+                rng.random_range(0..classes)
+            } else {
+                p
+            }
+        })
+        .collect();
+    hart::data::Dataset {
+        name: "synthetic".into(),
+        images,
+        channels: c,
+        height: s,
+        width: s,
+        labels,
+        num_classes: classes as usize,
+        class_names: (0..classes).map(|i| i.to_string()).collect(),
+    }
 }
