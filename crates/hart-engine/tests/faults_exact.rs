@@ -109,7 +109,7 @@ fn check(what: &str, model: &Model, data: &Dataset, random: usize, candidate: En
 fn fast_engine_matches_reference_on_small_zoo_models() {
     for (arch, c, s) in [("mlp", 1, 28), ("lenet5", 1, 28), ("basenet", 1, 28)] {
         let m = zoo_model(arch, c, s);
-        let data = dataset(&m, 24, c as usize, s as usize, 3);
+        let data = common::dataset(&m, 24, c as usize, s as usize, 3);
         check(arch, &m, &data, 60, EngineKind::Auto);
     }
 }
@@ -123,7 +123,7 @@ fn fast_engine_matches_reference_on_resnets_and_deit() {
         ("deit-tiny", 16),
     ] {
         let m = zoo_model(arch, 3, 32);
-        let data = dataset(&m, 8, 3, 32, 5);
+        let data = common::dataset(&m, 8, 3, 32, 5);
         check(arch, &m, &data, random, EngineKind::Auto);
     }
 }
@@ -134,7 +134,7 @@ fn fast_engine_matches_reference_on_resnets_and_deit() {
 #[test]
 fn linear_certificate_settles_pairs_on_a_residual_cnn() {
     let m = zoo_model("resnet18-cifar", 3, 32);
-    let data = dataset(&m, 8, 3, 32, 5);
+    let data = common::dataset(&m, 8, 3, 32, 5);
     let dir = tempfile::tempdir().unwrap();
     let faults = dir.path().join("faults.csv");
     let mut f = std::fs::File::create(&faults).unwrap();
@@ -167,7 +167,7 @@ fn fast_engine_matches_reference_on_onnx_imports() {
     for name in ["cnn_raw", "vit"] {
         let m = hart::model::load(&dir.path().join(format!("{name}.onnx")), &LoadOptions::default()).unwrap();
         assert!(m.graph().is_some(), "{name}: ONNX imports are graphs");
-        let data = dataset(&m, 10, 3, 16, 9);
+        let data = common::dataset(&m, 10, 3, 16, 9);
         check(&format!("onnx {name}"), &m, &data, 40, EngineKind::Auto);
     }
 }
@@ -178,7 +178,7 @@ fn generic_engine_matches_reference_on_torchscript() {
     common::run_python("torchscript_export.py", &[dir.path()]);
     let m = hart::model::load(&dir.path().join("scripted.pt"), &LoadOptions::default()).unwrap();
     assert!(m.graph().is_none(), "TorchScript models are opaque");
-    let data = dataset(&m, 12, 3, 16, 4);
+    let data = common::dataset(&m, 12, 3, 16, 4);
     // Auto picks the generic engine for opaque models.
     check("torchscript", &m, &data, 40, EngineKind::Auto);
 }

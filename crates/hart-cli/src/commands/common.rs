@@ -169,6 +169,7 @@ pub fn parse_scope(s: &str) -> Result<hart::faults::Scope, String> {
     match s {
         "all" => Ok(hart::faults::Scope::All),
         "params" => Ok(hart::faults::Scope::Params),
-        _ => Err(format!("unknown scope {s:?} (all or params)")),
+        "conv" => Ok(hart::faults::Scope::Conv),
+        _ => Err(format!("unknown scope {s:?} (all, params or conv)")),
     }
 }

@@ -10,8 +10,8 @@ use hart::faults::faultlist::Group;
 use hart::faults::sbatch::script;
 use hart::faults::stats::leveugle_sample_size;
 use hart::faults::{
-    faultlist, groups, prepare, sweep, BitSet, Defense, EngineKind, Format, Scope, Shard, Storage, Summary, Sweep,
-    SweepConfig,
+    faultlist, groups, prepare, sweep, BitSet, Defense, EngineKind, Format, SampleSize, Scope, Shard, Storage, Summary,
+    Sweep, SweepConfig, VerdictMode,
 };
 
 use super::common::{self, parse_device, parse_scope, progress_bar, DataArgs, ModelArgs};
@@ -30,12 +30,13 @@ pub struct SweepArgs {
     /// Only tensors whose full name matches this regular expression.
     #[arg(long)]
     pub params: Option<String>,
-    /// all: every float32 tensor (weights, biases, BatchNorm running statistics); params: trainable parameters only.
+    /// all: every float32 tensor (weights, biases, BatchNorm running statistics); params: trainable parameters only; conv: convolution weights (trainable 4-D tensors).
     #[arg(long, default_value = "all", value_parser = parse_scope)]
     pub scope: Scope,
-    /// Sweep K randomly chosen elements (all selected bits of each) and report estimates with confidence intervals.
-    #[arg(long, value_name = "K")]
-    pub sample_params: Option<u64>,
+    /// Sweep K randomly chosen elements, or a share of them such as 0.5 (all selected bits of each), and report estimates with confidence intervals.
+    #[arg(long, value_name = "K|SHARE")]
+    pub sample_params: Option<SampleSize>,
+    /// Seed of the --sample-params draw and of the sample order of --verdict sequential.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Evaluate exactly the flips of this CSV `param,index,bit`; an optional `group` column applies rows with the same group together (one row per group in groups.csv).
@@ -77,8 +78,12 @@ pub struct SweepArgs {
     /// Print the statistical fault-injection sample size (Leveugle et al. 2009) for this error margin, e.g. 0.01.
     #[arg(long)]
     pub margin: Option<f64>,
-    #[arg(long, default_value_t = 0.95)]
-    pub confidence: f64,
+    /// Confidence of the sampled estimate's interval and of sequential verdicts (default 0.95; 0.999 with --verdict sequential).
+    #[arg(long)]
+    pub confidence: Option<f64>,
+    /// exact: every verdict sure (each flip counted until the open samples cannot change it); sequential: samples in one seeded random order (--seed), each flip stopped once an exact hypergeometric bound settles its verdict at --confidence.
+    #[arg(long, default_value = "exact")]
+    pub verdict: VerdictMode,
     /// Parallel workers for the fast engine on the CPU, each with one libtorch thread (default: libtorch's thread count, i.e. the cores or OMP_NUM_THREADS).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
@@ -101,6 +106,10 @@ pub fn run(a: SweepArgs) -> Result<()> {
     if let Some(file) = &a.emit_sbatch {
         return emit_sbatch(&a, file);
     }
+    let confidence = a.confidence.unwrap_or(match a.verdict {
+        VerdictMode::Exact => 0.95,
+        VerdictMode::Sequential => 0.999,
+    });
     let cfg = SweepConfig {
         bits: BitSet::parse(&a.bits)?,
         scope: a.scope,
@@ -112,7 +121,8 @@ pub fn run(a: SweepArgs) -> Result<()> {
         engine: a.engine,
         batch: a.batch_size,
         shard,
-        confidence: a.confidence,
+        confidence,
+        verdict: a.verdict,
         jobs: a.jobs.map(|j| j as usize),
         storage: a.storage,
         per_channel: a.per_channel,
@@ -130,12 +140,12 @@ pub fn run(a: SweepArgs) -> Result<()> {
     let model = a.model.load(&data, device)?;
     let sw = prepare(&model, &data, &cfg)?;
     if let Some(m) = a.margin {
-        let n = leveugle_sample_size(sw.space.population(), m, a.confidence);
+        let n = leveugle_sample_size(sw.space.population(), m, confidence);
         let per_element = sw.space.bits.len() as u64;
         println!(
             "sample size (Leveugle et al. 2009) for ±{:.2}% at {:.0}% confidence: {n} of {} flips (--sample-params {})",
             100.0 * m,
-            100.0 * a.confidence,
+            100.0 * confidence,
             sw.space.population(),
             n.div_ceil(per_element.max(1))
         );
@@ -242,6 +252,18 @@ pub fn print_summary(s: &Summary) {
         s.counts.params,
         s.early_exit_rows
     );
+    if let Some(q) = &s.sequential {
+        println!(
+            "sequential verdicts at {}% confidence: {} flips settled from part of their samples (at most {:.2} wrong verdicts expected), {} stopped surely, {} run to the end; {:.1} of {} samples per flip",
+            100.0 * q.confidence,
+            q.settled_at_confidence,
+            q.expected_wrong_at_most,
+            q.settled_surely,
+            q.run_to_end,
+            q.mean_samples,
+            s.total
+        );
+    }
     if let Some(e) = &s.estimate {
         println!(
             "estimate over all {} flips: {:.3}% erratic ({:.3}–{:.3}% at {:.0}% confidence), about {:.0} ({:.0}–{:.0}) erratic bits",

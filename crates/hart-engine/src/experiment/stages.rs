@@ -58,7 +58,7 @@ impl Runner<'_> {
             let model = open(m, device)?;
             let cfg = faults::SweepConfig {
                 bits: BitSet::parse(&s.bits)?,
-                sample: s.sample_params.map(|k| (k as u64, m.seed)),
+                sample: s.sample_params.map(|k| (faults::SampleSize::Count(k as u64), m.seed)),
                 threshold: s.threshold,
                 exact_rad: s.exact_rad,
                 ..faults::SweepConfig::new()

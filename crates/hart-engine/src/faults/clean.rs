@@ -28,7 +28,14 @@ pub struct Clean {
     /// otherwise): the fast engine's prefixes read them instead of running
     /// the layers before each cut again.
     pub values: Vec<Option<Tensor>>,
+    /// The images as the model takes them (float, on the device), when they
+    /// fit [`INPUT_BYTES`]: engines read rows of it instead of converting
+    /// the same bytes again for every flip.
+    pub inputs: Option<Tensor>,
 }
+
+/// Memory for [`Clean::inputs`].
+pub const INPUT_BYTES: usize = 512 << 20;
 
 /// Default memory for [`Clean::values`].
 pub const STORE_BYTES: i64 = 256 << 20;
@@ -41,6 +48,8 @@ pub fn clean_pass(model: &Model, data: &Dataset, batch: usize, device: Device, s
         return Err(HartError::Invalid("cannot sweep over an empty dataset".into()));
     }
     let mut parts = vec![];
+    let mut inputs = vec![];
+    let keep_inputs = data.images.len() * 4 <= INPUT_BYTES;
     let graph = model.graph();
     let batched: Vec<bool> = graph.map_or(vec![], |gm| axes(&gm.graph).iter().map(|a| *a == Axis::Batch).collect());
     // Per node, the batches' values while they fit the budget.
@@ -51,6 +60,9 @@ pub fn clean_pass(model: &Model, data: &Dataset, batch: usize, device: Device, s
             let end = (start + batch.max(1)).min(data.len());
             let (x, _) = data.batch_range(start, end);
             let x = x.to_device(device);
+            if keep_inputs {
+                inputs.push(x.shallow_clone());
+            }
             let logits = match (graph, store.as_mut()) {
                 (Some(gm), Some(st)) => {
                     let mut env: Vec<Option<Tensor>> = gm.graph.nodes.iter().map(|_| None).collect();
@@ -76,6 +88,7 @@ pub fn clean_pass(model: &Model, data: &Dataset, batch: usize, device: Device, s
     let logits = Tensor::cat(&parts, 0);
     let labels = Tensor::from_slice(&data.labels);
     let mut clean = from_logits(logits, labels);
+    clean.inputs = keep_inputs.then(|| Tensor::cat(&inputs, 0));
     clean.values = store.map_or(vec![], |st| {
         st.into_iter()
             .map(|p| if p.is_empty() { None } else { Some(Tensor::cat(&p, 0)) })
@@ -95,6 +108,7 @@ impl Clean {
             margins: self.margins.shallow_clone(),
             slack: self.slack.shallow_clone(),
             n: self.n,
+            inputs: self.inputs.as_ref().map(Tensor::shallow_clone),
             values: self
                 .values
                 .iter()
@@ -126,5 +140,6 @@ pub fn from_logits(logits: Tensor, labels: Tensor) -> Clean {
         slack,
         n,
         values: vec![],
+        inputs: None,
     }
 }

@@ -1,11 +1,12 @@
 //! What every engine shares: the evaluation context, the per-flip outcome,
 //! and applying a flip with a guaranteed bit-exact restore.
 
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use super::bits::{flip, gather_elements, read_elements, write_element};
 use super::clean::Clean;
 use super::space::{Flip, FlipSpace};
+use super::verdict::Sequential;
 use crate::data::Dataset;
 use crate::error::{HartError, Result};
 use crate::eval::correct_mask;
@@ -23,12 +24,20 @@ pub struct Ctx<'a> {
     pub threshold: f64,
     /// Count every sample of every flip (no early exit).
     pub exact_rad: bool,
+    /// Sequential verdicts: the schedule of looks and their level.
+    pub sequential: Option<Sequential>,
 }
 
 impl Ctx<'_> {
     /// Images and labels `start..end`, on the engine's device.
     pub fn images(&self, start: usize, end: usize) -> (Tensor, Tensor) {
-        let (x, y) = self.data.batch_range(start, end);
+        let (x, y) = match &self.clean.inputs {
+            Some(x) => {
+                let rows = |t: &Tensor| t.narrow(0, start as i64, (end - start) as i64);
+                (rows(x), rows(&self.clean.labels))
+            }
+            None => self.data.batch_range(start, end),
+        };
         (x.to_device(self.device), y.to_device(self.device))
     }
 
@@ -46,6 +55,26 @@ impl Ctx<'_> {
 pub struct Outcome {
     pub correct: i64,
     pub exact: bool,
+    /// Samples whose faulty outcome is known (evaluated or proven unchanged).
+    pub samples: i64,
+    /// Bound on the net lost samples on the verdict's side of the threshold
+    /// (the count itself when exact).
+    pub bound: i64,
+    /// False when the sequential rule settled the verdict at its confidence.
+    pub sure: bool,
+}
+
+impl Outcome {
+    /// Every one of `n` samples counted.
+    pub fn exact(clean_correct: i64, correct: i64, n: i64) -> Self {
+        Outcome {
+            correct,
+            exact: true,
+            samples: n,
+            bound: clean_correct - correct,
+            sure: true,
+        }
+    }
 }
 
 /// How an engine spent its work so far: (flip, sample) pairs run through
@@ -104,10 +133,4 @@ pub fn with_flip<T>(tensor: &Tensor, index: i64, old: f32, new: f32, body: impl 
         )));
     }
     out
-}
-
-/// Lost-minus-won count of `faulty` against the clean correctness of the same samples.
-pub fn lost(clean: &Tensor, faulty: &Tensor) -> i64 {
-    clean.to_kind(Kind::Int64).sum(Kind::Int64).int64_value(&[])
-        - faulty.to_kind(Kind::Int64).sum(Kind::Int64).int64_value(&[])
 }

@@ -2,9 +2,7 @@
 //! engine cannot cut at): the reference loop plus the one speed-up that needs
 //! no structure, stopping once the remaining batches cannot change the verdict.
 
-use tch::Kind;
-
-use super::engine::{lost, with_flip, Ctx, Engine, Outcome};
+use super::engine::{with_flip, Ctx, Engine, Outcome};
 use super::space::{Flip, FlipSpace};
 use super::verdict::Tally;
 use crate::error::Result;
@@ -26,29 +24,28 @@ impl Engine for Generic<'_> {
     }
 }
 
-/// Counts batch by batch with the flip applied.
+/// Counts batch by batch with the flip applied (cut at the sequential
+/// rule's looks), until the verdict is closed.
 pub fn one_flip(ctx: &Ctx) -> Result<Outcome> {
-    let cc = ctx.clean.correct_count;
-    let n = ctx.data.len() as i64;
-    let mut tally = Tally {
-        lost: 0,
-        open_correct: cc,
-        open_wrong: n - cc,
-    };
-    for start in (0..ctx.data.len()).step_by(ctx.batch) {
-        if !ctx.exact_rad && tally.decided(cc, ctx.threshold) {
-            break;
+    let (cc, threshold) = (ctx.clean.correct_count, ctx.threshold);
+    let n = ctx.data.len();
+    let mut tally = Tally::new(cc, n as i64);
+    for start in (0..n).step_by(ctx.batch) {
+        let end = (start + ctx.batch).min(n);
+        let parts = ctx.sequential.map_or(vec![(start, end)], |sq| sq.segments(start, end));
+        for (s0, s1) in parts {
+            if !ctx.exact_rad && tally.closed(cc, threshold) {
+                return Ok(tally.outcome(cc, threshold));
+            }
+            let clean = ctx.clean.correct.narrow(0, s0 as i64, (s1 - s0) as i64);
+            let faulty = Vec::<bool>::try_from(ctx.correct_on(s0, s1)?)?;
+            for (was, is) in Vec::<bool>::try_from(clean)?.into_iter().zip(faulty) {
+                tally.observe(was, is);
+            }
+            if let Some(sq) = ctx.sequential.filter(|sq| sq.looks_at(s1)) {
+                tally.look(cc, threshold, sq.alpha);
+            }
         }
-        let end = (start + ctx.batch).min(ctx.data.len());
-        let clean = ctx.clean.correct.narrow(0, start as i64, (end - start) as i64);
-        let faulty = ctx.correct_on(start, end)?;
-        let was_correct = clean.sum(Kind::Int64).int64_value(&[]);
-        tally.lost += lost(&clean, &faulty);
-        tally.open_correct -= was_correct;
-        tally.open_wrong -= (end - start) as i64 - was_correct;
     }
-    Ok(Outcome {
-        correct: tally.correct(cc),
-        exact: tally.exact(),
-    })
+    Ok(tally.outcome(cc, threshold))
 }

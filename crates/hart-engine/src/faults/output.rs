@@ -107,6 +107,9 @@ const SCHEMA: &str = "message flips {
     REQUIRED INT64 total;
     REQUIRED DOUBLE rad;
     REQUIRED BOOLEAN exact;
+    REQUIRED INT64 samples;
+    REQUIRED INT64 bound;
+    REQUIRED BOOLEAN sure;
 }";
 
 fn pq(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> HartError + '_ {
@@ -150,7 +153,10 @@ impl ParquetTable {
                 5 => put!(Int64Type, |r: &Row| r.correct),
                 6 => put!(Int64Type, |r: &Row| r.total),
                 7 => put!(DoubleType, |r: &Row| r.rad),
-                _ => put!(BoolType, |r: &Row| r.exact),
+                8 => put!(BoolType, |r: &Row| r.exact),
+                9 => put!(Int64Type, |r: &Row| r.samples),
+                10 => put!(Int64Type, |r: &Row| r.bound),
+                _ => put!(BoolType, |r: &Row| r.sure),
             }
             col.close().map_err(&e)?;
             k += 1;
@@ -205,6 +211,9 @@ pub fn read_table(path: &Path) -> Result<Vec<Row>> {
             total: r.get_long(6).map_err(&e)?,
             rad: r.get_double(7).map_err(&e)?,
             exact: r.get_bool(8).map_err(&e)?,
+            samples: r.get_long(9).map_err(&e)?,
+            bound: r.get_long(10).map_err(&e)?,
+            sure: r.get_bool(11).map_err(&e)?,
         });
     }
     Ok(rows)

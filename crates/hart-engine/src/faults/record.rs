@@ -5,8 +5,8 @@ use std::path::Path;
 
 use crate::error::{HartError, Result};
 
-pub const COLUMNS: [&str; 9] = [
-    "param", "index", "bit", "old", "new", "correct", "total", "rad", "exact",
+pub const COLUMNS: [&str; 12] = [
+    "param", "index", "bit", "old", "new", "correct", "total", "rad", "exact", "samples", "bound", "sure",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +22,14 @@ pub struct Row {
     pub total: i64,
     pub rad: f64,
     pub exact: bool,
+    /// Samples whose faulty outcome is known (evaluated or proven unchanged).
+    pub samples: i64,
+    /// Bound on the net lost samples (clean − faulty correct) on the
+    /// verdict's side of the threshold; the count itself when exact.
+    pub bound: i64,
+    /// False when the verdict was settled at the sweep's confidence
+    /// (sequential verdicts) rather than surely.
+    pub sure: bool,
 }
 
 /// Rows as CSV lines (no header). Floats print in Rust's shortest round-trip
@@ -39,6 +47,9 @@ pub fn to_csv(rows: &[Row]) -> Result<Vec<u8>> {
             r.total.to_string(),
             r.rad.to_string(),
             r.exact.to_string(),
+            r.samples.to_string(),
+            r.bound.to_string(),
+            r.sure.to_string(),
         ])
         .map_err(|e| HartError::Invalid(e.to_string()))?;
     }
@@ -73,6 +84,9 @@ pub fn parse_csv(bytes: &[u8], path: &Path) -> Result<Vec<Row>> {
             total: parse!(6),
             rad: parse!(7),
             exact: parse!(8),
+            samples: parse!(9),
+            bound: parse!(10),
+            sure: parse!(11),
         });
     }
     Ok(rows)

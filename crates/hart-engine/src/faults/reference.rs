@@ -31,7 +31,7 @@ impl Engine for Reference<'_> {
                     }
                     Ok(correct)
                 })?;
-                Ok(Outcome { correct, exact: true })
+                Ok(Outcome::exact(ctx.clean.correct_count, correct, ctx.data.len() as i64))
             })
             .collect()
     }

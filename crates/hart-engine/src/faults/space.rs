@@ -21,6 +21,50 @@ pub enum Scope {
     All,
     /// Trainable parameters only.
     Params,
+    /// Trainable 4-D tensors: convolution weights.
+    Conv,
+}
+
+/// `--sample-params`: a number of elements, or a share of the selected ones.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SampleSize {
+    Count(u64),
+    Share(f64),
+}
+
+impl std::str::FromStr for SampleSize {
+    type Err = HartError;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            HartError::Invalid(format!(
+                "--sample-params {s:?}: a number of elements (e.g. 1000) or a share in (0, 1] (e.g. 0.5)"
+            ))
+        };
+        if let Ok(k) = s.parse::<u64>() {
+            return Ok(SampleSize::Count(k));
+        }
+        match s.parse::<f64>() {
+            Ok(share) if share > 0.0 && share <= 1.0 => Ok(SampleSize::Share(share)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl SampleSize {
+    /// Elements to draw out of `total`.
+    pub fn of(self, total: u64) -> u64 {
+        match self {
+            SampleSize::Count(k) => k,
+            SampleSize::Share(share) => ((share * total as f64).round() as u64).max(1),
+        }
+    }
+
+    pub fn to_json(self) -> serde_json::Value {
+        match self {
+            SampleSize::Count(k) => serde_json::json!(k),
+            SampleSize::Share(share) => serde_json::json!(share),
+        }
+    }
 }
 
 /// A float tensor the sweep may flip.
@@ -106,7 +150,10 @@ pub fn select_targets(model: &Model, scope: Scope, params: Option<&str>) -> Resu
             skipped_non_float.push(format!("{name} ({:?})", tensor.kind()));
             continue;
         }
-        if scope == Scope::Params && kind != ParamKind::Trainable {
+        if scope != Scope::All && kind != ParamKind::Trainable {
+            continue;
+        }
+        if scope == Scope::Conv && tensor.dim() != 4 {
             continue;
         }
         let numel = tensor.numel() as i64;
@@ -150,11 +197,12 @@ impl FlipSpace {
         })
     }
 
-    /// `k` elements drawn uniformly without replacement over all target
+    /// `size` elements drawn uniformly without replacement over all target
     /// elements (deterministic for a seed), each with every bit in `bits`.
-    pub fn sampled(targets: Vec<Target>, bits: BitSet, k: u64, seed: u64) -> Result<Self> {
+    pub fn sampled(targets: Vec<Target>, bits: BitSet, size: SampleSize, seed: u64) -> Result<Self> {
         let nb = nonempty(bits)?;
         let total: i64 = targets.iter().map(|t| t.numel).sum();
+        let k = size.of(total as u64);
         if k == 0 || k > total as u64 {
             return Err(HartError::Invalid(format!(
                 "--sample-params {k}: must be between 1 and the {total} selected elements"

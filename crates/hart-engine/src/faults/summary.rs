@@ -57,6 +57,24 @@ pub struct Estimate {
     pub erratic_bits_ci: (f64, f64),
 }
 
+/// What sequential verdicts mean for the counts above.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct SequentialCounts {
+    pub confidence: f64,
+    /// Flips whose verdict the sequential rule settled from part of the
+    /// samples: each is wrong with probability at most 1 − confidence.
+    pub settled_at_confidence: u64,
+    /// Expected wrong verdicts among all flips, at most
+    /// (1 − confidence) × settled_at_confidence ≤ (1 − confidence) × flips.
+    pub expected_wrong_at_most: f64,
+    /// Flips the rule never settled, counted over every sample (exact RAD).
+    pub run_to_end: u64,
+    /// Flips stopped early with a sure verdict (the open samples could not change it).
+    pub settled_surely: u64,
+    /// Mean samples whose outcome was known per flip (of `total`).
+    pub mean_samples: f64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub clean_correct: i64,
@@ -71,6 +89,8 @@ pub struct Summary {
     pub per_bit: Vec<BitCounts>,
     pub rad_histogram: Histogram,
     pub estimate: Option<Estimate>,
+    /// Present for `--verdict sequential`.
+    pub sequential: Option<SequentialCounts>,
     pub config: serde_json::Value,
     pub hashes: serde_json::Value,
 }
@@ -79,6 +99,7 @@ pub struct SummaryBuilder<'a> {
     manifest: &'a Manifest,
     total: Counts,
     early: u64,
+    seq: SequentialCounts,
     layers: BTreeMap<String, Counts>,
     bits: [(u64, u64); 32],
     hist: Histogram,
@@ -92,6 +113,7 @@ impl<'a> SummaryBuilder<'a> {
             manifest,
             total: Counts::default(),
             early: 0,
+            seq: SequentialCounts::default(),
             layers: BTreeMap::new(),
             bits: [(0, 0); 32],
             hist: Histogram {
@@ -125,6 +147,10 @@ impl<'a> SummaryBuilder<'a> {
             self.last = Some((r.param.clone(), r.index));
         }
         self.early += !r.exact as u64;
+        self.seq.settled_at_confidence += !r.sure as u64;
+        self.seq.run_to_end += r.exact as u64;
+        self.seq.settled_surely += (r.sure && !r.exact) as u64;
+        self.seq.mean_samples += r.samples as f64;
         let b = &mut self.bits[r.bit as usize % 32];
         b.0 += 1;
         b.1 += is_erratic as u64;
@@ -152,7 +178,15 @@ impl<'a> SummaryBuilder<'a> {
                 erratic_bits_ci: (ci.0 * pop as f64, ci.1 * pop as f64),
             }
         });
+        let sequential = (m.config.get("verdict").and_then(|v| v.as_str()) == Some("sequential")).then(|| {
+            let mut seq = self.seq;
+            seq.confidence = confidence;
+            seq.expected_wrong_at_most = (1.0 - confidence) * seq.settled_at_confidence as f64;
+            seq.mean_samples /= self.total.flips.max(1) as f64;
+            seq
+        });
         Summary {
+            sequential,
             clean_correct: m.clean_correct,
             total: m.total,
             clean_accuracy: m.clean_correct as f64 / m.total.max(1) as f64,

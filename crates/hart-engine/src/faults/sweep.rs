@@ -2,6 +2,7 @@
 //! model, process this shard's unfinished work units durably, then stream
 //! the parts into the flips table and summary.json.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,10 +23,10 @@ use super::output::{create, Format};
 use super::record::{read_csv, Row};
 use super::reference::Reference;
 use super::shard::Shard;
-use super::space::{select_targets, FlipSpace, Scope, Unit};
+use super::space::{select_targets, FlipSpace, SampleSize, Scope, Unit};
 use super::storage::Storage;
 use super::summary::{Summary, SummaryBuilder};
-use super::verdict::rad;
+use super::verdict::{rad, Sequential, VerdictMode};
 use super::{fast, faultlist, workers};
 use crate::compress::quantize::Granularity;
 use crate::compress::targets::Snapshot;
@@ -64,8 +65,8 @@ pub struct SweepConfig {
     pub bits: BitSet,
     pub scope: Scope,
     pub params: Option<String>,
-    /// `--sample-params K --seed S`.
-    pub sample: Option<(u64, u64)>,
+    /// `--sample-params K|SHARE --seed S`.
+    pub sample: Option<(SampleSize, u64)>,
     pub faults: Option<PathBuf>,
     pub threshold: f64,
     pub exact_rad: bool,
@@ -79,6 +80,9 @@ pub struct SweepConfig {
     /// Memory the clean pass may keep its per-node values in for the fast
     /// engine (0: keep none; prefixes are then recomputed). Also outside the hash.
     pub store_bytes: i64,
+    /// Exact verdicts, or sequential ones at `confidence` (samples visited
+    /// in the order of a shuffle seeded by `seed`).
+    pub verdict: VerdictMode,
     /// How weights are stored: which bits exist and what a flip does.
     pub storage: Storage,
     /// Integer storage: one scale per output channel instead of per tensor.
@@ -107,6 +111,7 @@ impl SweepConfig {
             storage: Storage::Fp32,
             per_channel: false,
             defense: Defense::None,
+            verdict: VerdictMode::Exact,
             seed: 0,
         }
     }
@@ -120,7 +125,8 @@ impl Default for SweepConfig {
 
 pub struct Sweep<'a> {
     pub model: &'a Model,
-    pub data: &'a Dataset,
+    /// The evaluation images; shuffled for sequential verdicts.
+    pub data: Cow<'a, Dataset>,
     pub space: FlipSpace,
     pub clean: Clean,
     pub manifest: Manifest,
@@ -150,6 +156,11 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &SweepConfig) -> Re
             "--confidence {} must be in (0, 1)",
             cfg.confidence
         )));
+    }
+    if cfg.verdict == VerdictMode::Sequential && cfg.exact_rad {
+        return Err(HartError::Invalid(
+            "--exact-rad and --verdict sequential exclude each other".into(),
+        ));
     }
     let targets = select_targets(model, cfg.scope, cfg.params.as_deref())?;
     let grouped = match &cfg.faults {
@@ -199,13 +210,20 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &SweepConfig) -> Re
             space.inject = Some(inj.clone());
         }
     }
-    let clean = clean_pass(model, data, cfg.batch, model.device(), cfg.store_bytes)?;
+    let data_hash = data_hash(data);
+    let data = match cfg.verdict {
+        VerdictMode::Exact => Cow::Borrowed(data),
+        VerdictMode::Sequential => Cow::Owned(shuffled(data, cfg.seed)),
+    };
+    let clean = clean_pass(model, &data, cfg.batch, model.device(), cfg.store_bytes)?;
     let config = serde_json::json!({
         "bits": if cfg.faults.is_some() { serde_json::Value::Null } else { serde_json::json!(space.bits) },
         "scope": cfg.scope,
         "params": cfg.params,
-        "sample_params": cfg.sample.map(|s| s.0),
+        "sample_params": cfg.sample.map(|s| s.0.to_json()),
         "seed": cfg.sample.map(|s| s.1),
+        "verdict": cfg.verdict,
+        "order_seed": (cfg.verdict == VerdictMode::Sequential).then_some(cfg.seed),
         "faults_sha256": faults_hash,
         "threshold": cfg.threshold,
         "exact_rad": cfg.exact_rad,
@@ -229,7 +247,7 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &SweepConfig) -> Re
         version: new_version(),
         hashes: Hashes {
             model: model_hash(model)?,
-            data: data_hash(data),
+            data: data_hash,
             config: bytes_hash(config.to_string().as_bytes()),
         },
         config,
@@ -283,16 +301,37 @@ fn check_widths(space: &FlipSpace, inject: &Injector) -> Result<()> {
     Ok(())
 }
 
+/// The images in one seeded random order: sequential verdicts visit every
+/// flip's samples in this order, so those seen first are a uniform random
+/// subset of all of them.
+fn shuffled(data: &Dataset, seed: u64) -> Dataset {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    let rec = data.images.len() / data.len().max(1);
+    Dataset {
+        images: order
+            .iter()
+            .flat_map(|&i| &data.images[i * rec..(i + 1) * rec])
+            .copied()
+            .collect(),
+        labels: order.iter().map(|&i| data.labels[i]).collect(),
+        ..data.clone()
+    }
+}
+
 impl Sweep<'_> {
     pub fn ctx(&self) -> Ctx<'_> {
         Ctx {
             model: self.model,
-            data: self.data,
+            data: &self.data,
             clean: &self.clean,
             batch: self.cfg.batch,
             device: self.model.device(),
             threshold: self.cfg.threshold,
             exact_rad: self.cfg.exact_rad,
+            sequential: self.sequential(),
         }
     }
 
@@ -300,6 +339,11 @@ impl Sweep<'_> {
     /// that only the faulted engine computes it exactly.
     pub fn multi_write(&self) -> bool {
         matches!(self.cfg.defense, Defense::Radar { .. })
+    }
+
+    /// The sequential rule's schedule over this sweep's images, if it applies.
+    pub fn sequential(&self) -> Option<Sequential> {
+        (self.cfg.verdict == VerdictMode::Sequential).then(|| Sequential::new(self.cfg.confidence, self.data.len()))
     }
 
     pub fn engine(&self) -> Box<dyn Engine + '_> {
@@ -411,6 +455,9 @@ pub fn unit_rows(space: &FlipSpace, clean: &Clean, engine: &mut dyn Engine, unit
             total: clean.n as i64,
             rad: rad(cc, o.correct),
             exact: o.exact,
+            samples: o.samples,
+            bound: o.bound,
+            sure: o.sure,
         })
         .collect())
 }

@@ -77,7 +77,7 @@ pub fn run(
     tch::set_num_threads(1);
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let (data, cfg) = (sweep.data, &sweep.cfg);
+    let (data, cfg, sequential) = (&*sweep.data, &sweep.cfg, sweep.sequential());
     let (tx, rx) = mpsc::channel::<Result<(usize, Vec<Row>)>>();
     std::thread::scope(|scope| {
         for w in owned {
@@ -92,6 +92,7 @@ pub fn run(
                     device: tch::Device::Cpu,
                     threshold: cfg.threshold,
                     exact_rad: cfg.exact_rad,
+                    sequential,
                 };
                 let mut engine = Fast::new(ctx, gm);
                 while !stop.load(Ordering::Relaxed) {

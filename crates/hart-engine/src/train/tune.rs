@@ -127,7 +127,7 @@ pub fn tune_lambda(
         let train_seconds = start.elapsed().as_secs_f64();
         let val_accuracy = evaluate(&model, val, 256, cfg.train.device)?.accuracy;
         let sweep_cfg = faults::SweepConfig {
-            sample: Some((cfg.sweep_params, cfg.train.seed)),
+            sample: Some((faults::SampleSize::Count(cfg.sweep_params), cfg.train.seed)),
             threshold: cfg.threshold,
             confidence: cfg.confidence,
             ..faults::SweepConfig::new()

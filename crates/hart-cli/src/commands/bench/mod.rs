@@ -5,7 +5,9 @@ mod campaign;
 mod forward;
 mod hessian;
 mod landscape;
+mod sequential;
 mod sweep;
+mod torchscript;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -60,7 +62,8 @@ pub enum BenchWhat {
         rel_stderr: f64,
     },
     /// Sweep engine flips/s against the brute-force loop on the same flips
-    /// (MLP, LeNet-5, resnet18-cifar). The engine is timed --runs times, the reference once.
+    /// (MLP, LeNet-5, resnet18-cifar, resnet18-cifar with sequential verdicts) and a
+    /// TorchScript MLP against a plain PyTorch loop. The engine is timed --runs times, the reference once.
     Sweep(sweep::Options),
     /// `hart campaign` trials/s against a plain loop (copy weights, inject, evaluate every image,
     /// restore) on the same bit-flip trials (MLP, LeNet-5); both must count the same.

@@ -17,7 +17,7 @@ use hart::train::{train, OptimizerConfig, OptimizerKind, TrainConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-fn fashion(split: Split, n: usize) -> Result<Dataset> {
+pub(super) fn fashion(split: Split, n: usize) -> Result<Dataset> {
     let mut spec = DataSpec::new("fashion-mnist", split);
     spec.limit = Some(n);
     Ok(hart::data::load(&spec)?)
@@ -45,7 +45,7 @@ pub(super) fn trained(arch: &str) -> Result<(Model, Dataset)> {
 }
 
 /// Random 32×32 RGB images labelled by the model itself (CIFAR is not shipped).
-fn residual_cnn() -> Result<(Model, Dataset)> {
+pub(super) fn residual_cnn() -> Result<(Model, Dataset)> {
     tch::manual_seed(0);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let (n, c, s) = (2000, 3, 32);
@@ -66,7 +66,7 @@ fn residual_cnn() -> Result<(Model, Dataset)> {
 }
 
 /// All 32 bits of `elements` random elements (an exhaustive sweep's mix).
-fn flips(model: &Model, elements: usize, path: &std::path::Path) -> Result<()> {
+pub(super) fn flips(model: &Model, elements: usize, path: &std::path::Path) -> Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let tensors: Vec<(String, i64)> = model
         .named_tensors()
@@ -102,11 +102,25 @@ fn sweep_rows(
     jobs: Option<usize>,
 ) -> Result<(Vec<Row>, Vec<f64>)> {
     let cfg = SweepConfig {
-        faults: Some(faults.to_path_buf()),
         engine,
-        batch: 500,
         jobs,
+        batch: 500,
         ..SweepConfig::new()
+    };
+    configured_rows(model, data, faults, cfg, runs)
+}
+
+/// [`sweep_rows`] with any configuration (its fault list set here).
+pub(super) fn configured_rows(
+    model: &Model,
+    data: &Dataset,
+    faults: &std::path::Path,
+    cfg: SweepConfig,
+    runs: usize,
+) -> Result<(Vec<Row>, Vec<f64>)> {
+    let cfg = SweepConfig {
+        faults: Some(faults.to_path_buf()),
+        ..cfg
     };
     let sw = prepare(model, data, &cfg)?;
     let mut rows = vec![];
@@ -120,7 +134,7 @@ fn sweep_rows(
     Ok((rows, seconds))
 }
 
-fn per_flip(name: &str, seconds: &[f64], flips: usize) -> Timing {
+pub(super) fn per_flip(name: &str, seconds: &[f64], flips: usize) -> Timing {
     let per = |s: f64| s / flips.max(1) as f64;
     Timing {
         name: name.into(),
@@ -161,7 +175,7 @@ fn one(
 
 /// The reference on `count` random flips of the engine's `fast` rows (in
 /// `dir`), whose verdicts (and exact counts) must agree; its rows and seconds.
-fn reference_on(
+pub(super) fn reference_on(
     what: &str,
     model: &Model,
     data: &Dataset,
@@ -174,11 +188,7 @@ fn reference_on(
     chosen.sort_unstable();
     chosen.dedup();
     let sub = dir.join("sub.csv");
-    let body: Vec<String> = chosen
-        .iter()
-        .map(|&i| format!("{},{},{}", fast[i].param, fast[i].index, fast[i].bit))
-        .collect();
-    std::fs::write(&sub, format!("param,index,bit\n{}\n", body.join("\n")))?;
+    write_list(&sub, chosen.iter().map(|&i| &fast[i]))?;
     let (reference, ref_s) = sweep_rows(model, data, &sub, EngineKind::Reference, 1, None)?;
     for (r, &i) in reference.iter().zip(&chosen) {
         let f = &fast[i];
@@ -248,7 +258,14 @@ fn strata_one_thread(what: &str, model: &Model, data: &Dataset, reference_flips:
     ))
 }
 
-fn tempfile_dir() -> Result<std::path::PathBuf> {
+/// The flips of `rows` as a fault list.
+pub(super) fn write_list<'r>(path: &std::path::Path, rows: impl Iterator<Item = &'r Row>) -> Result<()> {
+    let body: Vec<String> = rows.map(|r| format!("{},{},{}", r.param, r.index, r.bit)).collect();
+    std::fs::write(path, format!("param,index,bit\n{}\n", body.join("\n")))?;
+    Ok(())
+}
+
+pub(super) fn tempfile_dir() -> Result<std::path::PathBuf> {
     let d = std::env::temp_dir().join(format!("hart-bench-sweep-{}", std::process::id()));
     std::fs::create_dir_all(&d)?;
     Ok(d)
@@ -256,8 +273,9 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
 
 #[derive(clap::Args, Debug)]
 pub struct Options {
-    /// Models to time (comma-separated: mlp, lenet5, resnet18-cifar).
-    #[arg(long, default_value = "mlp,lenet5,resnet18-cifar")]
+    /// Rows to time (comma-separated: mlp, lenet5, resnet18-cifar; sequential = resnet18-cifar
+    /// with sequential verdicts; torchscript = a scripted MLP against a plain PyTorch loop).
+    #[arg(long, default_value = "mlp,lenet5,resnet18-cifar,sequential,torchscript")]
     pub archs: String,
     /// Evaluation images.
     #[arg(long, default_value_t = 2000)]
@@ -276,6 +294,21 @@ pub struct Options {
     /// Evaluation images of the residual CNN (a full resnet18-cifar forward costs ~100× LeNet-5's).
     #[arg(long, default_value_t = 100)]
     pub cnn_images: usize,
+    /// Evaluation images of the sequential-verdict row (resnet18-cifar, at most 2000).
+    #[arg(long, default_value_t = 2000)]
+    pub seq_images: usize,
+    /// Confidence of the sequential-verdict row.
+    #[arg(long, default_value_t = 0.999)]
+    pub seq_confidence: f64,
+    /// Flips of the sequential row whose verdicts are compared with the exact engine's.
+    #[arg(long, default_value_t = 64)]
+    pub seq_check: usize,
+    /// Fashion-MNIST test images of the TorchScript rows.
+    #[arg(long, default_value_t = 1000)]
+    pub ts_images: usize,
+    /// Elements of the TorchScript MLP whose 32 bits both loops sweep.
+    #[arg(long, default_value_t = 32)]
+    pub ts_elements: usize,
     /// Also estimate an exhaustive sweep of resnet18-cifar by strata: one random element
     /// of every conv/linear weight tensor, engine time weighted by tensor size, engine
     /// and reference on one thread (about ten minutes).
@@ -300,7 +333,26 @@ pub fn run(o: &Options, runs: usize) -> Result<Vec<Comparison>> {
                 }
                 one(arch, &model, &data, o.cnn_elements.max(1), o.reference_flips / 4 + 1, 1)?
             }
-            other => anyhow::bail!("bench sweep: unknown architecture {other:?} (mlp, lenet5, resnet18-cifar)"),
+            "sequential" => {
+                let (model, mut data) = residual_cnn()?;
+                data.truncate(o.seq_images.clamp(1, data.len()));
+                let plan = super::sequential::Plan {
+                    elements: o.cnn_elements.max(1),
+                    confidence: o.seq_confidence,
+                    check: o.seq_check,
+                    reference_flips: o.reference_flips / 8 + 1,
+                };
+                super::sequential::row(&model, &data, &plan)?
+            }
+            "torchscript" => {
+                let mut rows = super::torchscript::rows(o.ts_images, o.ts_elements.max(1), runs.min(3))?;
+                let last = rows.pop().ok_or_else(|| anyhow::anyhow!("no TorchScript rows"))?;
+                out.extend(rows);
+                last
+            }
+            other => anyhow::bail!(
+                "bench sweep: unknown row {other:?} (mlp, lenet5, resnet18-cifar, sequential, torchscript)"
+            ),
         };
         out.push(row);
     }

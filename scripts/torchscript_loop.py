@@ -1,0 +1,66 @@
+"""The plain PyTorch loop a user would write for a bit-flip sweep, for
+`hart bench sweep`'s TorchScript row.
+
+  torchscript_loop.py export OUT.pt
+      writes a torch.jit.script 784-256-128-10 ReLU MLP (seeded weights).
+  torchscript_loop.py time MODEL.pt IMAGES.safetensors FAULTS.csv
+      flips each (param, index, bit) of the CSV in place, evaluates every
+      image in one batch, restores, and prints one JSON line: seconds (the
+      loop only), flips and the correct count of each flip.
+
+IMAGES.safetensors holds `x` (float32 N×1×28×28, as HART feeds the model)
+and `y` (int64 labels).
+"""
+
+import csv
+import json
+import sys
+import time
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+
+class Mlp(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 256)
+        self.fc2 = nn.Linear(256, 128)
+        self.fc3 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+
+
+def export(out):
+    torch.manual_seed(0)
+    torch.jit.script(Mlp().eval()).save(out)
+
+
+@torch.no_grad()
+def time_loop(model_path, images_path, faults_path):
+    model = torch.jit.load(model_path).eval()
+    data = load_file(images_path)
+    x, y = data["x"], data["y"]
+    params = dict(model.named_parameters())
+    with open(faults_path) as f:
+        flips = [(r["param"], int(r["index"]), int(r["bit"])) for r in csv.DictReader(f)]
+    correct = []
+    start = time.perf_counter()
+    for name, index, bit in flips:
+        bits = params[name].data.view(-1).view(torch.int32)
+        old = bits[index].item()
+        bits[index] = old ^ (1 << bit) if bit < 31 else old ^ -(1 << 31)
+        correct.append(int((model(x).argmax(1) == y).sum()))
+        bits[index] = old
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "flips": len(flips), "correct": correct}))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "export":
+        export(sys.argv[2])
+    else:
+        time_loop(*sys.argv[2:5])
