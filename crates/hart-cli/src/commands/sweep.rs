@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hart::data::Split;
+use hart::eval::NanPolicy;
 use hart::faults::sbatch::script;
 use hart::faults::stats::leveugle_sample_size;
 use hart::faults::{faultlist, prepare, sweep, BitSet, EngineKind, Format, Scope, Shard, Summary, SweepConfig};
@@ -43,6 +44,9 @@ pub struct SweepArgs {
     /// A flip is erratic when its RAD exceeds this.
     #[arg(long, default_value_t = 0.1)]
     pub threshold: f64,
+    /// How a sample whose logits hold a NaN counts: wrong (HART's rule) or argmax (torch.argmax's: the first NaN's index is the prediction).
+    #[arg(long, default_value = "wrong")]
+    pub nan_policy: NanPolicy,
     /// Count every sample of every flip (otherwise counting stops once the erratic verdict is settled).
     #[arg(long)]
     pub exact_rad: bool,
@@ -109,6 +113,7 @@ pub fn run(a: SweepArgs) -> Result<()> {
         shard,
         confidence: a.confidence,
         jobs: a.jobs.map(|j| j as usize),
+        nan_policy: a.nan_policy,
         ..SweepConfig::new()
     };
     if let Some(m) = a.margin {

@@ -6,15 +6,17 @@ use tch::{Device, Kind, Tensor};
 use super::fast::plan::{axes, Axis};
 use crate::data::Dataset;
 use crate::error::{HartError, Result};
-use crate::eval::{check_logits, correct_mask};
+use crate::eval::{check_logits, NanPolicy};
 use crate::model::{Mode, Model};
 
 pub struct Clean {
     /// `[N, classes]` on the CPU.
     pub logits: Tensor,
     pub labels: Tensor,
-    /// `[N]` bool under `hart::eval::correct_mask`'s tie rule.
+    /// `[N]` bool under `policy` (and `hart::eval`'s tie rule).
     pub correct: Tensor,
+    /// How every engine counts a NaN row of logits.
+    pub policy: NanPolicy,
     pub correct_count: i64,
     /// `[N]` f32: how much the logits must move (in the sum of absolute
     /// changes) before this sample's correctness can change; −∞ for NaN rows.
@@ -75,7 +77,7 @@ pub fn clean_pass(model: &Model, data: &Dataset, batch: usize, device: Device, s
     })?;
     let logits = Tensor::cat(&parts, 0);
     let labels = Tensor::from_slice(&data.labels);
-    let mut clean = from_logits(logits, labels);
+    let mut clean = from_logits(logits, labels, NanPolicy::Wrong);
     clean.values = store.map_or(vec![], |st| {
         st.into_iter()
             .map(|p| if p.is_empty() { None } else { Some(Tensor::cat(&p, 0)) })
@@ -91,6 +93,7 @@ impl Clean {
             logits: self.logits.shallow_clone(),
             labels: self.labels.shallow_clone(),
             correct: self.correct.shallow_clone(),
+            policy: self.policy,
             correct_count: self.correct_count,
             margins: self.margins.shallow_clone(),
             slack: self.slack.shallow_clone(),
@@ -102,10 +105,21 @@ impl Clean {
                 .collect(),
         }
     }
+
+    /// The same clean pass counted under `policy`.
+    pub fn with_policy(self, policy: NanPolicy) -> Clean {
+        let values = self.values;
+        Clean {
+            values,
+            ..from_logits(self.logits, self.labels, policy)
+        }
+    }
 }
 
-pub fn from_logits(logits: Tensor, labels: Tensor) -> Clean {
-    let correct = correct_mask(&logits, &labels);
+/// Correctness, margins and slack of clean `logits` (NaN rows: margin −∞
+/// under either policy, so no bound ever vouches for them).
+pub fn from_logits(logits: Tensor, labels: Tensor, policy: NanPolicy) -> Clean {
+    let correct = policy.correct(&logits, &labels);
     let correct_count = correct.sum(Kind::Int64).int64_value(&[]);
     let n = labels.size()[0] as usize;
     let label_logit = logits.gather(1, &labels.unsqueeze(1), false).squeeze_dim(1);
@@ -121,6 +135,7 @@ pub fn from_logits(logits: Tensor, labels: Tensor) -> Clean {
         logits,
         labels,
         correct,
+        policy,
         correct_count,
         margins,
         slack,

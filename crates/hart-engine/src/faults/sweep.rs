@@ -23,6 +23,7 @@ use super::verdict::rad;
 use super::{fast, faultlist, workers};
 use crate::data::Dataset;
 use crate::error::{HartError, Result};
+use crate::eval::NanPolicy;
 use crate::model::Model;
 use crate::util::write_atomic;
 
@@ -71,6 +72,8 @@ pub struct SweepConfig {
     /// Memory the clean pass may keep its per-node values in for the fast
     /// engine (0: keep none; prefixes are then recomputed). Also outside the hash.
     pub store_bytes: i64,
+    /// How a NaN row of logits counts (`--nan-policy`).
+    pub nan_policy: NanPolicy,
 }
 
 impl SweepConfig {
@@ -89,6 +92,7 @@ impl SweepConfig {
             confidence: 0.95,
             jobs: None,
             store_bytes: super::clean::STORE_BYTES,
+            nan_policy: NanPolicy::Wrong,
         }
     }
 }
@@ -141,8 +145,8 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &SweepConfig) -> Re
         (None, Some((k, seed))) => FlipSpace::sampled(targets, cfg.bits, k, seed)?,
         (None, None) => FlipSpace::exhaustive(targets, cfg.bits)?,
     };
-    let clean = clean_pass(model, data, cfg.batch, model.device(), cfg.store_bytes)?;
-    let config = serde_json::json!({
+    let clean = clean_pass(model, data, cfg.batch, model.device(), cfg.store_bytes)?.with_policy(cfg.nan_policy);
+    let mut config = serde_json::json!({
         "bits": if cfg.faults.is_some() { serde_json::Value::Null } else { serde_json::json!(space.bits) },
         "scope": cfg.scope,
         "params": cfg.params,
@@ -155,6 +159,10 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &SweepConfig) -> Re
         "batch_size": cfg.batch,
         "confidence": cfg.confidence,
     });
+    // Only a non-default policy enters the hash, so sweeps begun before the option resume.
+    if cfg.nan_policy != NanPolicy::Wrong {
+        config["nan_policy"] = serde_json::json!(cfg.nan_policy);
+    }
     let layers: BTreeMap<String, String> = space
         .targets
         .iter()
