@@ -75,14 +75,22 @@ pub fn clean_pass(model: &Model, data: &Dataset, batch: usize, device: Device, s
         }
         Ok(())
     })?;
-    let logits = Tensor::cat(&parts, 0);
+    let logits = Tensor::f_cat(&parts, 0)?;
     let labels = Tensor::from_slice(&data.labels);
-    let mut clean = from_logits(logits, labels, NanPolicy::Wrong);
-    clean.values = store.map_or(vec![], |st| {
-        st.into_iter()
-            .map(|p| if p.is_empty() { None } else { Some(Tensor::cat(&p, 0)) })
-            .collect()
-    });
+    let mut clean = from_logits(logits, labels, NanPolicy::Wrong)?;
+    clean.values = match store {
+        None => vec![],
+        Some(st) => st
+            .into_iter()
+            .map(|p| {
+                if p.is_empty() {
+                    Ok(None)
+                } else {
+                    Tensor::f_cat(&p, 0).map(Some)
+                }
+            })
+            .collect::<Result<_, _>>()?,
+    };
     Ok(clean)
 }
 
@@ -107,20 +115,20 @@ impl Clean {
     }
 
     /// The same clean pass counted under `policy`.
-    pub fn with_policy(self, policy: NanPolicy) -> Clean {
+    pub fn with_policy(self, policy: NanPolicy) -> Result<Clean> {
         let values = self.values;
-        Clean {
+        Ok(Clean {
             values,
-            ..from_logits(self.logits, self.labels, policy)
-        }
+            ..from_logits(self.logits, self.labels, policy)?
+        })
     }
 }
 
 /// Correctness, margins and slack of clean `logits` (NaN rows: margin −∞
 /// under either policy, so no bound ever vouches for them).
-pub fn from_logits(logits: Tensor, labels: Tensor, policy: NanPolicy) -> Clean {
+pub fn from_logits(logits: Tensor, labels: Tensor, policy: NanPolicy) -> Result<Clean> {
     let correct = policy.correct(&logits, &labels);
-    let correct_count = correct.sum(Kind::Int64).int64_value(&[]);
+    let correct_count = correct.sum(Kind::Int64).f_int64_value(&[])?;
     let n = labels.size()[0] as usize;
     let label_logit = logits.gather(1, &labels.unsqueeze(1), false).squeeze_dim(1);
     // Best competitor of the label (for correct samples) or the winner (for wrong ones).
@@ -131,7 +139,7 @@ pub fn from_logits(logits: Tensor, labels: Tensor, policy: NanPolicy) -> Clean {
     let nan_row = logits.isnan().any_dim(1, false);
     let margins = margins.masked_fill(&nan_row, f64::NEG_INFINITY);
     let slack = (logits.abs().amax([1i64].as_slice(), false) + 1.0) * 2f64.powi(-17);
-    Clean {
+    Ok(Clean {
         logits,
         labels,
         correct,
@@ -141,5 +149,5 @@ pub fn from_logits(logits: Tensor, labels: Tensor, policy: NanPolicy) -> Clean {
         slack,
         n,
         values: vec![],
-    }
+    })
 }

@@ -94,7 +94,7 @@ pub fn with_flip<T>(tensor: &Tensor, index: i64, old: f32, new: f32, body: impl 
 }
 
 /// Lost-minus-won count of `faulty` against the clean correctness of the same samples.
-pub fn lost(clean: &Tensor, faulty: &Tensor) -> i64 {
-    clean.to_kind(Kind::Int64).sum(Kind::Int64).int64_value(&[])
-        - faulty.to_kind(Kind::Int64).sum(Kind::Int64).int64_value(&[])
+pub fn lost(clean: &Tensor, faulty: &Tensor) -> Result<i64> {
+    Ok(clean.to_kind(Kind::Int64).sum(Kind::Int64).f_int64_value(&[])?
+        - faulty.to_kind(Kind::Int64).sum(Kind::Int64).f_int64_value(&[])?)
 }

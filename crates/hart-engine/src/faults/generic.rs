@@ -42,8 +42,8 @@ pub fn one_flip(ctx: &Ctx) -> Result<Outcome> {
         let end = (start + ctx.batch).min(ctx.data.len());
         let clean = ctx.clean.correct.narrow(0, start as i64, (end - start) as i64);
         let faulty = ctx.correct_on(start, end)?;
-        let was_correct = clean.sum(Kind::Int64).int64_value(&[]);
-        tally.lost += lost(&clean, &faulty);
+        let was_correct = clean.sum(Kind::Int64).f_int64_value(&[])?;
+        tally.lost += lost(&clean, &faulty)?;
         tally.open_correct -= was_correct;
         tally.open_wrong -= (end - start) as i64 - was_correct;
     }

@@ -145,7 +145,7 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &SweepConfig) -> Re
         (None, Some((k, seed))) => FlipSpace::sampled(targets, cfg.bits, k, seed)?,
         (None, None) => FlipSpace::exhaustive(targets, cfg.bits)?,
     };
-    let clean = clean_pass(model, data, cfg.batch, model.device(), cfg.store_bytes)?.with_policy(cfg.nan_policy);
+    let clean = clean_pass(model, data, cfg.batch, model.device(), cfg.store_bytes)?.with_policy(cfg.nan_policy)?;
     let mut config = serde_json::json!({
         "bits": if cfg.faults.is_some() { serde_json::Value::Null } else { serde_json::json!(space.bits) },
         "scope": cfg.scope,

@@ -111,9 +111,9 @@ impl Sampler<'_> {
             let z = self.params.blockwise_dot(&g, &hg);
             let z_total = z.sum_dim_intlist(1, false, Kind::Double);
             for j in 0..k {
-                total.push(z_total.double_value(&[j]));
+                total.push(z_total.f_double_value(&[j])?);
                 for (i, r) in tensors.iter_mut().enumerate() {
-                    r.push(z.double_value(&[j, i as i64]));
+                    r.push(z.f_double_value(&[j, i as i64])?);
                 }
             }
             on_block(self.offset + total.mean(), total.stderr());
@@ -185,7 +185,7 @@ pub fn hutchpp(
     let (qd, wd) = (q.to_kind(Kind::Double), w.to_kind(Kind::Double));
     let m = qd.matmul(&wd.tr()); // QᵀHQ
     let m = (&m + m.tr()) * 0.5;
-    let low = m.trace().double_value(&[]);
+    let low = m.trace().f_double_value(&[])?;
     let mq = m.matmul(&qd).to_kind(kind);
     let both = params.blockwise_dot(&q, &w).sum_dim_intlist(0, false, Kind::Double);
     let inner = params.blockwise_dot(&q, &mq).sum_dim_intlist(0, false, Kind::Double);

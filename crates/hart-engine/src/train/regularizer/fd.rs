@@ -19,7 +19,7 @@ fn loss_and_grad(model: &Model, params: &[Tensor], x: &Tensor, y: &Tensor) -> Re
     let logits = model.forward(x, Mode::Train)?;
     let loss = cross_entropy(&logits, y)?;
     let grads = Tensor::f_run_backward(&[&loss], params, false, false)?;
-    Ok((loss.double_value(&[]), grads, logits.detach()))
+    Ok((loss.f_double_value(&[])?, grads, logits.detach()))
 }
 
 pub(super) fn step(reg: &mut Regularizer, model: &Model, x: &Tensor, y: &Tensor) -> Result<StepOutcome> {

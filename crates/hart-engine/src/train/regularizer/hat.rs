@@ -58,7 +58,7 @@ pub fn hutchinson_penalty(loss: &Tensor, params: &ParamSet, v: &Tensor) -> Resul
 pub(super) fn step(reg: &mut Regularizer, model: &Model, x: &Tensor, y: &Tensor) -> Result<StepOutcome> {
     let logits = model.forward(x, Mode::Train)?;
     let ce = cross_entropy(&logits, y)?;
-    let loss = ce.double_value(&[]);
+    let loss = ce.f_double_value(&[])?;
     let n = x.size()[0];
     let sub = reg.cfg.sub_batch as i64;
     let pen_loss = if sub > 0 && sub < n {
@@ -73,11 +73,11 @@ pub(super) fn step(reg: &mut Regularizer, model: &Model, x: &Tensor, y: &Tensor)
     let device = x.device();
     let v = rademacher(&mut reg.rng, reg.cfg.probes as i64, reg.selected.dim(), kind, device);
     let pen = hutchinson_penalty(&pen_loss, &reg.selected, &v)?;
-    let trace = pen.value.double_value(&[]);
+    let trace = pen.value.f_double_value(&[])?;
     let reading = match reg.cfg.selective {
         None => None,
         Some(s) => Some(match s.reading {
-            Reading::Diag => top_share_mean(&pen.diag, s.diag_frac),
+            Reading::Diag => top_share_mean(&pen.diag, s.diag_frac)?,
             Reading::Power => power_reading(reg, &pen.grads, s.top_p)?,
         }),
     };
@@ -115,7 +115,7 @@ fn power_reading(reg: &mut Regularizer, grads: &[Tensor], p: usize) -> Result<f6
             }
         })
         .collect::<Result<_>>()?;
-    let hv = Tensor::stack(&rows, 0);
+    let hv = Tensor::f_stack(&rows, 0)?;
     let (reading, next) = power_update(&v, &hv)?;
     reg.selective.power = Some(next);
     Ok(reading)

@@ -194,7 +194,7 @@ impl Regularizer {
 pub fn plain_step(model: &Model, x: &Tensor, y: &Tensor) -> Result<StepOutcome> {
     let logits = model.forward(x, Mode::Train)?;
     let loss = cross_entropy(&logits, y)?;
-    let value = loss.double_value(&[]);
+    let value = loss.f_double_value(&[])?;
     loss.f_backward()?;
     Ok(StepOutcome {
         loss: value,

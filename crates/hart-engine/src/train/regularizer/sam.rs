@@ -16,7 +16,7 @@ const ASAM_ETA: f64 = 0.01;
 pub(super) fn step(reg: &mut Regularizer, model: &Model, x: &Tensor, y: &Tensor) -> Result<StepOutcome> {
     let logits = model.forward(x, Mode::Train)?;
     let ce = cross_entropy(&logits, y)?;
-    let loss = ce.double_value(&[]);
+    let loss = ce.f_double_value(&[])?;
     let grads = Tensor::f_run_backward(&[&ce], &reg.all, false, false)?;
     let scale: Vec<Option<Tensor>> = reg
         .all
@@ -31,8 +31,8 @@ pub(super) fn step(reg: &mut Regularizer, model: &Model, x: &Tensor, y: &Tensor)
         .iter()
         .zip(&scale)
         .filter(|(g, _)| g.defined())
-        .map(|(g, t)| scaled(g, t).square().sum(Kind::Double).double_value(&[]))
-        .sum::<f64>()
+        .map(|(g, t)| scaled(g, t).square().sum(Kind::Double).f_double_value(&[]))
+        .sum::<Result<f64, _>>()?
         .sqrt();
     let factor = reg.cfg.sam_rho / norm.max(1e-12);
     let eps: Vec<Tensor> = grads

@@ -91,12 +91,13 @@ impl State {
     }
 }
 
-/// Mean of the largest `frac` share (at least one) of the entries of `diag`.
-pub fn top_share_mean(diag: &Tensor, frac: f64) -> f64 {
+/// Mean of the largest `frac` share (at least one) of the entries of `diag`
+/// (an error, not a panic, when `diag` is empty).
+pub fn top_share_mean(diag: &Tensor, frac: f64) -> Result<f64> {
     let n = diag.numel() as i64;
     let k = ((frac * n as f64).ceil() as i64).clamp(1, n.max(1));
-    let (top, _) = diag.reshape([-1]).topk(k, 0, true, false);
-    top.mean(Kind::Double).double_value(&[])
+    let (top, _) = diag.reshape([-1]).f_topk(k, 0, true, false)?;
+    Ok(top.mean(Kind::Double).f_double_value(&[])?)
 }
 
 /// One block power (subspace) iteration step: given rows `v` and `hv = H v`,
@@ -106,7 +107,7 @@ pub fn power_update(v: &Tensor, hv: &Tensor) -> Result<(f64, Tensor)> {
     let r = vd.matmul(&hd.tr());
     let r = (&r + r.tr()) * 0.5;
     let (ritz, _) = r.f_linalg_eigh("L")?;
-    let reading = ritz.mean(Kind::Double).double_value(&[]);
+    let reading = ritz.mean(Kind::Double).f_double_value(&[])?;
     let (q, _) = Tensor::f_linalg_qr(&hd.tr(), "reduced")?;
     Ok((reading, q.tr().to_kind(v.kind()).contiguous()))
 }
