@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 mod common;
-use common::{random_model, stderr};
+use common::{random_model, stderr, sweep_args};
 
 /// Files by relative path, with their bytes.
 type Tables = Vec<(String, Vec<u8>)>;
@@ -124,23 +124,8 @@ fn sweep_case(model: PathBuf) -> Case {
     Case {
         name: "sweep",
         args: Box::new(move |out| {
-            [
-                "sweep",
-                "--model",
-                model.to_str().unwrap(),
-                "--limit",
-                "300",
-                "--params",
-                "fc3.weight",
-                "--bits",
-                "20-31",
-                "--format",
-                "csv",
-                "--out",
-                out.to_str().unwrap(),
-            ]
-            .map(String::from)
-            .to_vec()
+            let args = sweep_args(model.to_str().unwrap(), out.to_str().unwrap(), &[]);
+            args.into_iter().map(String::from).collect()
         }),
         tables: |out| {
             let t = files(out, &|n| n == "flips.csv" || n == "summary.json");

@@ -9,31 +9,11 @@ use std::time::{Duration, Instant};
 use hart::faults::output::read_table;
 
 mod common;
-use common::{assert_one_line_error, hart, random_model, stderr};
+use common::{assert_one_line_error, hart, random_model, stderr, sweep_args};
 
 fn ok(o: Output) -> Output {
     assert!(o.status.success(), "hart failed: {}", stderr(&o));
     o
-}
-
-fn sweep_args<'a>(model: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec![
-        "sweep",
-        "--model",
-        model,
-        "--limit",
-        "300",
-        "--params",
-        "fc3.weight",
-        "--bits",
-        "20-31",
-        "--format",
-        "csv",
-        "--out",
-        out,
-    ];
-    v.extend_from_slice(extra);
-    v
 }
 
 fn parts(dir: &Path) -> usize {

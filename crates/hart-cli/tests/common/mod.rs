@@ -53,3 +53,24 @@ pub fn random_model(dir: &Path, arch: &str) -> PathBuf {
     Model::Graph(zoo::build(&info).unwrap()).save(&path).unwrap();
     path
 }
+
+/// A small CSV sweep of `random_model`'s `fc3.weight` (bits 20–31, 300 images) into `out`.
+pub fn sweep_args<'a>(model: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "sweep",
+        "--model",
+        model,
+        "--limit",
+        "300",
+        "--params",
+        "fc3.weight",
+        "--bits",
+        "20-31",
+        "--format",
+        "csv",
+        "--out",
+        out,
+    ];
+    v.extend_from_slice(extra);
+    v
+}
