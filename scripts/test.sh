@@ -10,4 +10,8 @@ source scripts/env.sh
 cargo fmt --all -- --check
 # Release profile throughout: reuses the set-up build instead of compiling libtorch's bindings twice.
 cargo clippy --release --locked --workspace --all-targets -q -- -D warnings
+# No new panicking tch call in the library without a reason (and the check itself can fail).
+.venv/bin/python scripts/check_tch_calls.py --self-test
 cargo test --release --locked --workspace
+# A short fuzz pass over every parser (docs/robustness.md has the long runs).
+cargo run --release --locked -q -p hart-fuzz -- all --iterations 2000 --seed 1

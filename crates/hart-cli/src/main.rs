@@ -4,11 +4,15 @@ mod commands;
 
 use std::process::ExitCode;
 
+use clap::error::ErrorKind;
 use clap::Parser;
 
 fn main() -> ExitCode {
     keep_freed_memory();
-    let cli = commands::Cli::parse();
+    let cli = match commands::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     init_tracing(cli.verbose);
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -28,6 +32,32 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// clap's errors in HART's convention: one `error:` line naming the option
+/// and the value, exit status 1 (clap's own are several lines and exit 2).
+/// `--help` and `--version` print as clap prints them.
+fn usage_error(e: clap::Error) -> ExitCode {
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => e.exit(),
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprintln!("error: a subcommand is required (see `hart --help`)");
+        }
+        _ => eprintln!("error: {}", one_line(&e.render().to_string())),
+    }
+    ExitCode::FAILURE
+}
+
+/// clap's message without its `error:` prefix, usage block and help hint.
+fn one_line(rendered: &str) -> String {
+    let lines: Vec<&str> = rendered
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let msg = lines.join(" ");
+    msg.strip_prefix("error: ").unwrap_or(&msg).to_string()
 }
 
 /// Sweeps and training allocate and free the same large activation buffers

@@ -2,56 +2,18 @@
 //! at several points, shards merged back into the unsharded table, refusal
 //! to merge mismatched shards, and one-line errors on bad input.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use hart::faults::output::read_table;
-use hart::model::{zoo, Model, ModelInfo, Normalization};
 
 mod common;
-use common::{assert_one_line_error, hart, stderr};
+use common::{assert_one_line_error, hart, random_model, stderr, sweep_args};
 
 fn ok(o: Output) -> Output {
     assert!(o.status.success(), "hart failed: {}", stderr(&o));
     o
-}
-
-/// A seeded random model saved as safetensors (no training: the mechanics
-/// under test do not depend on accuracy).
-fn model(dir: &Path, arch: &str) -> PathBuf {
-    tch::manual_seed(5);
-    let info = ModelInfo {
-        arch: arch.into(),
-        num_classes: 10,
-        in_channels: 1,
-        input_size: 28,
-        normalize: Normalization::for_dataset("fashion-mnist"),
-        dataset: Some("fashion-mnist".into()),
-    };
-    let path = dir.join(format!("{arch}.safetensors"));
-    Model::Graph(zoo::build(&info).unwrap()).save(&path).unwrap();
-    path
-}
-
-fn sweep_args<'a>(model: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec![
-        "sweep",
-        "--model",
-        model,
-        "--limit",
-        "300",
-        "--params",
-        "fc3.weight",
-        "--bits",
-        "20-31",
-        "--format",
-        "csv",
-        "--out",
-        out,
-    ];
-    v.extend_from_slice(extra);
-    v
 }
 
 fn parts(dir: &Path) -> usize {
@@ -67,7 +29,7 @@ fn parts(dir: &Path) -> usize {
 #[test]
 fn resume_after_kill_shards_and_merge_reproduce_the_table() {
     let dir = tempfile::tempdir().unwrap();
-    let m = model(dir.path(), "mlp");
+    let m = random_model(dir.path(), "mlp");
     let m = m.to_str().unwrap();
     let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
 
@@ -152,7 +114,7 @@ fn resume_after_kill_shards_and_merge_reproduce_the_table() {
 #[test]
 fn sampling_reports_intervals_and_sample_sizes() {
     let dir = tempfile::tempdir().unwrap();
-    let m = model(dir.path(), "mlp");
+    let m = random_model(dir.path(), "mlp");
     let out = dir.path().join("s");
     let o = ok(hart(&[
         "sweep",
@@ -188,7 +150,7 @@ fn sampling_reports_intervals_and_sample_sizes() {
 #[test]
 fn bad_sweep_inputs_give_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let m = model(dir.path(), "resnet18-cifar");
+    let m = random_model(dir.path(), "resnet18-cifar");
     let m = m.to_str().unwrap();
     let out = dir.path().join("o");
     let out = out.to_str().unwrap();

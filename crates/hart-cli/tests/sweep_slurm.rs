@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use hart::model::{zoo, Model, ModelInfo, Normalization};
+mod common;
+use common::random_model;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -61,17 +62,7 @@ impl Drop for Cluster {
 #[test]
 fn slurm_array_sweep_merges_to_the_unsharded_table() {
     let dir = tempfile::tempdir().unwrap();
-    tch::manual_seed(5);
-    let info = ModelInfo {
-        arch: "mlp".into(),
-        num_classes: 10,
-        in_channels: 1,
-        input_size: 28,
-        normalize: Normalization::for_dataset("fashion-mnist"),
-        dataset: Some("fashion-mnist".into()),
-    };
-    let model = dir.path().join("mlp.safetensors");
-    Model::Graph(zoo::build(&info).unwrap()).save(&model).unwrap();
+    let model = random_model(dir.path(), "mlp");
     let hart = env!("CARGO_BIN_EXE_hart");
     let sweep = [
         "sweep",

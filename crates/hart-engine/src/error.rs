@@ -17,7 +17,7 @@ pub enum HartError {
     #[error("{0}")]
     Model(String),
     /// An ONNX operator (or attribute combination) HART does not implement.
-    #[error("unsupported ONNX operator {0}")]
+    #[error("unsupported ONNX operator {}", .0.escape_debug())]
     UnsupportedOp(String),
     /// A bad argument or configuration value.
     #[error("{0}")]
@@ -38,10 +38,11 @@ impl HartError {
             source,
         }
     }
+    /// Decoders' messages (image, csv, ...) may end in or hold newlines: keep one line.
     pub fn data(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         HartError::Data {
             path: path.into(),
-            msg: msg.into(),
+            msg: msg.into().trim_end().replace('\n', " "),
         }
     }
 }

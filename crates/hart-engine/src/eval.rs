@@ -6,6 +6,7 @@ use tch::{Device, Kind, Tensor};
 use crate::data::Dataset;
 use crate::error::{HartError, Result};
 use crate::model::{Mode, Model};
+use crate::train::regularizer::cross_entropy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct EvalResult {
@@ -16,18 +17,73 @@ pub struct EvalResult {
     pub loss: f64,
 }
 
-/// Per-sample correctness under HART's tie rule: the prediction is the first
-/// index of the maximal logit (as `torch.argmax`), and a row holding any NaN
-/// is wrong — a flipped exponent bit can produce NaN, and "NaN wins" would
-/// otherwise depend on the kernel.
+/// How a row of logits holding a NaN is counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NanPolicy {
+    /// HART's rule: any NaN makes the prediction wrong — a flipped exponent
+    /// bit can produce NaN, and "NaN wins" would otherwise depend on the kernel.
+    #[default]
+    Wrong,
+    /// `torch.argmax`'s rule: NaN compares greater than everything, so the
+    /// prediction is the first NaN's index (what a PyTorch script counts).
+    Argmax,
+}
+
+impl std::str::FromStr for NanPolicy {
+    type Err = HartError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "wrong" => Ok(NanPolicy::Wrong),
+            "argmax" => Ok(NanPolicy::Argmax),
+            _ => Err(HartError::Invalid(format!(
+                "unknown NaN policy {s:?} (wrong or argmax)"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for NanPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NanPolicy::Wrong => "wrong",
+            NanPolicy::Argmax => "argmax",
+        })
+    }
+}
+
+impl NanPolicy {
+    /// Per-sample correctness: the prediction is the first index of the
+    /// maximal logit (ties go to the lower index, as `torch.argmax`), with
+    /// NaN rows counted by this policy.
+    pub fn correct(self, logits: &Tensor, labels: &Tensor) -> Tensor {
+        // libtorch's argmax already takes the first NaN as the maximum.
+        let right = logits.argmax(1, false).eq_tensor(labels);
+        match self {
+            NanPolicy::Argmax => right,
+            NanPolicy::Wrong => right.logical_and(&logits.isnan().any_dim(1, false).logical_not()),
+        }
+    }
+}
+
+/// Per-sample correctness under HART's default rule ([`NanPolicy::Wrong`]).
 pub fn correct_mask(logits: &Tensor, labels: &Tensor) -> Tensor {
-    let pred = logits.argmax(1, false);
-    let nan_row = logits.isnan().any_dim(1, false);
-    pred.eq_tensor(labels).logical_and(&nan_row.logical_not())
+    NanPolicy::Wrong.correct(logits, labels)
 }
 
 /// Evaluates in eval mode (BatchNorm running statistics) without gradients.
 pub fn evaluate(model: &Model, data: &Dataset, batch_size: usize, device: Device) -> Result<EvalResult> {
+    evaluate_with(model, data, batch_size, device, NanPolicy::Wrong)
+}
+
+/// [`evaluate`] counting NaN rows by `policy`.
+pub fn evaluate_with(
+    model: &Model,
+    data: &Dataset,
+    batch_size: usize,
+    device: Device,
+    policy: NanPolicy,
+) -> Result<EvalResult> {
     if data.is_empty() {
         return Err(HartError::Invalid("cannot evaluate on an empty dataset".into()));
     }
@@ -40,15 +96,13 @@ pub fn evaluate(model: &Model, data: &Dataset, batch_size: usize, device: Device
             let (x, y) = (x.to_device(device), y.to_device(device));
             let logits = model.forward(&x, Mode::Eval)?;
             check_logits(&logits, data, end - start)?;
-            correct += correct_mask(&logits, &y).sum(Kind::Int64).int64_value(&[]);
+            correct += policy.correct(&logits, &y).sum(Kind::Int64).f_int64_value(&[])?;
             let finite = logits.isfinite().all_dim(1, false);
-            let n = finite.sum(Kind::Int64).int64_value(&[]);
+            let n = finite.sum(Kind::Int64).f_int64_value(&[])?;
             if n > 0 {
                 let idx = finite.nonzero().squeeze_dim(1);
-                let ce = logits
-                    .index_select(0, &idx)
-                    .cross_entropy_for_logits(&y.index_select(0, &idx));
-                loss_sum += ce.double_value(&[]) * n as f64;
+                let ce = cross_entropy(&logits.index_select(0, &idx), &y.index_select(0, &idx))?;
+                loss_sum += ce.f_double_value(&[])? * n as f64;
                 loss_n += n;
             }
         }

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 use hart::data::Split;
-use hart::eval::evaluate;
+use hart::eval::{evaluate_with, NanPolicy};
 
 use super::common::{parse_device, DataArgs, ModelArgs};
 
@@ -19,6 +19,9 @@ pub struct EvalArgs {
     pub batch_size: usize,
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// How a sample whose logits hold a NaN counts: wrong (HART's rule) or argmax (torch.argmax's: the first NaN's index is the prediction).
+    #[arg(long, default_value = "wrong")]
+    pub nan_policy: NanPolicy,
     /// Print {"accuracy", "correct", "total"} as JSON.
     #[arg(long)]
     pub json: bool,
@@ -28,7 +31,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let device = parse_device(&a.device)?;
     let data = a.data.load(a.split)?;
     let model = a.model.load(&data, device)?;
-    let r = evaluate(&model, &data, a.batch_size, device)?;
+    let r = evaluate_with(&model, &data, a.batch_size, device, a.nan_policy)?;
     if a.json {
         println!(
             "{}",

@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use hart::data::Split;
 use hart::faults::faultlist::Group;
+use hart::eval::NanPolicy;
 use hart::faults::sbatch::script;
 use hart::faults::stats::leveugle_sample_size;
 use hart::faults::{
@@ -48,6 +49,9 @@ pub struct SweepArgs {
     /// A flip is erratic when its RAD exceeds this.
     #[arg(long, default_value_t = 0.1)]
     pub threshold: f64,
+    /// How a sample whose logits hold a NaN counts: wrong (HART's rule) or argmax (torch.argmax's: the first NaN's index is the prediction).
+    #[arg(long, default_value = "wrong")]
+    pub nan_policy: NanPolicy,
     /// Count every sample of every flip (otherwise counting stops once the erratic verdict is settled).
     #[arg(long)]
     pub exact_rad: bool,
@@ -128,6 +132,7 @@ pub fn run(a: SweepArgs) -> Result<()> {
         per_channel: a.per_channel,
         defense: a.defense,
         seed: a.seed,
+        nan_policy: a.nan_policy,
         ..SweepConfig::new()
     };
     if let Some(m) = a.margin {

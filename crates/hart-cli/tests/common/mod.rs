@@ -2,7 +2,10 @@
 //! that bad input fails cleanly.
 #![allow(dead_code)] // each test file uses its own subset
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use hart::model::{zoo, Model, ModelInfo, Normalization};
 
 pub fn hart(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hart"))
@@ -32,4 +35,42 @@ pub fn assert_one_line_error(o: &Output, needle: &str) {
         "error {:?} should mention {needle:?}",
         lines[0]
     );
+}
+
+/// A seeded random Fashion-MNIST model saved as `DIR/ARCH.safetensors` (no
+/// training: the mechanics under test do not depend on accuracy).
+pub fn random_model(dir: &Path, arch: &str) -> PathBuf {
+    tch::manual_seed(5);
+    let info = ModelInfo {
+        arch: arch.into(),
+        num_classes: 10,
+        in_channels: 1,
+        input_size: 28,
+        normalize: Normalization::for_dataset("fashion-mnist"),
+        dataset: Some("fashion-mnist".into()),
+    };
+    let path = dir.join(format!("{arch}.safetensors"));
+    Model::Graph(zoo::build(&info).unwrap()).save(&path).unwrap();
+    path
+}
+
+/// A small CSV sweep of `random_model`'s `fc3.weight` (bits 20–31, 300 images) into `out`.
+pub fn sweep_args<'a>(model: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "sweep",
+        "--model",
+        model,
+        "--limit",
+        "300",
+        "--params",
+        "fc3.weight",
+        "--bits",
+        "20-31",
+        "--format",
+        "csv",
+        "--out",
+        out,
+    ];
+    v.extend_from_slice(extra);
+    v
 }

@@ -126,16 +126,21 @@ fn decode_all(files: &[(PathBuf, i64)], out: &mut [u8], size: usize) -> Result<(
             .map(|(fs, buf)| {
                 s.spawn(move || {
                     for ((path, _), dst) in fs.iter().zip(buf.chunks_mut(rec)) {
-                        decode_one(path, size, dst)?;
+                        // A decoder that panics on a corrupt file is that file's error.
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_one(path, size, dst)))
+                            .unwrap_or_else(|_| {
+                                Err(HartError::data(path, "the image decoder panicked (corrupt file?)"))
+                            })?;
                     }
                     Ok(())
                 })
             })
             .collect();
         // Join in order so the first failing file in dataset order is reported.
-        workers
-            .into_iter()
-            .try_for_each(|w| w.join().expect("image decode thread panicked"))
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .unwrap_or_else(|_| Err(HartError::Invalid("an image decoding thread panicked".into())))
+        })
     })
 }
 

@@ -84,7 +84,7 @@ fn find_files(dir: &Path, split: Split) -> Result<(PathBuf, PathBuf)> {
             ))
         }
     };
-    let images = pick(&names, stem).expect("stem comes from names");
+    let images = pick(&names, stem).ok_or_else(|| HartError::data(dir.join(stem), "image file vanished"))?;
     let label_stem = stem.replace("images", "labels").replace("idx3", "idx1");
     let labels = pick(&names, &label_stem).ok_or_else(|| {
         HartError::data(

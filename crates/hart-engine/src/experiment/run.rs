@@ -87,19 +87,23 @@ impl<'a> Runner<'a> {
     }
 
     pub fn train_data(&mut self) -> Result<&Dataset> {
-        if self.train_data.is_none() {
-            self.train_data = Some(data::load(&self.spec(Split::Train, self.cfg.data.train_limit))?);
-        }
-        Ok(self.train_data.as_ref().expect("loaded above"))
+        let d = match self.train_data.take() {
+            Some(d) => d,
+            None => data::load(&self.spec(Split::Train, self.cfg.data.train_limit))?,
+        };
+        Ok(self.train_data.insert(d))
     }
 
     /// The test split, first `data.test_limit` images; sweeps and analyses take prefixes of it.
     pub fn test_data(&mut self) -> Result<&Dataset> {
-        if self.test_data.is_none() {
-            let limit = [self.cfg.data.test_limit, self.cfg.sweep.limit].into_iter().max();
-            self.test_data = Some(data::load(&self.spec(Split::Test, limit))?);
-        }
-        Ok(self.test_data.as_ref().expect("loaded above"))
+        let d = match self.test_data.take() {
+            Some(d) => d,
+            None => {
+                let limit = [self.cfg.data.test_limit, self.cfg.sweep.limit].into_iter().max();
+                data::load(&self.spec(Split::Test, limit))?
+            }
+        };
+        Ok(self.test_data.insert(d))
     }
 
     /// The first `n` test images (a prefix, so every stage sees the same images).

@@ -6,15 +6,17 @@ use tch::{Device, Kind, Tensor};
 use super::fast::plan::{axes, Axis};
 use crate::data::Dataset;
 use crate::error::{HartError, Result};
-use crate::eval::{check_logits, correct_mask};
+use crate::eval::{check_logits, NanPolicy};
 use crate::model::{Mode, Model};
 
 pub struct Clean {
     /// `[N, classes]` on the CPU.
     pub logits: Tensor,
     pub labels: Tensor,
-    /// `[N]` bool under `hart::eval::correct_mask`'s tie rule.
+    /// `[N]` bool under `policy` (and `hart::eval`'s tie rule).
     pub correct: Tensor,
+    /// How every engine counts a NaN row of logits.
+    pub policy: NanPolicy,
     pub correct_count: i64,
     /// `[N]` f32: how much the logits must move (in the sum of absolute
     /// changes) before this sample's correctness can change; −∞ for NaN rows.
@@ -85,15 +87,23 @@ pub fn clean_pass(model: &Model, data: &Dataset, batch: usize, device: Device, s
         }
         Ok(())
     })?;
-    let logits = Tensor::cat(&parts, 0);
+    let logits = Tensor::f_cat(&parts, 0)?;
     let labels = Tensor::from_slice(&data.labels);
-    let mut clean = from_logits(logits, labels);
-    clean.inputs = keep_inputs.then(|| Tensor::cat(&inputs, 0));
-    clean.values = store.map_or(vec![], |st| {
-        st.into_iter()
-            .map(|p| if p.is_empty() { None } else { Some(Tensor::cat(&p, 0)) })
-            .collect()
-    });
+    let mut clean = from_logits(logits, labels, NanPolicy::Wrong)?;
+    clean.inputs = keep_inputs.then(|| Tensor::f_cat(&inputs, 0)).transpose()?;
+    clean.values = match store {
+        None => vec![],
+        Some(st) => st
+            .into_iter()
+            .map(|p| {
+                if p.is_empty() {
+                    Ok(None)
+                } else {
+                    Tensor::f_cat(&p, 0).map(Some)
+                }
+            })
+            .collect::<Result<_, _>>()?,
+    };
     Ok(clean)
 }
 
@@ -104,6 +114,7 @@ impl Clean {
             logits: self.logits.shallow_clone(),
             labels: self.labels.shallow_clone(),
             correct: self.correct.shallow_clone(),
+            policy: self.policy,
             correct_count: self.correct_count,
             margins: self.margins.shallow_clone(),
             slack: self.slack.shallow_clone(),
@@ -116,11 +127,22 @@ impl Clean {
                 .collect(),
         }
     }
+
+    /// The same clean pass counted under `policy`.
+    pub fn with_policy(self, policy: NanPolicy) -> Result<Clean> {
+        let values = self.values;
+        Ok(Clean {
+            values,
+            ..from_logits(self.logits, self.labels, policy)?
+        })
+    }
 }
 
-pub fn from_logits(logits: Tensor, labels: Tensor) -> Clean {
-    let correct = correct_mask(&logits, &labels);
-    let correct_count = correct.sum(Kind::Int64).int64_value(&[]);
+/// Correctness, margins and slack of clean `logits` (NaN rows: margin −∞
+/// under either policy, so no bound ever vouches for them).
+pub fn from_logits(logits: Tensor, labels: Tensor, policy: NanPolicy) -> Result<Clean> {
+    let correct = policy.correct(&logits, &labels);
+    let correct_count = correct.sum(Kind::Int64).f_int64_value(&[])?;
     let n = labels.size()[0] as usize;
     let label_logit = logits.gather(1, &labels.unsqueeze(1), false).squeeze_dim(1);
     // Best competitor of the label (for correct samples) or the winner (for wrong ones).
@@ -131,15 +153,16 @@ pub fn from_logits(logits: Tensor, labels: Tensor) -> Clean {
     let nan_row = logits.isnan().any_dim(1, false);
     let margins = margins.masked_fill(&nan_row, f64::NEG_INFINITY);
     let slack = (logits.abs().amax([1i64].as_slice(), false) + 1.0) * 2f64.powi(-17);
-    Clean {
+    Ok(Clean {
         logits,
         labels,
         correct,
+        policy,
         correct_count,
         margins,
         slack,
         n,
         values: vec![],
         inputs: None,
-    }
+    })
 }

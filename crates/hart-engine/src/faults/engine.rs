@@ -9,7 +9,6 @@ use super::space::{Flip, FlipSpace};
 use super::verdict::Sequential;
 use crate::data::Dataset;
 use crate::error::{HartError, Result};
-use crate::eval::correct_mask;
 use crate::model::{Mode, Model};
 
 /// Everything an engine needs besides the flips.
@@ -45,7 +44,7 @@ impl Ctx<'_> {
     pub fn correct_on(&self, start: usize, end: usize) -> Result<Tensor> {
         let (x, y) = self.images(start, end);
         let logits = tch::no_grad(|| self.model.forward(&x, Mode::Eval))?;
-        Ok(correct_mask(&logits, &y).to_device(Device::Cpu))
+        Ok(self.clean.policy.correct(&logits, &y).to_device(Device::Cpu))
     }
 }
 

@@ -80,6 +80,13 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
             format!("sweep format version {} (this HART writes {VERSION})", m.version),
         ));
     }
+    // A damaged shard would divide by zero when units are assigned.
+    if m.shard.count == 0 || m.shard.index >= m.shard.count {
+        return Err(HartError::data(
+            &path,
+            format!("shard {}/{} is not I/N with 0 <= I < N", m.shard.index, m.shard.count),
+        ));
+    }
     Ok(m)
 }
 

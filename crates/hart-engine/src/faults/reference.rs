@@ -25,9 +25,12 @@ impl Engine for Reference<'_> {
                         let end = (start + ctx.batch).min(ctx.data.len());
                         let (x, y) = ctx.images(start, end);
                         let logits = tch::no_grad(|| ctx.model.forward(&x, Mode::Eval))?;
-                        correct += crate::eval::correct_mask(&logits, &y)
+                        correct += ctx
+                            .clean
+                            .policy
+                            .correct(&logits, &y)
                             .sum(tch::Kind::Int64)
-                            .int64_value(&[]);
+                            .f_int64_value(&[])?;
                     }
                     Ok(correct)
                 })?;

@@ -2,7 +2,7 @@
 //! layer, per bit), the RAD histogram, and sample estimates with intervals.
 //! Built by streaming the table's rows, so memory does not grow with flips.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -103,8 +103,41 @@ pub struct SummaryBuilder<'a> {
     layers: BTreeMap<String, Counts>,
     bits: [(u64, u64); 32],
     hist: Histogram,
-    last: Option<(String, i64)>,
-    erratic_elements: HashSet<(String, i64)>,
+    elements: Seen,
+    erratic_elements: Seen,
+}
+
+/// The set of (tensor, index) elements met so far, exact whatever order rows
+/// come in (a fault list may repeat an element anywhere). Per tensor, a
+/// bitset covers indices below 64 × (its rows + 1024) — so its memory stays
+/// within about 8 bytes a row — and rarer indices beyond go to a hash set.
+#[derive(Default)]
+struct Seen {
+    dense: HashMap<String, (u64, Vec<u64>)>,
+    sparse: HashSet<(String, i64)>,
+}
+
+impl Seen {
+    /// True the first time `(param, index)` is inserted.
+    fn insert(&mut self, param: &str, index: i64) -> bool {
+        let (rows, bits) = self.dense.entry(param.to_string()).or_default();
+        *rows += 1;
+        let word = (index / 64) as usize;
+        if index < 0 || index as u64 >= 64 * (*rows + 1024) {
+            return self.sparse.insert((param.to_string(), index));
+        }
+        // Once an index is in the dense range it stays there; it may have been sparse before.
+        if self.sparse.contains(&(param.to_string(), index)) {
+            return false;
+        }
+        if bits.len() <= word {
+            bits.resize(word + 1, 0);
+        }
+        let mask = 1u64 << (index % 64);
+        let new = bits[word] & mask == 0;
+        bits[word] |= mask;
+        new
+    }
 }
 
 impl<'a> SummaryBuilder<'a> {
@@ -121,8 +154,8 @@ impl<'a> SummaryBuilder<'a> {
                 negative: 0,
                 counts: vec![0; 20],
             },
-            last: None,
-            erratic_elements: HashSet::new(),
+            elements: Seen::default(),
+            erratic_elements: Seen::default(),
         }
     }
 
@@ -134,17 +167,14 @@ impl<'a> SummaryBuilder<'a> {
             .cloned()
             .unwrap_or_else(|| r.param.clone());
         let is_erratic = erratic(r.rad, self.manifest.threshold);
-        let new_element = self.last.as_ref().is_none_or(|(p, i)| p != &r.param || *i != r.index);
-        let newly_erratic = is_erratic && self.erratic_elements.insert((r.param.clone(), r.index));
+        let new_element = self.elements.insert(&r.param, r.index);
+        let newly_erratic = is_erratic && self.erratic_elements.insert(&r.param, r.index);
         let entry = self.layers.entry(layer).or_default();
         for c in [&mut self.total, entry] {
             c.flips += 1;
             c.erratic_bits += is_erratic as u64;
             c.params += new_element as u64;
             c.erratic_params += newly_erratic as u64;
-        }
-        if new_element {
-            self.last = Some((r.param.clone(), r.index));
         }
         self.early += !r.exact as u64;
         self.seq.settled_at_confidence += !r.sure as u64;
@@ -215,5 +245,105 @@ impl<'a> SummaryBuilder<'a> {
             config: m.config.clone(),
             hashes: serde_json::to_value(&m.hashes).unwrap_or_default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::journal::Hashes;
+    use crate::faults::shard::Shard;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            version: 1,
+            hashes: Hashes {
+                model: String::new(),
+                data: String::new(),
+                config: String::new(),
+            },
+            config: serde_json::Value::Null,
+            shard: Shard::WHOLE,
+            units: 1,
+            flips: 0,
+            population: 0,
+            sampled: false,
+            threshold: 0.1,
+            confidence: 0.95,
+            clean_correct: 10,
+            total: 10,
+            layers: BTreeMap::new(),
+        }
+    }
+
+    fn row(param: &str, index: i64, bit: u8, rad: f64) -> Row {
+        Row {
+            param: param.into(),
+            index,
+            bit,
+            old: 0.0,
+            new: 0.0,
+            correct: 0,
+            total: 10,
+            rad,
+            exact: true,
+        }
+    }
+
+    /// Distinct and erratic elements counted by brute force over the whole list.
+    fn reference(rows: &[Row]) -> (u64, u64) {
+        let all: HashSet<_> = rows.iter().map(|r| (&r.param, r.index)).collect();
+        let bad: HashSet<_> = rows
+            .iter()
+            .filter(|r| erratic(r.rad, 0.1))
+            .map(|r| (&r.param, r.index))
+            .collect();
+        (all.len() as u64, bad.len() as u64)
+    }
+
+    #[test]
+    fn element_counts_are_exact_for_any_order() {
+        let m = manifest();
+        // Element (w, 5) erratic twice, non-contiguously; indices far apart
+        // (sparse path), negative-free, and one beyond the dense range early on.
+        let mut rows = vec![
+            row("w", 5, 30, 0.9),
+            row("b", 0, 30, 0.0),
+            row("w", 5, 31, 0.5),
+            row("w", 1 << 40, 30, 0.9),
+            row("b", 0, 29, 0.2),
+            row("w", 6, 30, 0.0),
+            row("w", 1 << 40, 1, 0.0),
+        ];
+        // Many orders of the same list, including each rotation and reversal.
+        let mut seed = 7u64;
+        for k in 0..200 {
+            // A small LCG shuffle: the test needs variety, not quality.
+            for i in (1..rows.len()).rev() {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                rows.swap(i, (seed >> 33) as usize % (i + 1));
+            }
+            if k % 2 == 1 {
+                rows.reverse();
+            }
+            let mut b = SummaryBuilder::new(&m);
+            rows.iter().for_each(|r| b.add(r));
+            let s = b.finish(0.95);
+            assert_eq!((s.counts.params, s.counts.erratic_params), reference(&rows), "{rows:?}");
+            assert_eq!((s.counts.params, s.counts.erratic_params), (4, 3));
+        }
+    }
+
+    #[test]
+    fn sparse_then_dense_index_counts_once() {
+        let mut seen = Seen::default();
+        assert!(seen.insert("w", 5000 * 64), "beyond 64 × 1025: sparse");
+        for i in 0..5000 {
+            seen.insert("w", i);
+        }
+        assert!(
+            !seen.insert("w", 5000 * 64),
+            "now in the dense range, found in the sparse set"
+        );
     }
 }

@@ -32,6 +32,7 @@ use crate::compress::quantize::Granularity;
 use crate::compress::targets::Snapshot;
 use crate::data::Dataset;
 use crate::error::{HartError, Result};
+use crate::eval::NanPolicy;
 use crate::model::Model;
 use crate::util::write_atomic;
 
@@ -90,6 +91,8 @@ pub struct SweepConfig {
     pub defense: Defense,
     /// Fixes the defence's secret key (RADAR).
     pub seed: u64,
+    /// How a NaN row of logits counts (`--nan-policy`).
+    pub nan_policy: NanPolicy,
 }
 
 impl SweepConfig {
@@ -113,6 +116,7 @@ impl SweepConfig {
             defense: Defense::None,
             verdict: VerdictMode::Exact,
             seed: 0,
+            nan_policy: NanPolicy::Wrong,
         }
     }
 }
@@ -215,8 +219,8 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &SweepConfig) -> Re
         VerdictMode::Exact => Cow::Borrowed(data),
         VerdictMode::Sequential => Cow::Owned(shuffled(data, cfg.seed)),
     };
-    let clean = clean_pass(model, &data, cfg.batch, model.device(), cfg.store_bytes)?;
-    let config = serde_json::json!({
+    let clean = clean_pass(model, &data, cfg.batch, model.device(), cfg.store_bytes)?.with_policy(cfg.nan_policy)?;
+    let mut config = serde_json::json!({
         "bits": if cfg.faults.is_some() { serde_json::Value::Null } else { serde_json::json!(space.bits) },
         "scope": cfg.scope,
         "params": cfg.params,
@@ -235,6 +239,10 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &SweepConfig) -> Re
         "defense": cfg.defense.to_string(),
         "defense_seed": cfg.seed,
     });
+    // Only a non-default policy enters the hash, so sweeps begun before the option resume.
+    if cfg.nan_policy != NanPolicy::Wrong {
+        config["nan_policy"] = serde_json::json!(cfg.nan_policy);
+    }
     let layers: BTreeMap<String, String> = space
         .targets
         .iter()

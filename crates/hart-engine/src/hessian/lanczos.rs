@@ -64,14 +64,14 @@ pub fn lanczos(
     for j in 0..steps as i64 {
         let q = basis.get(j);
         let mut w = op.apply(&q.unsqueeze(0))?.squeeze_dim(0);
-        let alpha = q.dot(&w).double_value(&[]);
+        let alpha = q.f_dot(&w)?.f_double_value(&[])?;
         // Two passes of classical Gram–Schmidt against every earlier vector:
         // without it, lost orthogonality makes converged eigenvalues reappear as ghosts.
         let prev = basis.narrow(0, 0, j + 1);
         for _ in 0..2 {
             w = &w - prev.tr().mv(&prev.mv(&w));
         }
-        let beta = w.norm().double_value(&[]);
+        let beta = w.norm().f_double_value(&[])?;
         tri.alpha.push(alpha);
         tri.beta.push(beta);
         let scale = tri

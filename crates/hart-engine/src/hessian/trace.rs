@@ -214,7 +214,7 @@ pub fn hutchpp(
     let (qd, wd) = (q.to_kind(Kind::Double), w.to_kind(Kind::Double));
     let m = qd.matmul(&wd.tr()); // QᵀHQ
     let m = (&m + m.tr()) * 0.5;
-    let low = m.trace().double_value(&[]);
+    let low = m.trace().f_double_value(&[])?;
     let mq = m.matmul(&qd).to_kind(kind);
     let both = params.blockwise_dot(&q, &w).sum_dim_intlist(0, false, Kind::Double);
     let inner = params.blockwise_dot(&q, &mq).sum_dim_intlist(0, false, Kind::Double);

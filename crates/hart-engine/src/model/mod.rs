@@ -109,7 +109,7 @@ impl Model {
     pub fn check_finite(&self) -> Result<()> {
         for (name, t, _) in self.named_tensors() {
             if t.is_floating_point() {
-                let finite = t.detach().isfinite().all().int64_value(&[]) != 0;
+                let finite = t.detach().isfinite().all().f_int64_value(&[])? != 0;
                 if !finite {
                     return Err(HartError::Model(format!(
                         "parameter {name} contains NaN or infinite values"

@@ -122,7 +122,7 @@ pub fn train_with(
             }
             opt.step();
             loss_sum += loss_value * idx.len() as f64;
-            correct += tch::no_grad(|| correct_mask(&logits, &y).sum(Kind::Int64).int64_value(&[]));
+            correct += tch::no_grad(|| correct_mask(&logits, &y).sum(Kind::Int64).f_int64_value(&[]))?;
             seen += idx.len();
             bar.inc(idx.len() as u64);
             bar.set_message(format!(

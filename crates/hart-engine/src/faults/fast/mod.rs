@@ -37,7 +37,6 @@ use super::generic::Generic;
 use super::space::{Flip, FlipSpace};
 use super::verdict::Tally;
 use crate::error::{HartError, Result};
-use crate::eval::correct_mask;
 use crate::model::graph::Graph;
 use crate::model::{GraphModel, Mode, ParamStore};
 
@@ -678,7 +677,7 @@ impl Fast<'_> {
             .labels
             .index_select(0, &(s_rel + s0 as i64))
             .to_device(self.ctx.device);
-        Ok(correct_mask(logits, &labels).to_device(Device::Cpu))
+        Ok(self.ctx.clean.policy.correct(logits, &labels).to_device(Device::Cpu))
     }
 
     /// The values the nodes after `plan`'s cut read, gathered for the pairs'

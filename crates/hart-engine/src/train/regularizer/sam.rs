@@ -31,8 +31,8 @@ pub(super) fn step(reg: &mut Regularizer, model: &Model, x: &Tensor, y: &Tensor)
         .iter()
         .zip(&scale)
         .filter(|(g, _)| g.defined())
-        .map(|(g, t)| scaled(g, t).square().sum(Kind::Double).double_value(&[]))
-        .sum::<f64>()
+        .map(|(g, t)| scaled(g, t).square().sum(Kind::Double).f_double_value(&[]))
+        .sum::<Result<f64, _>>()?
         .sqrt();
     let factor = reg.cfg.sam_rho / norm.max(1e-12);
     let eps: Vec<Tensor> = grads

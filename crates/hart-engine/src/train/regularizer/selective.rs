@@ -106,7 +106,7 @@ pub fn power_update(v: &Tensor, hv: &Tensor) -> Result<(f64, Tensor)> {
     let r = vd.matmul(&hd.tr());
     let r = (&r + r.tr()) * 0.5;
     let (ritz, _) = r.f_linalg_eigh("L")?;
-    let reading = ritz.mean(Kind::Double).double_value(&[]);
+    let reading = ritz.mean(Kind::Double).f_double_value(&[])?;
     let (q, _) = Tensor::f_linalg_qr(&hd.tr(), "reduced")?;
     Ok((reading, q.tr().to_kind(v.kind()).contiguous()))
 }
