@@ -216,7 +216,7 @@ pub fn all() -> Vec<Target> {
             files: vec![("faults.csv".into(), faults)],
             text: true,
             encode: plain,
-            parse: Box::new(move |d| faultlist::read(&d.join("faults.csv"), &model, &targets).map(|_| ())),
+            parse: Box::new(move |d| faultlist::read(&d.join("faults.csv"), &model, &targets, None).map(|_| ())),
         },
         Target {
             name: "experiment-toml",

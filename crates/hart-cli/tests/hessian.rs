@@ -269,10 +269,7 @@ fn bad_hessian_and_regularizer_options_give_one_line_errors() {
         "--hessian-selective",
     );
     assert_one_line_error(&t(&["--regularizer", "sam", "--sam-rho", "0"]), "--sam-rho");
-    assert_one_line_error(
-        &t(&["--regularizer", "hessian", "--hessian-method", "exact"]),
-        "exact",
-    );
+    assert_one_line_error(&t(&["--regularizer", "hessian", "--hessian-method", "exact"]), "exact");
     assert_one_line_error(&t(&["--clip-grad-norm", "-1"]), "--clip-grad-norm");
     // --init must hold the architecture being trained.
     let lenet = dir.path().join("lenet.safetensors");
@@ -466,7 +463,14 @@ fn init_starts_from_the_given_model() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let acc = |m: &Path| {
-        json(&hart(&["eval", "--model", m.to_str().unwrap(), "--limit", "2000", "--json"]))["correct"]
+        json(&hart(&[
+            "eval",
+            "--model",
+            m.to_str().unwrap(),
+            "--limit",
+            "2000",
+            "--json",
+        ]))["correct"]
             .as_u64()
             .unwrap()
     };

@@ -6,8 +6,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hart::data::Split;
-use hart::faults::faultlist::Group;
 use hart::eval::NanPolicy;
+use hart::faults::faultlist::Group;
 use hart::faults::sbatch::script;
 use hart::faults::stats::leveugle_sample_size;
 use hart::faults::{
