@@ -9,7 +9,7 @@ mod common;
 use std::io::Write;
 use std::path::Path;
 
-use common::{dataset, zoo_model};
+use common::zoo_model;
 use hart::data::Dataset;
 use hart::faults::hash::model_hash;
 use hart::faults::record::Row;

@@ -287,6 +287,9 @@ mod tests {
             total: 10,
             rad,
             exact: true,
+            samples: 10,
+            bound: 0,
+            sure: true,
         }
     }
 
