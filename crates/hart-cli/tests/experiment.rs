@@ -146,3 +146,40 @@ fn invalid_config_names_the_key() {
         assert!(err.contains(key), "{err} should name {key}");
     }
 }
+
+/// `hessian_lambda = "tuned"`: the [tune] search runs once (a cached stage),
+/// HAT trains with the λ it chose, and the report opens with the claims table.
+#[test]
+fn tuned_lambda_is_searched_once_and_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, out) = (dir.path().join("tuned.toml"), dir.path().join("out"));
+    let tuned = TINY
+        .replace("hessian_lambda = 0.001\nhessian_every = 2", "hessian_lambda = \"tuned\"")
+        .replace(
+            "[sweep]",
+            "[tune]\ngrid = [0.01, 1.0]\nepochs = 1\nlimit = 400\nval = 100\nsweep_params = 4\nsweep_images = 40\n\n[sweep]",
+        )
+        .replace("seeds = [0, 1]", "seeds = [0]");
+    std::fs::write(&config, &tuned).unwrap();
+    let first = experiment(&config, &out);
+    assert!(first.status.success(), "experiment failed: {}", stderr(&first));
+    let tune_dirs: Vec<_> = std::fs::read_dir(out.join("cache"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("tune-"))
+        .collect();
+    assert_eq!(tune_dirs.len(), 1, "one search for one arch × recipe");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let lambda = summary["groups"][1]["lambda"]
+        .as_f64()
+        .expect("HAT's trained λ is reported");
+    assert!([0.01, 1.0].contains(&lambda), "{lambda}");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("The HAT paper&#39;s claims, tested") || html.contains("The HAT paper's claims, tested"));
+    // One seed: intervals print as n/a, never as NaN.
+    assert!(html.contains("n/a") && !html.contains("NaN"), "one-seed intervals");
+    let again = experiment(&config, &out);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stdout(&again).contains(" 0 computed"), "{}", stdout(&again));
+}

@@ -232,11 +232,11 @@ fn bad_hessian_and_regularizer_options_give_one_line_errors() {
     let model = dir.path().join("m.safetensors");
     let m = model.to_str().unwrap();
     // One tiny training recipe: the model under test, and the runs whose options must be refused.
-    let train = |out: &str, extra: &[&str]| {
+    let train_arch = |arch: &str, out: &str, extra: &[&str]| {
         let base = [
             "train",
             "--arch",
-            "mlp",
+            arch,
             "--limit",
             "50",
             "--epochs",
@@ -248,6 +248,7 @@ fn bad_hessian_and_regularizer_options_give_one_line_errors() {
         ];
         hart(&[&base[..], extra].concat())
     };
+    let train = |out: &str, extra: &[&str]| train_arch("mlp", out, extra);
     let o = train(m, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let h = |extra: &[&str]| hart(&[&["hessian", "--model", m, "--limit", "20"][..], extra].concat());
@@ -273,19 +274,7 @@ fn bad_hessian_and_regularizer_options_give_one_line_errors() {
     assert_one_line_error(&t(&["--clip-grad-norm", "-1"]), "--clip-grad-norm");
     // --init must hold the architecture being trained.
     let lenet = dir.path().join("lenet.safetensors");
-    let o = hart(&[
-        "train",
-        "--arch",
-        "lenet5",
-        "--limit",
-        "50",
-        "--epochs",
-        "1",
-        "--eval-limit",
-        "0",
-        "--out",
-        lenet.to_str().unwrap(),
-    ]);
+    let o = train_arch("lenet5", lenet.to_str().unwrap(), &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_one_line_error(&t(&["--init", lenet.to_str().unwrap()]), "--init");
     assert_one_line_error(&t(&["--init", "/nonexistent.safetensors"]), "--init");

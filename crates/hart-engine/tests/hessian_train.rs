@@ -8,7 +8,7 @@ use hart::model::builder::{GraphBuilder, Init};
 use hart::model::{GraphModel, Mode, Model, ModelInfo, Op, ParamKind, ParamStore};
 use hart::train::regularizer::selective::State;
 use hart::train::regularizer::{cross_entropy, hutchinson_penalty, Reading, Selective};
-use hart::train::{Regularizer, RegularizerConfig, RegularizerKind};
+use hart::train::{HessianMethod, Regularizer, RegularizerConfig, RegularizerKind};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
@@ -135,10 +135,13 @@ fn penalty_gradient_matches_finite_differences_of_vhv() {
     }
 }
 
+/// The Hutchinson penalty: fd-hessian approximates it probe for probe, and the
+/// firing tests below were written against it.
 fn reg_config(kind: RegularizerKind) -> RegularizerConfig {
     RegularizerConfig {
         kind,
         lambda: 0.3,
+        method: HessianMethod::Hutchinson,
         ..Default::default()
     }
 }

@@ -126,11 +126,12 @@ impl<'a> Runner<'a> {
         // The λ of the grid stands in until the search picks one.
         let (mut train_cfg, reg) = recipe::training(self.cfg, i, t.seed, self.device, Some(t.grid[0]))?;
         train_cfg.epochs = t.epochs;
-        let mut train = data::load(&self.spec(Split::Train, Some(t.limit)))?;
-        let val = train.split_off(t.val);
+        let spec = self.spec(Split::Train, Some(t.limit));
         let bar = self.bar.clone();
         let (report, _, outcome) = self.cache.stage("tune", &key, |dir| {
             bar.set_message(format!("tuning λ for {arch} / {}", r.name));
+            let mut train = data::load(&spec)?;
+            let val = train.split_off(t.val);
             let cfg = TuneConfig {
                 grid: t.grid.clone(),
                 train: train_cfg,

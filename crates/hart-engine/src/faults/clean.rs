@@ -130,9 +130,10 @@ impl Clean {
 
     /// The same clean pass counted under `policy`.
     pub fn with_policy(self, policy: NanPolicy) -> Result<Clean> {
-        let values = self.values;
+        let (values, inputs) = (self.values, self.inputs);
         Ok(Clean {
             values,
+            inputs,
             ..from_logits(self.logits, self.labels, policy)?
         })
     }
