@@ -13,7 +13,7 @@ use hart::campaign::{plot, prepare, replay, sbatch, CampaignConfig, FaultModel, 
 use hart::data::Split;
 use hart::faults::{Defense, Format, Scope, Shard, Storage};
 
-use super::common::{self, parse_device, parse_scope, progress_bar, DataArgs, ModelArgs};
+use super::common::{self, parse_device, parse_scope, progress_bar, DataArgs, ModelArgs, ShardArgs};
 
 #[derive(Args, Debug)]
 pub struct CampaignArgs {
@@ -56,7 +56,7 @@ pub struct CampaignArgs {
     /// Confidence of the intervals (Student t for the mean accuracy, Wilson for the erratic share).
     #[arg(long, default_value_t = 0.95)]
     pub confidence: f64,
-    /// Output directory (resumes the campaign found there).
+    /// Output directory (resumes the campaign found there; all --shard runs share it).
     #[arg(long)]
     pub out: PathBuf,
     /// Table format of DIR/trials.*: parquet or csv.
@@ -71,18 +71,8 @@ pub struct CampaignArgs {
     /// Print the per-level statistics as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Run shard I of N (default: the Slurm array task, if any); all shards share --out.
-    #[arg(long, value_name = "I/N")]
-    pub shard: Option<String>,
-    /// Write a Slurm array script for this campaign instead of running it.
-    #[arg(long, value_name = "FILE")]
-    pub emit_sbatch: Option<PathBuf>,
-    /// Array tasks (shards) for --emit-sbatch.
-    #[arg(long, default_value_t = 8)]
-    pub shards: u32,
-    /// CPUs per array task for --emit-sbatch.
-    #[arg(long, default_value_t = 2)]
-    pub cpus_per_task: u32,
+    #[command(flatten)]
+    pub sharding: ShardArgs,
     #[arg(long, default_value_t = 1000)]
     pub batch_size: usize,
     #[arg(long, default_value = "cpu")]
@@ -103,13 +93,10 @@ fn parse_storages(spec: &str) -> Result<Vec<Storage>> {
 }
 
 pub fn run(a: CampaignArgs) -> Result<()> {
-    let shard = match &a.shard {
-        Some(s) => Shard::parse(s)?,
-        None => Shard::from_env(|k| std::env::var(k).ok())?.unwrap_or(Shard::WHOLE),
-    };
+    let shard = a.sharding.resolve()?;
     let storages = parse_storages(&a.storage)?;
     let levels = parse_levels(&a.levels, a.fault)?;
-    if let Some(file) = &a.emit_sbatch {
+    if let Some(file) = &a.sharding.emit_sbatch {
         return emit_sbatch(&a, file);
     }
     let device = parse_device(&a.device)?;
@@ -204,13 +191,13 @@ pub fn run(a: CampaignArgs) -> Result<()> {
 }
 
 fn emit_sbatch(a: &CampaignArgs, file: &std::path::Path) -> Result<()> {
-    let out = common::emit_sbatch("campaign", &a.out, file, a.shards, |hart, args, out| {
-        sbatch::script(hart, args, out, a.shards, a.cpus_per_task)
+    let out = common::emit_sbatch("campaign", &a.out, file, a.sharding.shards, |hart, args, out| {
+        sbatch::script(hart, args, out, a.sharding.shards, a.sharding.cpus_per_task)
     })?;
     println!(
         "wrote {} ({} array tasks); submit with `sbatch {}`; when all have finished, run this command without --emit-sbatch to assemble {}",
         file.display(),
-        a.shards,
+        a.sharding.shards,
         file.display(),
         out.display()
     );

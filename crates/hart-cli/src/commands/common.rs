@@ -9,6 +9,34 @@ use hart::model::{LoadOptions, Model, ModelInfo, Normalization};
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::Device;
 
+/// Splitting a long job over a Slurm job array: run one shard of it, or
+/// write the array script (`hart sweep`, `hart campaign`).
+#[derive(Args, Debug, Clone)]
+pub struct ShardArgs {
+    /// Run shard I of N (default: the Slurm array task, if any).
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// Write a Slurm array script for this job instead of running it.
+    #[arg(long, value_name = "FILE")]
+    pub emit_sbatch: Option<PathBuf>,
+    /// Array tasks (shards) for --emit-sbatch.
+    #[arg(long, default_value_t = 8)]
+    pub shards: u32,
+    /// CPUs per array task for --emit-sbatch.
+    #[arg(long, default_value_t = 2)]
+    pub cpus_per_task: u32,
+}
+
+impl ShardArgs {
+    /// The shard to run: `--shard`, else the Slurm array task, else the whole job.
+    pub fn resolve(&self) -> Result<hart::faults::Shard> {
+        Ok(match &self.shard {
+            Some(s) => hart::faults::Shard::parse(s)?,
+            None => hart::faults::Shard::from_env(|k| std::env::var(k).ok())?.unwrap_or(hart::faults::Shard::WHOLE),
+        })
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {
     /// fashion-mnist, mnist, kmnist, cifar10, cifar100, imagenet, or a PATH (format detected).

@@ -11,11 +11,11 @@ use hart::faults::faultlist::Group;
 use hart::faults::sbatch::script;
 use hart::faults::stats::leveugle_sample_size;
 use hart::faults::{
-    faultlist, groups, prepare, sweep, BitSet, Defense, EngineKind, Format, SampleSize, Scope, Shard, Storage, Summary,
-    Sweep, SweepConfig, VerdictMode,
+    faultlist, groups, prepare, sweep, BitSet, Defense, EngineKind, Format, SampleSize, Scope, Storage, Summary, Sweep,
+    SweepConfig, VerdictMode,
 };
 
-use super::common::{self, parse_device, parse_scope, progress_bar, DataArgs, ModelArgs};
+use super::common::{self, parse_device, parse_scope, progress_bar, DataArgs, ModelArgs, ShardArgs};
 
 #[derive(Args, Debug)]
 pub struct SweepArgs {
@@ -60,18 +60,8 @@ pub struct SweepArgs {
     pub out: PathBuf,
     #[arg(long, default_value = "parquet")]
     pub format: Format,
-    /// Run shard I of N (default: the Slurm array task, if any).
-    #[arg(long, value_name = "I/N")]
-    pub shard: Option<String>,
-    /// Write a Slurm array script for this sweep instead of running it.
-    #[arg(long, value_name = "FILE")]
-    pub emit_sbatch: Option<PathBuf>,
-    /// Array tasks (shards) for --emit-sbatch.
-    #[arg(long, default_value_t = 8)]
-    pub shards: u32,
-    /// CPUs per array task for --emit-sbatch.
-    #[arg(long, default_value_t = 2)]
-    pub cpus_per_task: u32,
+    #[command(flatten)]
+    pub sharding: ShardArgs,
     /// auto (fast where the graph allows), generic, or reference (brute force).
     #[arg(long, default_value = "auto")]
     pub engine: EngineKind,
@@ -103,11 +93,8 @@ pub struct SweepArgs {
 }
 
 pub fn run(a: SweepArgs) -> Result<()> {
-    let shard = match &a.shard {
-        Some(s) => Shard::parse(s)?,
-        None => Shard::from_env(|k| std::env::var(k).ok())?.unwrap_or(Shard::WHOLE),
-    };
-    if let Some(file) = &a.emit_sbatch {
+    let shard = a.sharding.resolve()?;
+    if let Some(file) = &a.sharding.emit_sbatch {
         return emit_sbatch(&a, file);
     }
     let confidence = a.confidence.unwrap_or(match a.verdict {
@@ -185,7 +172,7 @@ pub fn run(a: SweepArgs) -> Result<()> {
 
 /// A grouped fault list: every group applied together, one exact row per group.
 fn run_groups(sw: &Sweep, list: &[Group], a: &SweepArgs) -> Result<()> {
-    if a.shard.is_some() {
+    if a.sharding.shard.is_some() {
         bail!("--shard does not apply to grouped fault lists (they run whole)");
     }
     let bar = progress_bar(list.len() as u64, "groups");
@@ -230,13 +217,13 @@ fn run_groups(sw: &Sweep, list: &[Group], a: &SweepArgs) -> Result<()> {
 }
 
 fn emit_sbatch(a: &SweepArgs, file: &std::path::Path) -> Result<()> {
-    let out = common::emit_sbatch("sweep", &a.out, file, a.shards, |hart, args, out| {
-        script(hart, args, out, a.shards, a.cpus_per_task)
+    let out = common::emit_sbatch("sweep", &a.out, file, a.sharding.shards, |hart, args, out| {
+        script(hart, args, out, a.sharding.shards, a.sharding.cpus_per_task)
     })?;
     println!(
         "wrote {} ({} array tasks); submit with `sbatch {}`, then `hart merge {}/shard-* --out {}`",
         file.display(),
-        a.shards,
+        a.sharding.shards,
         file.display(),
         out.display(),
         out.display()
