@@ -95,7 +95,13 @@ pub fn dataset(model: &Model, n: usize, c: usize, s: usize, seed: u64) -> Datase
 }
 
 /// A zoo model with seeded random weights.
+/// Tests of one binary run on parallel threads and libtorch's generator is
+/// global: without the lock another test's draws interleave with this
+/// model's initialisation and its weights differ from run to run.
+static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub fn zoo_model(arch: &str, c: i64, s: i64) -> Model {
+    let _seeded = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(11);
     let info = ModelInfo {
         arch: arch.into(),
