@@ -189,11 +189,13 @@ pub struct RegularizerArgs {
     /// Fire the penalty only when a curvature reading exceeds its running mean.
     #[arg(long)]
     pub hessian_selective: bool,
-    /// Curvature reading of --hessian-selective: diag (top share of v⊙Hv, free) or power (top-p Ritz values).
+    /// Curvature reading of --hessian-selective: diag (top share of v⊙Hv, free), power (top-p
+    /// Ritz values of one warm-started power step, p products) or lanczos (top-p Ritz values of
+    /// a max(2p, p+10)-step Lanczos run, the paper's reading).
     #[arg(long, default_value = "diag")]
     pub hessian_reading: String,
-    /// p, the eigenvalues the power reading averages.
-    #[arg(long, default_value_t = 5)]
+    /// p, the eigenvalues the power and lanczos readings average.
+    #[arg(long, default_value_t = 50)]
     pub hessian_top_p: usize,
     /// Share of diagonal entries the diag reading averages.
     #[arg(long, default_value_t = 0.01)]
@@ -201,6 +203,11 @@ pub struct RegularizerArgs {
     /// Take the penalty on the first N samples of each minibatch (0 = all of it).
     #[arg(long, default_value_t = 0)]
     pub hessian_batch: usize,
+    /// Every N-th penalised step, record each selective reading (diag, power with p = 5,
+    /// lanczos) beside the converged Lanczos mean of the top-p eigenvalues, and print how
+    /// well each tracks it (0 = off; costly: for measuring the rule, not for training).
+    #[arg(long, default_value_t = 0)]
+    pub audit_readings: usize,
     /// SAM neighbourhood radius ρ.
     #[arg(long, default_value_t = 0.05)]
     pub sam_rho: f64,
@@ -230,6 +237,7 @@ impl RegularizerArgs {
                 diag_frac: self.hessian_diag_frac,
             }),
             sub_batch: self.hessian_batch,
+            audit_every: self.audit_readings,
             sam_rho: self.sam_rho,
             sam_adaptive: self.asam,
             fd_sigma: self.fd_sigma,

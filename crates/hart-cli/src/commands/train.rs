@@ -7,6 +7,7 @@ use clap::Args;
 use hart::data::Split;
 use hart::eval::evaluate;
 use hart::model::{zoo, LoadOptions, Model, ModelInfo, Normalization};
+use hart::train::regularizer::audit::{tracking, Tracking};
 use hart::train::{train_with, OptimizerConfig, OptimizerKind, RegularizerConfig, TrainConfig};
 use serde::Serialize;
 
@@ -124,6 +125,24 @@ struct TrainLog<'a> {
     regularizer: &'a RegularizerConfig,
     epochs: Vec<hart::train::EpochLog>,
     test: Option<hart::eval::EvalResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audit_tracking: Option<Vec<Tracking>>,
+}
+
+/// The readings audit: how each reading follows the Lanczos reference.
+fn print_tracking(rows: &[Tracking], checkpoints: usize, p: usize) {
+    println!("selective readings against the top-{p} eigenvalue mean (Lanczos), {checkpoints} checkpoints:");
+    println!("  reading     pearson  spearman  rule agrees  rule fires");
+    for t in rows {
+        println!(
+            "  {:<10} {:>8.3} {:>9.3} {:>11.1}% {:>10.1}%",
+            t.reading,
+            t.pearson,
+            t.spearman,
+            100.0 * t.agreement,
+            100.0 * t.fired
+        );
+    }
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
@@ -171,6 +190,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
     if let Some(t) = &test {
         println!("test accuracy {:.2}% ({}/{})", 100.0 * t.accuracy, t.correct, t.total);
     }
+    let audit: Vec<_> = epochs.iter().flat_map(|e| e.audit.iter().cloned()).collect();
+    let audit_tracking = (!audit.is_empty()).then(|| tracking(&audit));
+    if let Some(t) = &audit_tracking {
+        print_tracking(t, audit.len(), regularizer.selective.unwrap_or_default().top_p);
+    }
     let log = TrainLog {
         arch: &a.arch,
         dataset: &data.name,
@@ -186,6 +210,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         regularizer: &regularizer,
         epochs,
         test,
+        audit_tracking,
     };
     write_json(&a.out.with_extension("train.json"), &log)?;
     println!("saved {}", a.out.display());

@@ -90,6 +90,56 @@ impl HvpOperator for LossHessian<'_> {
     }
 }
 
+/// The Hessian of one minibatch loss whose gradient graph a training step
+/// already built (`grads` from a backward with `create_graph`): each product
+/// is one more backward through that graph, no forward pass.
+pub struct GraphHessian<'a> {
+    params: &'a ParamSet,
+    grads: &'a [Tensor],
+    hvps: usize,
+}
+
+impl<'a> GraphHessian<'a> {
+    pub fn new(params: &'a ParamSet, grads: &'a [Tensor]) -> Self {
+        GraphHessian { params, grads, hvps: 0 }
+    }
+}
+
+impl HvpOperator for GraphHessian<'_> {
+    fn dim(&self) -> i64 {
+        self.params.dim()
+    }
+
+    fn device(&self) -> Device {
+        self.params.tensors.first().map_or(Device::Cpu, |t| t.device())
+    }
+
+    fn apply(&mut self, v: &Tensor) -> Result<Tensor> {
+        let k = v.size()[0];
+        let rows = (0..k)
+            .map(|j| -> Result<Tensor> {
+                let vj = v.get(j);
+                let parts = self.params.split(&vj);
+                // The graph stays: the step still needs it for its own backward.
+                match dot_parts(self.grads, &parts).filter(|t| t.requires_grad()) {
+                    Some(gv) => {
+                        Ok(self
+                            .params
+                            .flatten(&Tensor::f_run_backward(&[&gv], &self.params.tensors, true, false)?))
+                    }
+                    None => Ok(vj.f_zeros_like()?),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.hvps += k as usize;
+        Ok(Tensor::f_stack(&rows, 0)?)
+    }
+
+    fn hvps(&self) -> usize {
+        self.hvps
+    }
+}
+
 /// The Hessian of the mean cross-entropy of `model` (eval mode: BatchNorm
 /// uses its running statistics) over all of `data`, in batches of `batch_size`.
 pub fn data_hessian<'a>(

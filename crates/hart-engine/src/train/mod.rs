@@ -49,6 +49,9 @@ pub struct EpochLog {
     /// The selective rule's curvature readings, one per evaluated step, in order.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub readings: Vec<f64>,
+    /// Readings audit checkpoints of this epoch (`audit_every`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<regularizer::audit::AuditRow>,
 }
 
 /// The order in which an epoch visits the training set: a seeded shuffle, so
@@ -97,7 +100,7 @@ pub fn train_with(
         let order = epoch_order(data.len(), cfg.seed, epoch);
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0i64, 0usize);
         let (mut trace_sum, mut traced, mut evaluated, mut fired) = (0f64, 0usize, 0usize, 0usize);
-        let mut readings = vec![];
+        let (mut readings, mut audit) = (vec![], vec![]);
         for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
             let (x, y) = data.batch(idx);
             let (x, y) = (x.to_device(cfg.device), y.to_device(cfg.device));
@@ -110,6 +113,7 @@ pub fn train_with(
                 traced += 1;
             }
             readings.extend(out.reading);
+            audit.extend(reg.take_audit());
             evaluated += usize::from(out.trace.is_some() || out.fired);
             fired += usize::from(out.fired);
             if !loss_value.is_finite() {
@@ -141,6 +145,7 @@ pub fn train_with(
             penalty_evaluated: regularized.then_some(evaluated),
             penalty_fired: regularized.then_some(fired),
             readings,
+            audit,
         };
         model
             .check_finite()

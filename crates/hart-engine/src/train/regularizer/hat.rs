@@ -3,14 +3,15 @@
 //! (the gradient of vᵀHv flows back through the Hessian-vector product's
 //! own graph: third-order terms included, no approximation).
 
+use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
 use super::buffers::Snapshot;
-use super::selective::{power_update, top_share_mean, Reading};
+use super::selective::{lanczos_reading, power_update, top_share_mean, Reading};
 use super::{cross_entropy, HessianMethod, Regularizer, StepOutcome};
 use crate::error::Result;
 use crate::hessian::gauss_newton::gauss_newton_penalty;
-use crate::hessian::operator::dot_parts;
+use crate::hessian::operator::{dot_parts, GraphHessian, HvpOperator};
 use crate::hessian::probe::rademacher;
 use crate::hessian::ParamSet;
 use crate::model::{Mode, Model};
@@ -87,9 +88,9 @@ pub(super) fn step(reg: &mut Regularizer, model: &Model, x: &Tensor, y: &Tensor)
                 x.device(),
             );
             let pen = hutchinson_penalty(&pen_loss, &reg.selected, &v)?;
-            let reading = take_reading(reg, &pen.diag, || {
-                Ok(pen.grads.iter().map(Tensor::shallow_clone).collect())
-            })?;
+            let grads = || Ok(pen.grads.iter().map(Tensor::shallow_clone).collect());
+            audit(reg, &pen.diag, grads)?;
+            let reading = take_reading(reg, &pen.diag, grads)?;
             let fired = reading.is_none_or(|r| reg.selective.decide(r));
             let objective = if fired { &ce + &pen.value * lambda } else { ce };
             objective.f_backward()?;
@@ -107,10 +108,12 @@ pub(super) fn step(reg: &mut Regularizer, model: &Model, x: &Tensor, y: &Tensor)
             .f_view([reg.cfg.probes as i64, size[0], size[1]])?;
             let pen = gauss_newton_penalty(&pen_logits, &reg.selected, &u)?;
             let selected: Vec<Tensor> = reg.selected.tensors.iter().map(Tensor::shallow_clone).collect();
-            let reading = take_reading(reg, &pen.diag, || {
+            let grads = || {
                 let pen_loss = cross_entropy(&pen_logits, &pen_y)?;
                 Ok(Tensor::f_run_backward(&[&pen_loss], &selected, true, true)?)
-            })?;
+            };
+            audit(reg, &pen.diag, grads)?;
+            let reading = take_reading(reg, &pen.diag, grads)?;
             let fired = reading.is_none_or(|r| reg.selective.decide(r));
             if fired {
                 pen.backward_with(&ce, &reg.all, lambda)?;
@@ -129,6 +132,14 @@ pub(super) fn step(reg: &mut Regularizer, model: &Model, x: &Tensor, y: &Tensor)
     })
 }
 
+/// Feeds the readings audit, when one is on.
+fn audit(reg: &mut Regularizer, diag: &Tensor, grads: impl FnOnce() -> Result<Vec<Tensor>>) -> Result<()> {
+    match reg.audit.as_mut() {
+        Some(a) => a.observe(&reg.selected, diag, &grads()?),
+        None => Ok(()),
+    }
+}
+
 /// The selective rule's reading, when the rule is on. `grads` gives ∇_S CE
 /// with its graph, for readings that need Hessian-vector products.
 fn take_reading(
@@ -142,33 +153,41 @@ fn take_reading(
     Ok(Some(match s.reading {
         Reading::Diag => top_share_mean(diag, s.diag_frac)?,
         Reading::Power => power_reading(reg, &grads()?, s.top_p)?,
+        Reading::Lanczos => {
+            let grads = grads()?;
+            let mut op = GraphHessian::new(&reg.selected, &grads);
+            let kind = reg.selected.tensors[0].f_kind()?;
+            lanczos_reading(&mut op, s.top_p, kind, &mut reg.rng)?
+        }
     }))
 }
 
 /// The mean of the top-p Ritz values after one power step from last time's subspace.
 fn power_reading(reg: &mut Regularizer, grads: &[Tensor], p: usize) -> Result<f64> {
-    let params = &reg.selected;
+    let (reading, next) = power_step(&reg.selected, grads, reg.selective.power.take(), p, &mut reg.rng)?;
+    reg.selective.power = Some(next);
+    Ok(reading)
+}
+
+/// One warm-started block power step on the minibatch Hessian of `grads`:
+/// the reading and the subspace to start from next time.
+pub(super) fn power_step(
+    params: &ParamSet,
+    grads: &[Tensor],
+    warm: Option<Tensor>,
+    p: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<(f64, Tensor)> {
     let dim = params.dim();
     let p = (p as i64).min(dim);
-    let v = match reg.selective.power.take() {
+    let v = match warm {
         Some(v) => v,
         None => {
-            let r = rademacher(&mut reg.rng, p, dim, params.tensors[0].kind(), grads[0].device());
+            let r = rademacher(rng, p, dim, params.tensors[0].kind(), grads[0].device());
             let (q, _) = Tensor::f_linalg_qr(&r.to_kind(Kind::Double).tr(), "reduced")?;
             q.tr().to_kind(r.kind()).contiguous()
         }
     };
-    let rows: Vec<Tensor> = (0..p)
-        .map(|j| -> Result<Tensor> {
-            let parts = params.split(&v.get(j));
-            match dot_parts(grads, &parts).filter(|t| t.requires_grad()) {
-                Some(gv) => Ok(params.flatten(&Tensor::f_run_backward(&[&gv], &params.tensors, true, false)?)),
-                None => Ok(v.get(j).zeros_like()),
-            }
-        })
-        .collect::<Result<_>>()?;
-    let hv = Tensor::f_stack(&rows, 0)?;
-    let (reading, next) = power_update(&v, &hv)?;
-    reg.selective.power = Some(next);
-    Ok(reading)
+    let hv = GraphHessian::new(params, grads).apply(&v)?;
+    power_update(&v, &hv)
 }

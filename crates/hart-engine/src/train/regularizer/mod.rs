@@ -8,6 +8,7 @@
 //! forward pass(es) and leaves the gradient of its objective in the
 //! parameters' `.grad`, and the training loop's optimiser takes it from there.
 
+pub mod audit;
 mod buffers;
 mod fd;
 mod hat;
@@ -97,6 +98,8 @@ pub struct RegularizerConfig {
     pub selective: Option<Selective>,
     /// Take the penalty on the first N samples of the minibatch only (0 = all; `hessian`).
     pub sub_batch: usize,
+    /// Audit the selective readings on every N-th penalised step (0 = off; `hessian`).
+    pub audit_every: usize,
     /// SAM neighbourhood radius ρ.
     pub sam_rho: f64,
     /// ASAM: scale the SAM perturbation by |w| (Kwon et al. 2021).
@@ -117,6 +120,7 @@ impl Default for RegularizerConfig {
             layers: LayerSelection::All,
             selective: None,
             sub_batch: 0,
+            audit_every: 0,
             sam_rho: 0.05,
             sam_adaptive: false,
             fd_sigma: 0.01,
@@ -150,6 +154,9 @@ impl RegularizerConfig {
                 return bad("--hessian-selective needs --regularizer hessian".into());
             }
             s.validate()?;
+        }
+        if self.audit_every > 0 && self.kind != RegularizerKind::Hessian {
+            return bad("--audit-readings needs --regularizer hessian".into());
         }
         Ok(())
     }
@@ -185,6 +192,7 @@ pub struct Regularizer {
     selected: ParamSet,
     rng: ChaCha8Rng,
     selective: selective::State,
+    audit: Option<audit::Audit>,
     step: usize,
 }
 
@@ -192,18 +200,32 @@ impl Regularizer {
     pub fn new(model: &Model, cfg: &RegularizerConfig, seed: u64) -> Result<Self> {
         cfg.validate()?;
         let selected = ParamSet::select(model, &cfg.layers)?;
+        let s = cfg.selective.unwrap_or_default();
+        let audit = match cfg.audit_every {
+            0 => None,
+            every => Some(audit::Audit::new(every, s.top_p, s.diag_frac, seed)?),
+        };
         Ok(Regularizer {
             cfg: cfg.clone(),
             all: model.trainable().into_iter().map(|(_, t)| t).collect(),
             selected,
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x4841_5254),
             selective: selective::State::default(),
+            audit,
             step: 0,
         })
     }
 
     pub fn config(&self) -> &RegularizerConfig {
         &self.cfg
+    }
+
+    /// The audit checkpoints recorded since the last call.
+    pub fn take_audit(&mut self) -> Vec<audit::AuditRow> {
+        self.audit
+            .as_mut()
+            .map(|a| std::mem::take(&mut a.rows))
+            .unwrap_or_default()
     }
 
     /// The share of λ this step applies under the warm-up (`step` already counts it).
