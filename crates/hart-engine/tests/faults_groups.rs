@@ -328,3 +328,37 @@ fn bad_grouped_lists_are_one_line_errors() {
         assert!(err.contains(want) && !err.contains('\n'), "{text:?}: {err}");
     }
 }
+
+/// Slices over `INPUT_BYTES` keep no input images and engines read batches
+/// from the dataset instead: the same rows either way.
+#[test]
+fn evaluation_without_cached_inputs_reads_the_same_images() {
+    let model = zoo_model("mlp", 1, 28);
+    let data = dataset(&model, 24, 1, 28, 3);
+    for storage in [Storage::Fp32, Storage::Int8] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("faults.csv");
+        grouped_list(&model, storage, &path, 32, 5);
+        let cfg = SweepConfig {
+            faults: Some(path),
+            storage,
+            seed: 9,
+            batch: 5,
+            ..SweepConfig::new()
+        };
+        let mut sw = prepare(&model, &data, &cfg).unwrap();
+        let groups = sw.groups.clone().unwrap();
+        let counts = |sw: &hart::faults::Sweep| -> Vec<i64> {
+            let rows = hart::faults::groups::evaluate(sw, &groups, &mut |_| {}).unwrap();
+            rows.iter().map(|r| r.correct).collect()
+        };
+        let cached = counts(&sw);
+        assert!(sw.clean.inputs.is_some());
+        assert!(
+            cached.iter().any(|c| *c != sw.clean.correct_count),
+            "{storage}: no group changed anything"
+        );
+        sw.clean.inputs = None;
+        assert_eq!(counts(&sw), cached, "{storage}");
+    }
+}
