@@ -1,15 +1,17 @@
 """The plain PyTorch loop a user would write for a bit-flip sweep, for
 `hart bench sweep`'s TorchScript row.
 
-  torchscript_loop.py export OUT.pt
-      writes a torch.jit.script 784-256-128-10 ReLU MLP (seeded weights).
+  torchscript_loop.py export OUT.pt [TRAIN.safetensors]
+      writes a torch.jit.script 784-256-128-10 ReLU MLP (seeded weights),
+      trained for one epoch of SGD on TRAIN's images when given: a sweep of
+      a random-weight model (10% accuracy) measures little a user runs.
   torchscript_loop.py time MODEL.pt IMAGES.safetensors FAULTS.csv
       flips each (param, index, bit) of the CSV in place, evaluates every
       image in one batch, restores, and prints one JSON line: seconds (the
       loop only), flips and the correct count of each flip.
 
-IMAGES.safetensors holds `x` (float32 N×1×28×28, as HART feeds the model)
-and `y` (int64 labels).
+IMAGES.safetensors and TRAIN.safetensors hold `x` (float32 N×1×28×28, as
+HART feeds the model) and `y` (int64 labels).
 """
 
 import csv
@@ -34,9 +36,18 @@ class Mlp(nn.Module):
         return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
 
 
-def export(out):
+def export(out, train=None):
     torch.manual_seed(0)
-    torch.jit.script(Mlp().eval()).save(out)
+    model = Mlp()
+    if train is not None:
+        data = load_file(train)
+        x, y = data["x"], data["y"]
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        for i in torch.randperm(len(y)).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[i]), y[i]).backward()
+            opt.step()
+    torch.jit.script(model.eval()).save(out)
 
 
 @torch.no_grad()
@@ -61,6 +72,6 @@ def time_loop(model_path, images_path, faults_path):
 
 if __name__ == "__main__":
     if sys.argv[1] == "export":
-        export(sys.argv[2])
+        export(*sys.argv[2:4])
     else:
         time_loop(*sys.argv[2:5])

@@ -5,12 +5,15 @@
 //! image in one batch, restore: scripts/torchscript_loop.py in the venv's
 //! Python), on the same flips, in the same run.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use hart::bench::{median, Comparison, Timing};
-use hart::data::Split;
+use hart::data::{Dataset, Split};
+use hart::eval::{evaluate, NanPolicy};
+use hart::faults::record::Row;
 use hart::faults::{SweepConfig, VerdictMode};
 use hart::model::LoadOptions;
 
@@ -40,15 +43,45 @@ fn python_out(args: &[&std::ffi::OsStr]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Flips whose verdict (RAD above `threshold`) differs from the loop's, or
+/// whose count does when HART's is exact; the loop's counts are in the
+/// order of the fault list.
+fn disagreements(rows: &[Row], faults: &Path, loop_correct: &[i64], clean: i64, threshold: f64) -> Result<usize> {
+    let text = std::fs::read_to_string(faults)?;
+    let by_flip: HashMap<&str, i64> = text.lines().skip(1).zip(loop_correct.iter().copied()).collect();
+    if by_flip.len() != rows.len() {
+        bail!("the loop evaluated {} flips, hart {}", by_flip.len(), rows.len());
+    }
+    let erratic = |c: i64| (clean - c) as f64 / clean.max(1) as f64 > threshold;
+    rows.iter()
+        .map(|r| {
+            let key = format!("{},{},{}", r.param, r.index, r.bit);
+            let want = *by_flip
+                .get(key.as_str())
+                .with_context(|| format!("{key} not in the loop's output"))?;
+            Ok(usize::from(
+                erratic(want) != (r.rad > threshold) || (r.exact && r.correct != want),
+            ))
+        })
+        .sum()
+}
+
+/// `data`'s images and labels as the loop script reads them.
+fn write_images(data: &Dataset, path: &Path) -> Result<()> {
+    let (x, y) = data.batch_range(0, data.len());
+    Ok(tch::Tensor::write_safetensors(&[("x", &x), ("y", &y)], path)?)
+}
+
 pub fn rows(images: usize, elements: usize, runs: usize) -> Result<Vec<Comparison>> {
     let dir = tempfile_dir()?;
     let model_path = dir.join("mlp.pt");
-    python_out(&["export".as_ref(), model_path.as_os_str()])?;
+    let train = dir.join("train.safetensors");
+    write_images(&fashion(Split::Train, 10_000)?, &train)?;
+    python_out(&["export".as_ref(), model_path.as_os_str(), train.as_os_str()])?;
     let model = hart::model::load(&model_path, &LoadOptions::default())?;
     let data = fashion(Split::Test, images)?;
-    let (x, y) = data.batch_range(0, data.len());
     let io = dir.join("images.safetensors");
-    tch::Tensor::write_safetensors(&[("x", &x), ("y", &y)], &io)?;
+    write_images(&data, &io)?;
     let faults = dir.join("faults.csv");
     flips(&model, elements, &faults)?;
     let text = python_out(&[
@@ -60,6 +93,7 @@ pub fn rows(images: usize, elements: usize, runs: usize) -> Result<Vec<Compariso
     let loop_out: serde_json::Value = serde_json::from_str(text.trim())?;
     let loop_s = loop_out["seconds"].as_f64().context("loop output")?;
     let n = loop_out["flips"].as_u64().context("loop output")? as usize;
+    let loop_correct: Vec<i64> = serde_json::from_value(loop_out["correct"].clone()).context("loop output")?;
     let baseline = Timing {
         name: "plain PyTorch loop".into(),
         median_s: loop_s / n.max(1) as f64,
@@ -67,21 +101,29 @@ pub fn rows(images: usize, elements: usize, runs: usize) -> Result<Vec<Compariso
         max_s: loop_s / n.max(1) as f64,
         runs: 1,
     };
+    let clean = evaluate(&model, &data, data.len(), model.device())?.correct;
     let mut out = vec![];
     for verdict in [VerdictMode::Exact, VerdictMode::Sequential] {
         let cfg = SweepConfig {
             verdict,
             confidence: 0.999,
             batch: data.len(),
+            // Count as the loop's `argmax` does, so the counts can be compared.
+            nan_policy: NanPolicy::Argmax,
             ..SweepConfig::new()
         };
-        let (rows, seconds) = configured_rows(&model, &data, &faults, cfg, runs)?;
+        let (rows, seconds) = configured_rows(&model, &data, &faults, cfg.clone(), runs)?;
+        let wrong = disagreements(&rows, &faults, &loop_correct, clean, cfg.threshold)?;
+        if verdict == VerdictMode::Exact && wrong > 0 {
+            bail!("torchscript MLP: {wrong} exact verdicts differ from the PyTorch loop's counts");
+        }
         println!(
-            "torchscript MLP, {verdict:?} verdicts: {} flips on {} images at {:.0} flips/s (plain loop {:.0} flips/s)",
+            "torchscript MLP, {verdict:?} verdicts: {} flips on {} images at {:.0} flips/s (plain loop {:.0} flips/s); clean accuracy {:.2}%, {wrong} verdicts differ from the loop's",
             rows.len(),
             data.len(),
             rows.len() as f64 / median(&seconds),
-            n as f64 / loop_s
+            n as f64 / loop_s,
+            100.0 * clean as f64 / data.len() as f64,
         );
         out.push(Comparison::new(
             &format!("torchscript MLP {verdict:?} ({} images)", data.len()),
