@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use hart::experiment::results::Group;
+use hart::experiment::stats::MeanCi;
 use hart::experiment::{self, cache::Outcome, ExperimentConfig};
 
 use super::common::{parse_device, progress_bar};
@@ -52,6 +54,58 @@ pub fn execute(cfg: &ExperimentConfig, out: &Path, device: &str) -> Result<()> {
             g.erratic_params.to_string()
         );
     }
+    print_faults(&output.groups);
     println!("report: {}", output.report.display());
     Ok(())
+}
+
+/// The fault sections' headline numbers, when they ran (the report has the rest).
+fn print_faults(groups: &[Group]) {
+    let change = |c: &Option<MeanCi>| c.map_or("baseline".into(), |c| c.signed_percent());
+    if groups.iter().any(|g| !g.attack.is_empty()) {
+        println!(
+            "\n{:<16} {:<12} {:<7} {:>18} {:>9} {:>18}",
+            "architecture", "recipe", "method", "flips to crush", "reached", "vs baseline"
+        );
+        for g in groups {
+            for a in &g.attack {
+                println!(
+                    "{:<16} {:<12} {:<7} {:>18} {:>9} {:>18}",
+                    g.arch,
+                    g.recipe,
+                    a.method,
+                    a.flips.to_string(),
+                    format!("{}/{}", a.reached, a.trials),
+                    change(&a.change)
+                );
+            }
+        }
+    }
+    if groups.iter().any(|g| !g.defended.is_empty()) {
+        println!(
+            "\n{:<16} {:<12} {:<10} {:>22} {:>18}",
+            "architecture", "recipe", "defence", "erratic bits", "vs baseline"
+        );
+        for g in groups {
+            for d in &g.defended {
+                println!(
+                    "{:<16} {:<12} {:<10} {:>22} {:>18}",
+                    g.arch,
+                    g.recipe,
+                    d.defense,
+                    d.erratic_bits.to_string(),
+                    change(&d.change)
+                );
+            }
+        }
+    }
+    for g in groups {
+        let Some(c) = &g.campaign else { continue };
+        let cells: Vec<String> = c
+            .levels
+            .iter()
+            .map(|l| format!("{}: {}", l.level, l.accuracy.percent()))
+            .collect();
+        println!("{} {} {}: {}", g.arch, g.recipe, c.fault, cells.join(", "));
+    }
 }
