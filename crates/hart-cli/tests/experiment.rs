@@ -261,7 +261,7 @@ fn fault_sections_match_the_commands_and_resume() {
         "{console}"
     );
     assert!(
-        console.contains("flips to crush") && console.contains("radar:4"),
+        console.contains("flips to the target") && console.contains("radar:4"),
         "{console}"
     );
 

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use hart::experiment::fault_report;
 use hart::experiment::results::Group;
-use hart::experiment::stats::MeanCi;
 use hart::experiment::{self, cache::Outcome, ExperimentConfig};
 
 use super::common::{parse_device, progress_bar};
@@ -59,45 +59,30 @@ pub fn execute(cfg: &ExperimentConfig, out: &Path, device: &str) -> Result<()> {
     Ok(())
 }
 
-/// The fault sections' headline numbers, when they ran (the report has the rest).
-fn print_faults(groups: &[Group]) {
-    let change = |c: &Option<MeanCi>| c.map_or("baseline".into(), |c| c.signed_percent());
-    if groups.iter().any(|g| !g.attack.is_empty()) {
-        println!(
-            "\n{:<16} {:<12} {:<7} {:>18} {:>9} {:>18}",
-            "architecture", "recipe", "method", "flips to crush", "reached", "vs baseline"
-        );
-        for g in groups {
-            for a in &g.attack {
-                println!(
-                    "{:<16} {:<12} {:<7} {:>18} {:>9} {:>18}",
-                    g.arch,
-                    g.recipe,
-                    a.method,
-                    a.flips.to_string(),
-                    format!("{}/{}", a.reached, a.trials),
-                    change(&a.change)
-                );
-            }
-        }
+/// Prints a table in columns as wide as their widest cell.
+fn print_table((header, rows): (Vec<String>, Vec<Vec<String>>)) {
+    let width = |i: usize| {
+        rows.iter()
+            .chain([&header])
+            .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..header.len()).map(width).collect();
+    println!();
+    for row in [&header].into_iter().chain(&rows) {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, &w)| format!("{c:<w$}")).collect();
+        println!("{}", cells.join("  ").trim_end());
     }
-    if groups.iter().any(|g| !g.defended.is_empty()) {
-        println!(
-            "\n{:<16} {:<12} {:<10} {:>22} {:>18}",
-            "architecture", "recipe", "defence", "erratic bits", "vs baseline"
-        );
-        for g in groups {
-            for d in &g.defended {
-                println!(
-                    "{:<16} {:<12} {:<10} {:>22} {:>18}",
-                    g.arch,
-                    g.recipe,
-                    d.defense,
-                    d.erratic_bits.to_string(),
-                    change(&d.change)
-                );
-            }
-        }
+}
+
+/// The fault sections' headline tables, when they ran (the report has the rest).
+fn print_faults(groups: &[Group]) {
+    for table in [fault_report::attack_table(groups), fault_report::defended_table(groups)]
+        .into_iter()
+        .flatten()
+    {
+        print_table(table);
     }
     for g in groups {
         let Some(c) = &g.campaign else { continue };

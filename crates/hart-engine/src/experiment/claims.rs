@@ -2,10 +2,11 @@
 //! comparisons with the baseline: reproduced, not reproduced, or
 //! inconclusive when the 95% interval cannot tell.
 
+use super::fault_results::AttackStats;
 use super::results::Group;
 use super::stats::MeanCi;
 
-pub const EXPLANATION: &str = "Each claim of the HAT paper is judged per architecture and Hessian-aware recipe from per-seed paired comparisons with the baseline recipe (the same seed trained both ways). A reduction claim is reproduced when the 95% interval of the relative change lies below 0, not reproduced when the interval excludes a reduction as large as the paper's smallest, and inconclusive otherwise. An increase claim (flips the bit-flip attack needs to crush the model) is judged the same way with the signs reversed: reproduced when the interval lies above 0, not reproduced when it excludes an increase as large as the paper's smallest (2×, +100%). The synergy claim (fewer erratic bits than the baseline under the same defence) names no size: it is not reproduced only when the interval excludes any reduction. Accuracy is compared as a difference in points; SAM is compared with the same recipe's change.";
+pub const EXPLANATION: &str = "Each claim of the HAT paper is judged per architecture and Hessian-aware recipe from per-seed paired comparisons with the baseline recipe (the same seed trained both ways). A reduction claim is reproduced when the 95% interval of the relative change lies below 0, not reproduced when the interval excludes a reduction as large as the paper's smallest, and inconclusive otherwise. An increase claim (flips the bit-flip attack needs to crush the model) is judged the same way with the signs reversed: reproduced when the interval lies above 0, not reproduced when it excludes an increase as large as the paper's smallest (2×, +100%); a trial that never reached the target counts its budget, a lower bound, so a verdict such bounds could overturn (not reproduced with the Hessian-aware recipe's trials cut off, reproduced with the baseline's) is inconclusive. The synergy claim (fewer erratic bits than the baseline under the same defence) names no size: it is not reproduced only when the interval excludes any reduction. Accuracy is compared as a difference in points; SAM is compared with the same recipe's change.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -54,6 +55,17 @@ pub fn increase(change: &MeanCi, smallest: f64) -> Verdict {
         ..*change
     };
     reduction(&negated, -smallest)
+}
+
+/// `increase` for flips to crush, where trials cut off at the budget make a
+/// recipe's flips a lower bound: more flips for a censored recipe could
+/// only raise its change, a censored baseline could only lower it.
+pub fn flips_increase(change: &MeanCi, smallest: f64, censored: bool, base_censored: bool) -> Verdict {
+    match increase(change, smallest) {
+        Verdict::NotReproduced if censored => Verdict::Inconclusive,
+        Verdict::Reproduced if base_censored => Verdict::Inconclusive,
+        v => v,
+    }
 }
 
 /// Accuracy within `points` (a fraction) of the baseline.
@@ -118,11 +130,21 @@ pub fn table(groups: &[Group]) -> Vec<Claim> {
             g.accuracy_diff.map_or("—".into(), |d| d.points()),
             g.accuracy_diff.map(|d| within(&d, 0.01)),
         );
-        if let Some(a) = g.attack.iter().find(|a| a.method == "bfa") {
+        let bfa = |g: &Group| g.attack.iter().find(|a| a.method == "bfa").cloned();
+        let base = groups.iter().find(|b| b.baseline && b.arch == g.arch);
+        if let (Some(a), Some(b)) = (bfa(g), base.and_then(bfa)) {
+            let cut = |a: &AttackStats| a.reached < a.trials;
             push(
                 format!("{name}: BFA needs 2–3× more flips to crush ({} storage)", a.storage),
-                format!("flips: {}", describe(&a.change)),
-                a.change.map(|c| increase(&c, 1.0)),
+                format!(
+                    "flips: {} (target reached in {}/{} trials, baseline {}/{})",
+                    describe(&a.change),
+                    a.reached,
+                    a.trials,
+                    b.reached,
+                    b.trials
+                ),
+                a.change.map(|c| flips_increase(&c, 1.0, cut(&a), cut(&b))),
             );
         }
         for d in &g.defended {
@@ -181,6 +203,11 @@ mod tests {
         assert_eq!(increase(&m(0.1, 0.2), 1.0), Verdict::NotReproduced);
         assert_eq!(increase(&m(0.5, 0.8), 1.0), Verdict::Inconclusive);
         assert_eq!(increase(&m(2.0, f64::NAN), 1.0), Verdict::Inconclusive);
+        // Cut-off trials only ever understate the censored recipe's flips.
+        assert_eq!(flips_increase(&m(0.1, 0.2), 1.0, true, false), Verdict::Inconclusive);
+        assert_eq!(flips_increase(&m(0.1, 0.2), 1.0, false, true), Verdict::NotReproduced);
+        assert_eq!(flips_increase(&m(1.5, 0.4), 1.0, true, false), Verdict::Reproduced);
+        assert_eq!(flips_increase(&m(1.5, 0.4), 1.0, false, true), Verdict::Inconclusive);
     }
 
     #[test]

@@ -11,8 +11,13 @@ use crate::error::Result;
 use crate::plot::{Figure, LinePlot, Series, SeriesLabelPosition};
 use crate::report::Report;
 
-fn change(c: &Option<MeanCi>) -> String {
-    c.map_or("baseline".into(), |c| c.signed_percent())
+/// The paired change of a recipe; "—" where no seed pairs (a baseline of 0).
+fn change(g: &Group, c: &Option<MeanCi>) -> String {
+    match c {
+        Some(c) => c.signed_percent(),
+        None if g.baseline => "baseline".into(),
+        None => "—".into(),
+    }
 }
 
 pub fn sections(r: &mut Report, groups: &[Group], archs: &[String], plots: &Path) -> Result<()> {
@@ -21,12 +26,14 @@ pub fn sections(r: &mut Report, groups: &[Group], archs: &[String], plots: &Path
     campaign(r, groups, archs, plots)
 }
 
-fn attack(r: &mut Report, groups: &[Group]) {
+/// A table's header and rows; the console prints the same ones.
+pub type Table = (Vec<String>, Vec<Vec<String>>);
+
+/// Flips to crush per recipe and method; None when no attack ran.
+pub fn attack_table(groups: &[Group]) -> Option<Table> {
     if groups.iter().all(|g| g.attack.is_empty()) {
-        return;
+        return None;
     }
-    r.heading("Flips to crush (bit-flip attack)");
-    r.paragraph("Per trained model, `hart attack` with the model's seed: flips until the accuracy on the evaluation slice is at or below the target (chance + 1 point unless set). A model's value is the mean over its trials; a trial that never reaches the target counts its whole budget, so a mean at the budget is a lower bound. Changes are relative to the baseline recipe with the same seed. With bfa, the last column is the accuracy after as many uniformly random flips as each BFA trial used.");
     let header = [
         "architecture",
         "recipe",
@@ -50,44 +57,50 @@ fn attack(r: &mut Report, groups: &[Group]) {
                     a.clean_accuracy.percent(),
                     a.flips.to_string(),
                     format!("{}/{}", a.reached, a.trials),
-                    change(&a.change),
+                    change(g, &a.change),
                     a.random_accuracy.map_or("—".into(), |m| m.percent()),
                 ]
             })
         })
         .collect();
-    r.table(header.map(String::from).to_vec(), rows);
+    Some((header.map(String::from).to_vec(), rows))
 }
 
-fn defended(r: &mut Report, groups: &[Group]) {
+/// Erratic bits per recipe, undefended and under each defence; None when no defence ran.
+pub fn defended_table(groups: &[Group]) -> Option<Table> {
     if groups.iter().all(|g| g.defended.is_empty()) {
-        return;
+        return None;
     }
-    r.heading("Erratic bits under each defence");
-    r.paragraph("The sweep again, every faulty word passed through the defence before the forward pass (range: a weight outside its tensor's clean range is set to 0; radar:G: a group of G words whose checksum changed is zeroed, key fixed by the model's seed). Changes are relative to the baseline recipe with the same seed under the same defence; the first row of each recipe is the undefended sweep.");
     let header = ["architecture", "recipe", "defence", "erratic bits", "change"];
     let rows = groups
         .iter()
         .flat_map(|g| {
-            let none = vec![
-                g.arch.clone(),
-                g.recipe.clone(),
-                "none".into(),
-                g.erratic_bits.to_string(),
-                change(&g.erratic_bits_change),
-            ];
-            std::iter::once(none).chain(g.defended.iter().map(|d| {
-                vec![
-                    g.arch.clone(),
-                    g.recipe.clone(),
-                    d.defense.clone(),
-                    d.erratic_bits.to_string(),
-                    change(&d.change),
-                ]
-            }))
+            let undefended = ("none".to_string(), g.erratic_bits, g.erratic_bits_change);
+            let defended = g.defended.iter().map(|d| (d.defense.clone(), d.erratic_bits, d.change));
+            std::iter::once(undefended)
+                .chain(defended)
+                .map(|(d, bits, c)| vec![g.arch.clone(), g.recipe.clone(), d, bits.to_string(), change(g, &c)])
         })
         .collect();
-    r.table(header.map(String::from).to_vec(), rows);
+    Some((header.map(String::from).to_vec(), rows))
+}
+
+fn attack(r: &mut Report, groups: &[Group]) {
+    let Some((header, rows)) = attack_table(groups) else {
+        return;
+    };
+    r.heading("Flips to crush (bit-flip attack)");
+    r.paragraph("Per trained model, `hart attack` with the model's seed: flips until the accuracy on the evaluation slice is at or below the target (chance + 1 point unless set). A model's value is the mean over its trials; a trial that never reaches the target counts its whole budget, so a mean at the budget is a lower bound. Changes are relative to the baseline recipe with the same seed. With bfa, the last column is the accuracy after as many uniformly random flips as each BFA trial used.");
+    r.table(header, rows);
+}
+
+fn defended(r: &mut Report, groups: &[Group]) {
+    let Some((header, rows)) = defended_table(groups) else {
+        return;
+    };
+    r.heading("Erratic bits under each defence");
+    r.paragraph("The sweep again, every faulty word passed through the defence before the forward pass (range: a weight outside its tensor's clean range is set to 0; radar:G: a group of G words whose checksum changed is zeroed, key fixed by the model's seed). Changes are relative to the baseline recipe with the same seed under the same defence; the first row of each recipe is the undefended sweep.");
+    r.table(header, rows);
 }
 
 fn campaign(r: &mut Report, groups: &[Group], archs: &[String], plots: &Path) -> Result<()> {
