@@ -137,6 +137,17 @@ fn invalid_config_names_the_key() {
         ),
         (TINY.replace("train_limit", "train_limt"), "train_limt"),
         (TINY.replace("[\"mlp\"]", "[\"vgg99\"]"), "archs"),
+        (format!("{TINY}[attack]\nmethod = \"smart\"\n"), "attack.method"),
+        (format!("{TINY}[attack]\nmax_flip = 3\n"), "max_flip"),
+        (format!("{TINY}[defense]\nsweep = [\"radar:1\"]\n"), "defense.sweep"),
+        (
+            format!("{TINY}[campaign]\nfault = \"cosmic\"\nlevels = [1e-3]\n"),
+            "campaign.fault",
+        ),
+        (
+            format!("{TINY}[campaign]\nfault = \"bitflip\"\nlevels = [1e-3, 2.0]\n"),
+            "campaign.levels",
+        ),
     ] {
         std::fs::write(&config, bad).unwrap();
         let o = experiment(&config, &dir.path().join("out"));
@@ -182,4 +193,223 @@ fn tuned_lambda_is_searched_once_and_used() {
     let again = experiment(&config, &out);
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(stdout(&again).contains(" 0 computed"), "{}", stdout(&again));
+}
+
+/// TINY without the analyses, with every fault section: one attack trial,
+/// the sweep under two defences, a short int8 bit-flip campaign.
+fn with_faults() -> String {
+    let head = &TINY[..TINY.find("[analysis]").unwrap()];
+    format!(
+        r#"{head}[analysis]
+hessian = false
+quantize_bits = []
+prune_sparsity = []
+
+[attack]
+method = "bfa"
+storage = "int8"
+trials = 1
+max_flips = 6
+limit = 16
+eval_limit = 40
+top_k = 3
+target_accuracy = 0.3
+
+[defense]
+sweep = ["range", "radar:4"]
+
+[campaign]
+fault = "bitflip"
+levels = [1e-4, 1e-3]
+storage = "int8"
+trials = 4
+limit = 40
+"#
+    )
+}
+
+fn json_file(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The cached stage directories whose name starts with `stage-`.
+fn stage_dirs(out: &Path, stage: &str) -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(out.join("cache"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{stage}-")))
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// The experiment's attack, defended sweeps and campaign give the numbers
+/// `hart attack`, `hart sweep --defense` and `hart campaign` give on the same
+/// trained model, the report shows them, and a lost stage recomputes to the same tables.
+#[test]
+fn fault_sections_match_the_commands_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, out) = (dir.path().join("faults.toml"), dir.path().join("out"));
+    std::fs::write(&config, with_faults()).unwrap();
+    let first = experiment(&config, &out);
+    assert!(first.status.success(), "experiment failed: {}", stderr(&first));
+    // 2 recipes × 2 seeds × (train, sweep, attack, 2 defended sweeps, campaign).
+    let console = stdout(&first);
+    assert!(
+        console.contains("24 stages: 24 computed, 0 from the cache"),
+        "{console}"
+    );
+    assert!(
+        console.contains("flips to the target") && console.contains("radar:4"),
+        "{console}"
+    );
+
+    let summary = json_file(&out.join("summary.json"));
+    let plain = &summary["groups"][0];
+    assert_eq!(plain["seeds"][0], 0);
+    let hat = &summary["groups"][1];
+    assert!(hat["attack"][0]["change"].is_object(), "flips paired with plain");
+    assert_eq!(hat["defended"].as_array().unwrap().len(), 2);
+    assert!(
+        hat["campaign"]["levels"][1]["diff"].is_object(),
+        "levels paired with plain"
+    );
+
+    // The plain, seed-0 model, run through the commands directly.
+    let model = stage_dirs(&out, "train")
+        .into_iter()
+        .find(|d| {
+            let r = json_file(&d.join("result.json"));
+            r["recipe"] == "plain" && r["seed"] == 0
+        })
+        .unwrap()
+        .join("model.safetensors");
+    let m = model.to_str().unwrap();
+    let (a_out, c_out, s_out) = (dir.path().join("a"), dir.path().join("c"), dir.path().join("s"));
+    let attack = common::hart(&[
+        "attack",
+        "--model",
+        m,
+        "--dataset",
+        "fashion-mnist",
+        "--limit",
+        "16",
+        "--eval-limit",
+        "40",
+        "--storage",
+        "int8",
+        "--max-flips",
+        "6",
+        "--top-k",
+        "3",
+        "--trials",
+        "1",
+        "--seed",
+        "0",
+        "--target-accuracy",
+        "0.3",
+        "--out",
+        a_out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(attack.status.success(), "{}", stderr(&attack));
+    let direct: serde_json::Value = serde_json::from_str(&stdout(&attack)).unwrap();
+    assert_eq!(plain["attack"][0]["per_seed"][0], direct["mean_flips"]);
+    let trials = json_file(&a_out.join("summary.json"))["trials"].clone();
+    assert!(
+        stage_dirs(&out, "attack")
+            .iter()
+            .any(|d| json_file(&d.join("attack/summary.json"))["trials"] == trials),
+        "an attack stage has the direct attack's flips and accuracy curve"
+    );
+
+    let campaign = common::hart(&[
+        "campaign",
+        "--model",
+        m,
+        "--dataset",
+        "fashion-mnist",
+        "--limit",
+        "40",
+        "--fault",
+        "bitflip",
+        "--levels",
+        "1e-4,1e-3",
+        "--storage",
+        "int8",
+        "--trials",
+        "4",
+        "--seed",
+        "0",
+        "--out",
+        c_out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(campaign.status.success(), "{}", stderr(&campaign));
+    let levels: serde_json::Value = serde_json::from_str(&stdout(&campaign)).unwrap();
+    for i in 0..2 {
+        assert_eq!(
+            plain["campaign"]["levels"][i]["per_seed"][0], levels[i]["mean_accuracy"],
+            "campaign level {i}"
+        );
+    }
+
+    let sweep = common::hart(&[
+        "sweep",
+        "--model",
+        m,
+        "--dataset",
+        "fashion-mnist",
+        "--limit",
+        "20",
+        "--bits",
+        "23-31",
+        "--sample-params",
+        "8",
+        "--seed",
+        "0",
+        "--defense",
+        "radar:4",
+        "--exact-rad",
+        "--out",
+        s_out.to_str().unwrap(),
+    ]);
+    assert!(sweep.status.success(), "{}", stderr(&sweep));
+    let direct = json_file(&s_out.join("summary.json"));
+    assert_eq!(
+        plain["defended"][1]["per_seed"][0].as_f64(),
+        direct["erratic_bits"].as_f64()
+    );
+    // The whole summary: counts, histogram and the model, data and configuration hashes.
+    assert!(
+        stage_dirs(&out, "sweep")
+            .iter()
+            .any(|d| json_file(&d.join("sweep/summary.json")) == direct),
+        "no sweep stage has the direct sweep's summary {direct}"
+    );
+
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    for text in [
+        "Flips to crush (bit-flip attack)",
+        "Erratic bits under each defence",
+        "Accuracy under random faults",
+        "BFA needs 2–3× more flips to crush",
+        "with the radar:4 defence: fewer erratic bits",
+    ] {
+        assert!(html.contains(text), "report lacks {text:?}");
+    }
+    assert!(out.join("plots/mlp-campaign.png").exists());
+
+    // A stage lost to a kill is recomputed, to the same tables.
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    std::fs::remove_dir_all(&stage_dirs(&out, "attack")[0]).unwrap();
+    let again = experiment(&config, &out);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stdout(&again).contains("24 stages: 1 computed, 23 from the cache"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(std::fs::read_to_string(out.join("summary.md")).unwrap(), md);
 }

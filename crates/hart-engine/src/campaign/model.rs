@@ -61,25 +61,39 @@ impl FaultModel {
 
 /// Parses `1e-6,1e-5,…`: finite, non-negative, at most 1 for rates, no duplicates.
 pub fn parse_levels(spec: &str, fault: FaultModel) -> Result<Vec<f64>> {
-    let mut out: Vec<f64> = vec![];
-    for part in spec.split(',').map(str::trim) {
-        let v: f64 = part
-            .parse()
-            .map_err(|_| HartError::Invalid(format!("--levels: {part:?} is not a number")))?;
+    let levels = spec
+        .split(',')
+        .map(str::trim)
+        .map(|part| {
+            part.parse()
+                .map_err(|_| HartError::Invalid(format!("--levels: {part:?} is not a number")))
+        })
+        .collect::<Result<Vec<f64>>>()?;
+    check_levels(&levels, fault).map_err(|m| HartError::Invalid(format!("--levels: {m}")))?;
+    Ok(levels)
+}
+
+/// Why `levels` is not a valid list for `fault` (each finite, non-negative,
+/// at most 1 for rates, none twice); shared by `--levels` and the
+/// experiment's `[campaign]` section, each naming its own key.
+pub fn check_levels(levels: &[f64], fault: FaultModel) -> std::result::Result<(), String> {
+    if levels.is_empty() {
+        return Err("lists no level".into());
+    }
+    for (i, &v) in levels.iter().enumerate() {
         if !v.is_finite() || v < 0.0 || (fault.is_bit() && v > 1.0) {
             let range = if fault.is_bit() {
                 "a bit-error rate in [0, 1]"
             } else {
                 "a relative σ ≥ 0"
             };
-            return Err(HartError::Invalid(format!("--levels: {part} is not {range}")));
+            return Err(format!("{v} is not {range}"));
         }
-        if out.contains(&v) {
-            return Err(HartError::Invalid(format!("--levels: {part} is listed twice")));
+        if levels[..i].contains(&v) {
+            return Err(format!("{v} is listed twice"));
         }
-        out.push(v);
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

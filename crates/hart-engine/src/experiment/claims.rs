@@ -2,10 +2,11 @@
 //! comparisons with the baseline: reproduced, not reproduced, or
 //! inconclusive when the 95% interval cannot tell.
 
+use super::fault_results::AttackStats;
 use super::results::Group;
 use super::stats::MeanCi;
 
-pub const EXPLANATION: &str = "Each claim of the HAT paper is judged per architecture and Hessian-aware recipe from per-seed paired comparisons with the baseline recipe (the same seed trained both ways). A reduction claim is reproduced when the 95% interval of the relative change lies below 0, not reproduced when the interval excludes a reduction as large as the paper's smallest, and inconclusive otherwise. Accuracy is compared as a difference in points; SAM is compared with the same recipe's change.";
+pub const EXPLANATION: &str = "Each claim of the HAT paper is judged per architecture and Hessian-aware recipe from per-seed paired comparisons with the baseline recipe (the same seed trained both ways). A reduction claim is reproduced when the 95% interval of the relative change lies below 0, not reproduced when the interval excludes a reduction as large as the paper's smallest, and inconclusive otherwise. An increase claim (flips the bit-flip attack needs to crush the model) is judged the same way with the signs reversed: reproduced when the interval lies above 0, not reproduced when it excludes an increase as large as the paper's smallest (2×, +100%); a trial that never reached the target counts its budget, a lower bound, so a verdict such bounds could overturn (not reproduced with the Hessian-aware recipe's trials cut off, reproduced with the baseline's) is inconclusive. The synergy claim (fewer erratic bits than the baseline under the same defence) names no size: it is not reproduced only when the interval excludes any reduction. Accuracy is compared as a difference in points; SAM is compared with the same recipe's change.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -44,6 +45,26 @@ pub fn reduction(change: &MeanCi, smallest: f64) -> Verdict {
         Some((_, hi)) if hi < 0.0 => Verdict::Reproduced,
         Some((lo, _)) if lo > smallest => Verdict::NotReproduced,
         _ => Verdict::Inconclusive,
+    }
+}
+
+/// A claimed increase of at least `smallest` (a positive fraction, e.g. +1.0 for 2×).
+pub fn increase(change: &MeanCi, smallest: f64) -> Verdict {
+    let negated = MeanCi {
+        mean: -change.mean,
+        ..*change
+    };
+    reduction(&negated, -smallest)
+}
+
+/// `increase` for flips to crush, where trials cut off at the budget make a
+/// recipe's flips a lower bound: more flips for a censored recipe could
+/// only raise its change, a censored baseline could only lower it.
+pub fn flips_increase(change: &MeanCi, smallest: f64, censored: bool, base_censored: bool) -> Verdict {
+    match increase(change, smallest) {
+        Verdict::NotReproduced if censored => Verdict::Inconclusive,
+        Verdict::Reproduced if base_censored => Verdict::Inconclusive,
+        v => v,
     }
 }
 
@@ -106,18 +127,36 @@ pub fn table(groups: &[Group]) -> Vec<Claim> {
         );
         push(
             format!("{name}: test accuracy within 1 point"),
-            g.accuracy_diff.map_or("—".into(), |d| {
-                format!(
-                    "{} points",
-                    MeanCi {
-                        mean: 100.0 * d.mean,
-                        ci95: 100.0 * d.ci95,
-                        n: d.n
-                    }
-                )
-            }),
+            g.accuracy_diff.map_or("—".into(), |d| d.points()),
             g.accuracy_diff.map(|d| within(&d, 0.01)),
         );
+        let bfa = |g: &Group| g.attack.iter().find(|a| a.method == "bfa").cloned();
+        let base = groups.iter().find(|b| b.baseline && b.arch == g.arch);
+        if let (Some(a), Some(b)) = (bfa(g), base.and_then(bfa)) {
+            let cut = |a: &AttackStats| a.reached < a.trials;
+            push(
+                format!("{name}: BFA needs 2–3× more flips to crush ({} storage)", a.storage),
+                format!(
+                    "flips: {} (target reached in {}/{} trials, baseline {}/{})",
+                    describe(&a.change),
+                    a.reached,
+                    a.trials,
+                    b.reached,
+                    b.trials
+                ),
+                a.change.map(|c| flips_increase(&c, 1.0, cut(&a), cut(&b))),
+            );
+        }
+        for d in &g.defended {
+            push(
+                format!(
+                    "{name} with the {} defence: fewer erratic bits than the baseline with it",
+                    d.defense
+                ),
+                describe(&d.change),
+                d.change.map(|c| reduction(&c, 0.0)),
+            );
+        }
         for sam in groups.iter().filter(|s| s.arch == g.arch && s.regularizer == "sam") {
             let verdict = match (&sam.erratic_params_change, &g.erratic_params_change) {
                 (Some(s), Some(h)) => Some(sam_no_better(s, h)),
@@ -154,6 +193,21 @@ mod tests {
         assert_eq!(reduction(&m(0.01, 0.03), -0.06), Verdict::NotReproduced);
         assert_eq!(reduction(&m(-0.04, 0.05), -0.06), Verdict::Inconclusive);
         assert_eq!(reduction(&m(-0.2, f64::NAN), -0.06), Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn increases_mirror_reductions() {
+        // 2.5× the flips: +150 ± 40 %.
+        assert_eq!(increase(&m(1.5, 0.4), 1.0), Verdict::Reproduced);
+        // +10 ± 20 %: the interval excludes doubling.
+        assert_eq!(increase(&m(0.1, 0.2), 1.0), Verdict::NotReproduced);
+        assert_eq!(increase(&m(0.5, 0.8), 1.0), Verdict::Inconclusive);
+        assert_eq!(increase(&m(2.0, f64::NAN), 1.0), Verdict::Inconclusive);
+        // Cut-off trials only ever understate the censored recipe's flips.
+        assert_eq!(flips_increase(&m(0.1, 0.2), 1.0, true, false), Verdict::Inconclusive);
+        assert_eq!(flips_increase(&m(0.1, 0.2), 1.0, false, true), Verdict::NotReproduced);
+        assert_eq!(flips_increase(&m(1.5, 0.4), 1.0, true, false), Verdict::Reproduced);
+        assert_eq!(flips_increase(&m(1.5, 0.4), 1.0, false, true), Verdict::Inconclusive);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::fault_config::{AttackSettings, CampaignSettings, DefenseSettings};
 use crate::error::{HartError, Result};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -30,6 +31,13 @@ pub struct ExperimentConfig {
     /// How recipes with `hessian_lambda = "tuned"` choose λ (`hart tune-lambda`'s search).
     #[serde(default)]
     pub tune: TuneSettings,
+    /// Optional fault sections; absent, the experiment runs none of their stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attack: Option<AttackSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defense: Option<DefenseSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<CampaignSettings>,
 }
 
 /// λ of a recipe: a number, or "tuned" (chosen per architecture by the `[tune]` search).
@@ -442,6 +450,15 @@ impl ExperimentConfig {
         if let Some(s) = self.analysis.prune_sparsity.iter().find(|&&s| !(0.0..1.0).contains(&s)) {
             return Err(invalid("analysis.prune_sparsity", format!("{s} is outside [0, 1)")));
         }
+        if let Some(a) = &self.attack {
+            a.validate()?;
+        }
+        if let Some(d) = &self.defense {
+            d.validate()?;
+        }
+        if let Some(c) = &self.campaign {
+            c.validate()?;
+        }
         Ok(())
     }
 }
@@ -498,5 +515,35 @@ regularizer = "hessian"
         let e = ExperimentConfig::parse(&bad).unwrap_err().to_string();
         assert!(e.contains("recipe[1].regularizer"), "{e}");
         assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn fault_sections_are_optional_and_checked() {
+        let c = ExperimentConfig::parse(MINIMAL).unwrap();
+        assert!(c.attack.is_none() && c.defense.is_none() && c.campaign.is_none());
+        let full = format!(
+            "{MINIMAL}[attack]\nmethod = \"both\"\nmax_flips = 30\n[defense]\nsweep = [\"range\", \"radar:8\"]\n[campaign]\nfault = \"stuck-at-1\"\nlevels = [1e-5, 1e-4]\n"
+        );
+        let c = ExperimentConfig::parse(&full).unwrap();
+        let a = c.attack.as_ref().unwrap();
+        assert_eq!((a.methods().len(), a.max_flips, a.trials), (2, 30, 5));
+        assert_eq!(c.defense.as_ref().unwrap().defenses().len(), 2);
+        assert_eq!(c.campaign.as_ref().unwrap().trials, 100);
+        for (from, to, key) in [
+            ("method = \"both\"", "method = \"smart\"", "attack.method"),
+            ("max_flips = 30", "max_flips = 0", "attack.max_flips"),
+            ("max_flips = 30", "max_flip = 3", "max_flip"),
+            ("\"radar:8\"", "\"radar:1\"", "defense.sweep"),
+            ("\"radar:8\"", "\"range\"", "defense.sweep"),
+            ("\"radar:8\"", "\"none\"", "defense.sweep"),
+            ("stuck-at-1", "stuck-at-2", "campaign.fault"),
+            ("[1e-5, 1e-4]", "[1e-5, 2.0]", "campaign.levels"),
+            ("[1e-5, 1e-4]", "[]", "campaign.levels"),
+        ] {
+            let e = ExperimentConfig::parse(&full.replace(from, to))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key) && !e.contains('\n'), "{to}: {e}");
+        }
     }
 }

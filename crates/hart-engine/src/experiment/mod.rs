@@ -6,6 +6,10 @@
 pub mod cache;
 pub mod claims;
 pub mod config;
+pub mod fault_config;
+pub mod fault_report;
+pub mod fault_results;
+pub mod fault_stages;
 pub mod recipe;
 pub mod report;
 pub mod results;
@@ -38,6 +42,9 @@ fn stages_per_model(cfg: &ExperimentConfig) -> u64 {
         + !a.quantize_bits.is_empty() as u64
         + !a.prune_sparsity.is_empty() as u64
         + a.landscape.is_some() as u64
+        + cfg.attack.as_ref().map_or(0, |a| a.methods().len() as u64)
+        + cfg.defense.as_ref().map_or(0, |d| d.sweep.len() as u64)
+        + cfg.campaign.is_some() as u64
 }
 
 pub fn run(cfg: &ExperimentConfig, out: &Path, device: tch::Device, bar: ProgressBar) -> Result<Output> {
@@ -64,6 +71,9 @@ pub fn run(cfg: &ExperimentConfig, out: &Path, device: tch::Device, bar: Progres
             runner.prune(&m)?
         };
         let landscape = runner.landscape(&m)?;
+        let attacks = runner.attacks(&m)?;
+        let defended = runner.defended_sweeps(&m)?;
+        let campaign = runner.campaign(&m)?;
         results.push(ModelResults {
             model: m,
             sweep,
@@ -71,6 +81,9 @@ pub fn run(cfg: &ExperimentConfig, out: &Path, device: tch::Device, bar: Progres
             quantize,
             prune,
             landscape,
+            attacks,
+            defended,
+            campaign,
         });
     }
     let recipes: Vec<RecipeInfo> = cfg

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::claims;
+use super::fault_report;
 use super::results::Group;
 use super::stats::MeanCi;
 use super::verdicts::not_better;
@@ -15,7 +16,7 @@ fn opt(m: &Option<MeanCi>) -> String {
 }
 
 /// Draws `chart` to `dir/name.png` and adds it to the report.
-fn figure(r: &mut Report, dir: &Path, name: &str, chart: LinePlot, caption: String) -> Result<()> {
+pub(super) fn figure(r: &mut Report, dir: &Path, name: &str, chart: LinePlot, caption: String) -> Result<()> {
     let path = dir.join(format!("{name}.png"));
     plot::save(&chart, &path)?;
     let png = std::fs::read(&path).map_err(|e| HartError::io(&path, e))?;
@@ -23,7 +24,7 @@ fn figure(r: &mut Report, dir: &Path, name: &str, chart: LinePlot, caption: Stri
     Ok(())
 }
 
-fn per_arch<'a>(groups: &'a [Group], arch: &'a str) -> impl Iterator<Item = &'a Group> {
+pub(super) fn per_arch<'a>(groups: &'a [Group], arch: &'a str) -> impl Iterator<Item = &'a Group> {
     groups.iter().filter(move |g| g.arch == arch)
 }
 
@@ -202,6 +203,8 @@ pub fn build(title: &str, groups: &[Group], archs: &[String], plots: &Path) -> R
             .collect();
         r.table(header, rows);
     }
+
+    fault_report::sections(&mut r, groups, archs, plots)?;
 
     r.heading("Hessian trace and top eigenvalue");
     let header = ["architecture", "recipe", "Hessian trace", "top eigenvalue"];

@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::fault_results::{self, AttackStats, CampaignStats, DefendedStats};
 use super::run::TrainedModel;
 use super::stages::{CurvePoint, LandscapePoint};
 use super::stats::{mean_ci, MeanCi};
+use crate::campaign::run::Summary as CampaignSummary;
 
 /// One model's measurements.
 #[derive(Debug, Clone)]
@@ -19,9 +21,14 @@ pub struct ModelResults {
     pub quantize: Vec<CurvePoint>,
     pub prune: Vec<CurvePoint>,
     pub landscape: Option<Vec<LandscapePoint>>,
+    /// Per attack method, `hart attack`'s summary.
+    pub attacks: Vec<(String, Value)>,
+    /// Per defence, the sweep's summary under it.
+    pub defended: Vec<(String, Value)>,
+    pub campaign: Option<CampaignSummary>,
 }
 
-fn num(v: &Value, path: &[&str]) -> Option<f64> {
+pub(super) fn num(v: &Value, path: &[&str]) -> Option<f64> {
     path.iter().try_fold(v, |v, k| v.get(k))?.as_f64()
 }
 
@@ -117,9 +124,18 @@ pub struct Group {
     pub prune: Vec<(f64, MeanCi)>,
     /// Loss along the direction for the first seed.
     pub landscape: Option<Vec<LandscapePoint>>,
+    /// `[attack]`: flips to crush per method.
+    #[serde(default)]
+    pub attack: Vec<AttackStats>,
+    /// `[defense]`: erratic bits under each defence.
+    #[serde(default)]
+    pub defended: Vec<DefendedStats>,
+    /// `[campaign]`: accuracy per level.
+    #[serde(default)]
+    pub campaign: Option<CampaignStats>,
 }
 
-fn mean_of(rows: &[&ModelResults], f: impl Fn(&ModelResults) -> f64) -> MeanCi {
+pub(super) fn mean_of(rows: &[&ModelResults], f: impl Fn(&ModelResults) -> f64) -> MeanCi {
     mean_ci(&rows.iter().map(|r| f(r)).collect::<Vec<_>>())
 }
 
@@ -145,12 +161,16 @@ fn curve(rows: &[&ModelResults], get: impl Fn(&ModelResults) -> &Vec<CurvePoint>
 }
 
 /// Relative change `(x − base) / base` paired by seed.
-fn paired_change(rows: &[&ModelResults], base: &[&ModelResults], f: impl Fn(&ModelResults) -> f64) -> Option<MeanCi> {
+pub(super) fn paired_change(
+    rows: &[&ModelResults],
+    base: &[&ModelResults],
+    f: impl Fn(&ModelResults) -> f64,
+) -> Option<MeanCi> {
     paired(rows, base, |x, y| (y != 0.0).then(|| (x - y) / y), f)
 }
 
 /// `combine(x, base)` over the seeds both recipes have, with its mean and interval.
-fn paired(
+pub(super) fn paired(
     rows: &[&ModelResults],
     base: &[&ModelResults],
     combine: impl Fn(f64, f64) -> Option<f64>,
@@ -236,6 +256,9 @@ pub fn aggregate(results: &[ModelResults], archs: &[String], recipes: &[RecipeIn
                 quantize: curve(&rows, |r| &r.quantize),
                 prune: curve(&rows, |r| &r.prune),
                 landscape: rows[0].landscape.clone(),
+                attack: fault_results::attacks(&rows, &base, i == 0),
+                defended: fault_results::defended(&rows, &base, i == 0),
+                campaign: fault_results::campaign(&rows, &base, i == 0),
             });
         }
     }

@@ -79,7 +79,7 @@ impl<'a> Runner<'a> {
         })
     }
 
-    fn spec(&self, split: Split, limit: Option<usize>) -> DataSpec {
+    pub(super) fn spec(&self, split: Split, limit: Option<usize>) -> DataSpec {
         let mut s = DataSpec::new(self.cfg.data.dataset.clone(), split);
         s.limit = limit;
         s.data_dir = self.cfg.data.data_dir.clone();
@@ -99,7 +99,12 @@ impl<'a> Runner<'a> {
         let d = match self.test_data.take() {
             Some(d) => d,
             None => {
-                let limit = [self.cfg.data.test_limit, self.cfg.sweep.limit].into_iter().max();
+                let c = self.cfg;
+                let limit = [c.data.test_limit, c.sweep.limit]
+                    .into_iter()
+                    .chain(c.attack.as_ref().map(|a| a.eval_limit))
+                    .chain(c.campaign.as_ref().map(|a| a.limit))
+                    .max();
                 data::load(&self.spec(Split::Test, limit))?
             }
         };

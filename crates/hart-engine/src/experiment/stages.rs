@@ -9,7 +9,7 @@ use crate::compress::prune::{prune_in_place, Scope as PruneScope};
 use crate::compress::quantize::{quantize_in_place, Granularity};
 use crate::compress::{self, Selection};
 use crate::error::Result;
-use crate::faults::{self, BitSet, Format};
+use crate::faults::{self, BitSet, Defense, Format};
 use crate::hessian::{self, data_hessian, LayerSelection, ParamSet};
 use crate::landscape::{self, GridSpec};
 use crate::model::{load, LoadOptions, Model};
@@ -29,18 +29,18 @@ pub struct LandscapePoint {
     pub accuracy: f64,
 }
 
-fn open(m: &TrainedModel, device: tch::Device) -> Result<Model> {
+pub(super) fn open(m: &TrainedModel, device: tch::Device) -> Result<Model> {
     let mut model = load(&m.path, &LoadOptions::default())?;
     model.to_device(device)?;
     Ok(model)
 }
 
 impl Runner<'_> {
-    fn key(&self, m: &TrainedModel, stage: &str, settings: serde_json::Value) -> serde_json::Value {
+    pub(super) fn key(&self, m: &TrainedModel, stage: &str, settings: serde_json::Value) -> serde_json::Value {
         serde_json::json!({"stage": stage, "model": m.key, "settings": settings})
     }
 
-    fn note(&mut self, stage: &str, m: &TrainedModel, outcome: super::cache::Outcome) {
+    pub(super) fn note(&mut self, stage: &str, m: &TrainedModel, outcome: super::cache::Outcome) {
         self.log
             .record(format!("{stage} {}/{}/seed{}", m.arch, m.recipe, m.seed), outcome);
         self.bar.inc(1);
@@ -48,12 +48,27 @@ impl Runner<'_> {
 
     /// The bit-flip sweep's summary (as `summary.json` holds it).
     pub fn sweep(&mut self, m: &TrainedModel) -> Result<serde_json::Value> {
+        self.sweep_under(m, Defense::None)
+    }
+
+    /// The same sweep with every faulty word passed through `defense`
+    /// (RADAR's key fixed by the model's seed).
+    pub fn sweep_under(&mut self, m: &TrainedModel, defense: Defense) -> Result<serde_json::Value> {
         let s = self.cfg.sweep.clone();
         let data = self.test_prefix(s.limit)?;
-        let key = self.key(m, "sweep", serde_json::to_value(&s).unwrap_or_default());
+        let settings = serde_json::to_value(&s).unwrap_or_default();
+        // The undefended key is the one earlier versions wrote, so their caches stay valid.
+        let (settings, stage) = match defense {
+            Defense::None => (settings, "sweep".to_string()),
+            d => (
+                serde_json::json!({"sweep": settings, "defense": d.to_string()}),
+                format!("sweep[{d}]"),
+            ),
+        };
+        let key = self.key(m, "sweep", settings);
         let device = self.device;
         self.bar
-            .set_message(format!("sweeping {}/{}/seed{}", m.arch, m.recipe, m.seed));
+            .set_message(format!("{stage} {}/{}/seed{}", m.arch, m.recipe, m.seed));
         let (summary, _, outcome) = self.cache.stage("sweep", &key, |dir| {
             let model = open(m, device)?;
             let cfg = faults::SweepConfig {
@@ -61,6 +76,8 @@ impl Runner<'_> {
                 sample: s.sample_params.map(|k| (faults::SampleSize::Count(k as u64), m.seed)),
                 threshold: s.threshold,
                 exact_rad: s.exact_rad,
+                defense,
+                seed: m.seed,
                 ..faults::SweepConfig::new()
             };
             let sweep = faults::prepare(&model, &data, &cfg)?;
@@ -69,7 +86,7 @@ impl Runner<'_> {
             let summary = faults::sweep::finish(&out, Format::Parquet)?;
             Ok(serde_json::to_value(summary).unwrap_or_default())
         })?;
-        self.note("sweep", m, outcome);
+        self.note(&stage, m, outcome);
         Ok(summary)
     }
 

@@ -72,6 +72,16 @@ impl MeanCi {
         }
     }
 
+    /// A difference of fractions in percentage points: `-0.4000 ± 0.3000 points`.
+    pub fn points(&self) -> String {
+        let scaled = MeanCi {
+            mean: 100.0 * self.mean,
+            ci95: 100.0 * self.ci95,
+            n: self.n,
+        };
+        format!("{scaled} points")
+    }
+
     /// The 95% interval; None for a single seed.
     pub fn interval(&self) -> Option<(f64, f64)> {
         (!self.ci95.is_nan()).then_some((self.mean - self.ci95, self.mean + self.ci95))

@@ -100,6 +100,34 @@ pub fn not_better(groups: &[Group]) -> Vec<String> {
                 Better::Higher,
             );
         }
+        for a in &g.attack {
+            let b = base.attack.iter().find(|b| b.method == a.method);
+            check(
+                &format!("{} flips to crush", a.method),
+                Some(&a.flips),
+                b.map(|b| &b.flips),
+                Better::Higher,
+            );
+        }
+        for d in &g.defended {
+            let b = base.defended.iter().find(|b| b.defense == d.defense);
+            check(
+                &format!("erratic bits with the {} defence", d.defense),
+                Some(&d.erratic_bits),
+                b.map(|b| &b.erratic_bits),
+                Better::Lower,
+            );
+        }
+        if let (Some(c), Some(bc)) = (&g.campaign, &base.campaign) {
+            for (x, b) in c.levels.iter().zip(&bc.levels) {
+                check(
+                    &format!("accuracy under {} at level {}", c.fault, x.level),
+                    Some(&x.accuracy),
+                    Some(&b.accuracy),
+                    Better::Higher,
+                );
+            }
+        }
     }
     out
 }
