@@ -210,7 +210,11 @@ fn death(end: End, hang: bool, log: &mut File) -> Death {
         (false, End::Signalled(sig)) => signal_name(sig),
     };
     Death {
-        why: if first.is_empty() { how } else { format!("{how}: {first}") },
+        why: if first.is_empty() {
+            how
+        } else {
+            format!("{how}: {first}")
+        },
         rust: RUST_DEATHS.iter().any(|m| text.contains(m)),
     }
 }

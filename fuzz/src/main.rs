@@ -39,7 +39,7 @@ static PANIC: Mutex<Option<String>> = Mutex::new(None);
 /// formats its own error; inputs in `fuzz/known-crashes/`).
 const ISOLATED: [&str; 1] = ["torchscript"];
 
-/// Targets `all` leaves out: TorchScript loads some 40 inputs a second, too
+/// Targets `all` leaves out: TorchScript loads some 80 inputs a second, too
 /// slow for the short pass `scripts/test.sh` runs; run it by name.
 const NOT_IN_ALL: [&str; 1] = ["torchscript"];
 
