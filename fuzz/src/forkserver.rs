@@ -36,6 +36,13 @@ pub struct Death {
     pub rust: bool,
 }
 
+/// Draws the next input: which of the target's files it replaces, and its bytes.
+pub type Next<'a> = dyn FnMut() -> (usize, Vec<u8>) + 'a;
+/// Checks one input: Ok(parsed?) for a value or one error, Err(why) for a failure.
+pub type Check<'a> = dyn Fn(usize, &[u8]) -> Result<bool, String> + 'a;
+/// Told each input's event, in order: (input number, file replaced, bytes, event).
+pub type On<'a> = dyn FnMut(u64, usize, &[u8], Event) + 'a;
+
 /// An input's result as `try_input` gives it: parsed, one error, or a failure.
 pub fn event(r: Result<bool, String>) -> Event {
     match r {
@@ -52,13 +59,7 @@ const RUST_DEATHS: [&str; 3] = ["panicked", "memory allocation of", "has overflo
 /// and its bytes) through `check` in children, calling `on(i, k, input,
 /// event)` for each in order. An input without a result after `timeout` is
 /// a death too (the child is killed).
-pub fn run(
-    n: u64,
-    timeout: Duration,
-    next: &mut dyn FnMut() -> (usize, Vec<u8>),
-    check: &dyn Fn(usize, &[u8]) -> Result<bool, String>,
-    on: &mut dyn FnMut(u64, usize, &[u8], Event),
-) -> std::io::Result<()> {
+pub fn run(n: u64, timeout: Duration, next: &mut Next, check: &Check, on: &mut On) -> std::io::Result<()> {
     // The current child's stderr, read back when it dies.
     let mut log = tempfile::tempfile()?;
     let mut i = 0;
@@ -115,12 +116,7 @@ pub fn run(
 
 /// The child: checks `n` inputs, reporting each, then exits without running
 /// destructors (the parent owns the work directory and libtorch's globals).
-fn child(
-    n: u64,
-    next: &mut dyn FnMut() -> (usize, Vec<u8>),
-    check: &dyn Fn(usize, &[u8]) -> Result<bool, String>,
-    mut pipe: File,
-) {
+fn child(n: u64, next: &mut Next, check: &Check, mut pipe: File) {
     for _ in 0..n {
         let (k, input) = next();
         let report = match event(check(k, &input)) {

@@ -140,7 +140,7 @@ fn run(t: &Target, iterations: u64, seed: u64) -> Counts {
         };
         c.failures += 1;
         keep(
-            &dir,
+            dir,
             &format!("{k}-{seed}-{i}"),
             input,
             &format!("{} input {i}: {why}", t.name),
