@@ -197,11 +197,14 @@ fn experiment_case(config: PathBuf) -> Case {
     }
 }
 
-/// The arguments `hart SUBCOMMAND --model MODEL … --out OUT` as owned strings.
-fn command(sub: &'static str, model: PathBuf, rest: &'static [&'static str]) -> Args {
+/// The arguments `hart SUBCOMMAND --model MODEL --out OUT REST…` (REST split at spaces).
+fn command(sub: &'static str, model: PathBuf, rest: &'static str) -> Args {
     Box::new(move |out| {
         let head = [sub, "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap()];
-        head.iter().chain(rest).map(|s| s.to_string()).collect()
+        head.into_iter()
+            .chain(rest.split_whitespace())
+            .map(String::from)
+            .collect()
     })
 }
 
@@ -211,20 +214,7 @@ const CAMPAIGN_ROWS: usize = 90;
 /// Three levels × 30 trials (9 journal parts per storage), fp32 and int8
 /// storage in one command, so a kill can land between the two campaigns too.
 fn campaign_case(model: PathBuf) -> Case {
-    const REST: &[&str] = &[
-        "--limit",
-        "100",
-        "--fault",
-        "bitflip",
-        "--levels",
-        "0,1e-4,1e-3",
-        "--trials",
-        "30",
-        "--storage",
-        "fp32,int8",
-        "--format",
-        "csv",
-    ];
+    const REST: &str = "--limit 100 --fault bitflip --levels 0,1e-4,1e-3 --trials 30 --storage fp32,int8 --format csv";
     Case {
         name: "campaign",
         args: command("campaign", model, REST),
@@ -247,24 +237,8 @@ fn campaign_case(model: PathBuf) -> Case {
 /// each (target 0, so every trial spends its budget on the untrained model).
 /// An attack has no journal: a killed one is rerun from the start.
 fn attack_case(model: PathBuf) -> Case {
-    const REST: &[&str] = &[
-        "--limit",
-        "16",
-        "--eval-limit",
-        "100",
-        "--storage",
-        "int8",
-        "--trials",
-        "2",
-        "--max-flips",
-        "5",
-        "--top-k",
-        "2",
-        "--target-accuracy",
-        "0",
-        "--seed",
-        "3",
-    ];
+    const REST: &str =
+        "--limit 16 --eval-limit 100 --storage int8 --trials 2 --max-flips 5 --top-k 2 --target-accuracy 0 --seed 3";
     Case {
         name: "attack",
         args: command("attack", model, REST),
