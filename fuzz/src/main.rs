@@ -6,11 +6,14 @@
 //! truncations, splices, edge values in length and dimension fields, line
 //! and token edits for text). Every input must end in a value or one
 //! `HartError`: a panic, or any single Rust allocation above [`ALLOC_CAP`],
-//! is a failure, and the input is kept under `fuzz/crashes/`. An abort
-//! (which no harness can catch) leaves the input in the work directory
-//! printed at the start.
+//! is a failure, and the input is kept under `fuzz/crashes/`. Targets whose
+//! native code can kill the process (libtorch's TorchScript loader) run in
+//! forked children ([`forkserver`]): a death there is counted and kept apart
+//! (`fuzz/crashes/TARGET/native-crash/`), not as HART's failure, and the run
+//! goes on.
 
 mod alloc;
+mod forkserver;
 mod mutate;
 mod targets;
 
@@ -23,6 +26,7 @@ use std::time::Instant;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use forkserver::Event;
 use targets::Target;
 
 /// No single Rust allocation an input drives may exceed this.
@@ -30,11 +34,17 @@ pub const ALLOC_CAP: usize = 1 << 30;
 
 static PANIC: Mutex<Option<String>> = Mutex::new(None);
 
-/// Targets `all` leaves out. libtorch's TorchScript loader can take the
-/// process down on a damaged file (SIGSEGV, or `terminate` while it formats
-/// its own error; inputs in `fuzz/known-crashes/`), which no in-process
-/// harness survives: run it by name.
+/// Targets run in forked children: libtorch's TorchScript loader can take
+/// the process down on a damaged file (SIGSEGV, or `terminate` while it
+/// formats its own error; inputs in `fuzz/known-crashes/`).
+const ISOLATED: [&str; 1] = ["torchscript"];
+
+/// Targets `all` leaves out: TorchScript loads some 80 inputs a second, too
+/// slow for the short pass `scripts/test.sh` runs; run it by name.
 const NOT_IN_ALL: [&str; 1] = ["torchscript"];
+
+/// An isolated input with no result after this long is a hang.
+const HANG: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[global_allocator]
 static GLOBAL: alloc::Peak = alloc::Peak;
@@ -44,6 +54,8 @@ struct Counts {
     ok: u64,
     errors: u64,
     failures: u64,
+    /// Isolated targets: children killed by native code (a signal, an exit, a hang).
+    native_crashes: u64,
 }
 
 fn main() -> ExitCode {
@@ -76,8 +88,13 @@ fn main() -> ExitCode {
     for t in chosen {
         let started = Instant::now();
         let c = run(t, iterations, seed);
+        let native = if ISOLATED.contains(&t.name) {
+            format!(", {} native crashes", c.native_crashes)
+        } else {
+            String::new()
+        };
         println!(
-            "{:<15} {:>9} inputs: {:>9} parsed, {:>9} errors, {} failures, {:.1}s",
+            "{:<15} {:>9} inputs: {:>9} parsed, {:>9} errors, {} failures{native}, {:.1}s",
             t.name,
             iterations,
             c.ok,
@@ -102,28 +119,63 @@ fn run(t: &Target, iterations: u64, seed: u64) -> Counts {
         .expect("work directory");
     eprintln!("{}: inputs in {}", t.name, work.path().display());
     let mut c = Counts::default();
-    for i in 0..iterations {
-        let k = rng.random_range(0..t.files.len());
-        let other = &t.files[rng.random_range(0..t.files.len())].1;
-        let input = if t.text {
-            mutate::mutate_text(&mut rng, &t.files[k].1, other)
-        } else {
-            mutate::mutate(&mut rng, &t.files[k].1, other)
-        };
-        match try_input(t, work.path(), k, &input) {
-            Ok(true) => c.ok += 1,
-            Ok(false) => c.errors += 1,
-            Err(why) => {
-                c.failures += 1;
-                let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crashes").join(t.name);
-                let file = dir.join(format!("{k}-{seed}-{i}"));
-                let _ = std::fs::create_dir_all(&dir);
-                let _ = std::fs::write(&file, &input);
-                eprintln!("{} input {i}: {why} (input kept in {})", t.name, file.display());
+    let mut next = || next_input(t, &mut rng);
+    let check = |k: usize, input: &[u8]| try_input(t, work.path(), k, input);
+    let mut on = |i: u64, k: usize, input: &[u8], event: Event| {
+        let (dir, why) = match event {
+            Event::Parsed => return c.ok += 1,
+            Event::Error => return c.errors += 1,
+            Event::Failure(why) => (t.name, why),
+            Event::Died(d) if d.rust => (t.name, format!("process died: {}", d.why)),
+            Event::Died(d) => {
+                c.native_crashes += 1;
+                let why = format!("{} input {i}: process died: {}", t.name, d.why);
+                return keep(
+                    &format!("{}/native-crash", t.name),
+                    &format!("{k}-{seed}-{i}"),
+                    input,
+                    &why,
+                );
             }
+        };
+        c.failures += 1;
+        keep(
+            dir,
+            &format!("{k}-{seed}-{i}"),
+            input,
+            &format!("{} input {i}: {why}", t.name),
+        );
+    };
+    if ISOLATED.contains(&t.name) {
+        forkserver::run(iterations, HANG, &mut next, &check, &mut on).expect("forking a child");
+    } else {
+        for i in 0..iterations {
+            let (k, input) = next();
+            on(i, k, &input, forkserver::event(check(k, &input)));
         }
     }
     c
+}
+
+/// The next input: which of `t`'s files it replaces, and its bytes.
+fn next_input(t: &Target, rng: &mut ChaCha8Rng) -> (usize, Vec<u8>) {
+    let k = rng.random_range(0..t.files.len());
+    let other = &t.files[rng.random_range(0..t.files.len())].1;
+    let input = if t.text {
+        mutate::mutate_text(rng, &t.files[k].1, other)
+    } else {
+        mutate::mutate(rng, &t.files[k].1, other)
+    };
+    (k, input)
+}
+
+/// Keeps an input that failed (or killed a child) under `fuzz/crashes/DIR/NAME`.
+fn keep(dir: &str, name: &str, input: &[u8], why: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crashes").join(dir);
+    let file = dir.join(name);
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(&file, input);
+    eprintln!("{why} (input kept in {})", file.display());
 }
 
 /// Writes `t`'s files with file `k` replaced by `input` and parses them:
@@ -179,8 +231,13 @@ mod tests {
 
     /// Every input a fuzz run once failed on (`regressions/TARGET/K-…`, K the
     /// index of the file it replaces) must now end in a value or one error.
+    /// Tests that load TorchScript or fork take turns: a fork while another
+    /// test thread is inside libtorch could copy a held lock into the child.
+    pub static TORCH: Mutex<()> = Mutex::new(());
+
     #[test]
     fn regressions_end_in_a_value_or_one_error() {
+        let _torch = TORCH.lock().unwrap_or_else(|e| e.into_inner());
         quiet_panics();
         let all = targets::all();
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions");
@@ -201,5 +258,37 @@ mod tests {
             }
         }
         assert!(n > 0, "no regression inputs under {}", root.display());
+    }
+
+    /// The inputs that once killed a fuzz run are counted as native crashes
+    /// in their children, and the valid file after them still loads.
+    #[test]
+    fn known_libtorch_crashes_are_survived() {
+        let _torch = TORCH.lock().unwrap_or_else(|e| e.into_inner());
+        quiet_panics();
+        tch::set_num_threads(1);
+        let all = targets::all();
+        let t = all.iter().find(|t| t.name == "torchscript").unwrap();
+        let known = Path::new(env!("CARGO_MANIFEST_DIR")).join("known-crashes");
+        let mut inputs = vec![];
+        for name in ["torchscript-segv.pt", "torchscript-abort.pt"] {
+            inputs.push(std::fs::read(known.join(name)).unwrap());
+        }
+        inputs.push(t.files[0].1.clone());
+        let mut queue = inputs.into_iter();
+        let work = tempfile::tempdir().unwrap();
+        let mut seen = vec![];
+        forkserver::run(
+            3,
+            HANG,
+            &mut || (0, queue.next().unwrap()),
+            &|k, input| try_input(t, work.path(), k, input),
+            &mut |_, _, _, e| seen.push(e),
+        )
+        .unwrap();
+        assert!(
+            matches!(&seen[..], [Event::Died(a), Event::Died(b), Event::Parsed] if !a.rust && !b.rust),
+            "{seen:?}"
+        );
     }
 }

@@ -1,9 +1,11 @@
-//! Crash safety at random points: `hart sweep` and `hart experiment` are
-//! SIGKILLed at random moments and rerun until they finish; every final
-//! table must equal an uninterrupted run's byte for byte (0 rows lost, 0
-//! duplicated) and the weights must hash the same. `HART_KILLS=N` sets the
-//! kills per command (CI: 3; docs/robustness.md quotes a run with 20+).
-//! A new resumable command is one more [`Case`] (e.g. `hart campaign`).
+//! Crash safety at random points: `hart sweep`, `hart experiment`, `hart
+//! campaign` and `hart attack` are SIGKILLed at random moments and rerun
+//! until they finish; every final table must equal an uninterrupted run's
+//! byte for byte (0 rows lost, 0 duplicated) and the weights must hash the
+//! same. `hart attack` keeps no journal, so its rerun starts over: the check
+//! is that the same seed gives the same result. `HART_KILLS=N` sets the kills
+//! per command (CI: 3; docs/robustness.md quotes a run with 20+). A new
+//! resumable command is one more [`Case`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -59,6 +61,23 @@ fn files(dir: &Path, keep: &dyn Fn(&str) -> bool) -> Tables {
     }
     out.sort();
     out
+}
+
+/// Asserts that the table `name` in `t` (a CSV with a header) holds no two
+/// rows with the same `key` columns, and returns its row count.
+fn rows_once(t: &Tables, name: &str, key: std::ops::Range<usize>) -> usize {
+    let csv = &t
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no {name}"))
+        .1;
+    let rows: Vec<&str> = std::str::from_utf8(csv).unwrap().lines().skip(1).collect();
+    let keys: std::collections::HashSet<Vec<&str>> = rows
+        .iter()
+        .map(|r| r.split(',').skip(key.start).take(key.len()).collect())
+        .collect();
+    assert_eq!(keys.len(), rows.len(), "{name}: a row appears twice");
+    rows.len()
 }
 
 /// Runs `case` to completion once, then kills fresh runs at random moments
@@ -131,13 +150,7 @@ fn sweep_case(model: PathBuf) -> Case {
             let t = files(out, &|n| n == "flips.csv" || n == "summary.json");
             assert_eq!(t.len(), 2, "{t:?}");
             // No flip counted twice: every (param, index, bit) once.
-            let csv = &t.iter().find(|(n, _)| n == "flips.csv").expect("flips.csv").1;
-            let rows: Vec<&str> = std::str::from_utf8(csv).unwrap().lines().skip(1).collect();
-            let keys: std::collections::HashSet<_> = rows
-                .iter()
-                .map(|r| r.splitn(4, ',').take(3).collect::<Vec<_>>())
-                .collect();
-            assert_eq!(keys.len(), rows.len(), "a flip appears twice");
+            rows_once(&t, "flips.csv", 0..3);
             t
         },
     }
@@ -184,6 +197,61 @@ fn experiment_case(config: PathBuf) -> Case {
     }
 }
 
+/// The arguments `hart SUBCOMMAND --model MODEL --out OUT REST…` (REST split at spaces).
+fn command(sub: &'static str, model: PathBuf, rest: &'static str) -> Args {
+    Box::new(move |out| {
+        let head = [sub, "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        head.into_iter()
+            .chain(rest.split_whitespace())
+            .map(String::from)
+            .collect()
+    })
+}
+
+/// Rows of each campaign's trials table: 3 levels × 30 trials.
+const CAMPAIGN_ROWS: usize = 90;
+
+/// Three levels × 30 trials (9 journal parts per storage), fp32 and int8
+/// storage in one command, so a kill can land between the two campaigns too.
+fn campaign_case(model: PathBuf) -> Case {
+    const REST: &str = "--limit 100 --fault bitflip --levels 0,1e-4,1e-3 --trials 30 --storage fp32,int8 --format csv";
+    Case {
+        name: "campaign",
+        args: command("campaign", model, REST),
+        tables: |out| {
+            let t = files(out, &|rel| {
+                rel.ends_with("/trials.csv") || rel.ends_with("/summary.json")
+            });
+            assert_eq!(t.len(), 4, "{t:?}");
+            for storage in ["fp32", "int8"] {
+                // Every (level, trial) exactly once: none duplicated, none lost.
+                let rows = rows_once(&t, &format!("{storage}/trials.csv"), 0..2);
+                assert_eq!(rows, CAMPAIGN_ROWS, "{storage}: trials lost");
+            }
+            t
+        },
+    }
+}
+
+/// BFA with its random baseline on int8 codes: two trials of five flips
+/// each (target 0, so every trial spends its budget on the untrained model).
+/// An attack has no journal: a killed one is rerun from the start.
+fn attack_case(model: PathBuf) -> Case {
+    const REST: &str =
+        "--limit 16 --eval-limit 100 --storage int8 --trials 2 --max-flips 5 --top-k 2 --target-accuracy 0 --seed 3";
+    Case {
+        name: "attack",
+        args: command("attack", model, REST),
+        tables: |out| {
+            let t = files(out, &|n| n == "flips.csv" || n == "summary.json");
+            assert_eq!(t.len(), 2, "{t:?}");
+            // Every (trial, method, iteration) once.
+            assert!(rows_once(&t, "flips.csv", 1..4) > 0, "the attack flipped nothing");
+            t
+        },
+    }
+}
+
 #[test]
 fn killed_runs_resume_to_identical_tables() {
     let dir = tempfile::tempdir().unwrap();
@@ -194,4 +262,16 @@ fn killed_runs_resume_to_identical_tables() {
     let config = dir.path().join("kill.toml");
     std::fs::write(&config, TINY).unwrap();
     check(&experiment_case(config), dir.path(), 2);
+}
+
+#[test]
+fn killed_campaigns_resume_to_identical_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    check(&campaign_case(random_model(dir.path(), "mlp")), dir.path(), 3);
+}
+
+#[test]
+fn killed_attacks_rerun_to_identical_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    check(&attack_case(random_model(dir.path(), "mlp")), dir.path(), 4);
 }

@@ -184,14 +184,14 @@ impl<'a> Attack<'a> {
 
     /// Trial `t`'s attack batch: `attack_images` images drawn (seed + t)
     /// from the first ten times as many training images.
-    pub fn attack_batch(&self, t: usize) -> (Tensor, Tensor) {
+    pub fn attack_batch(&self, t: usize) -> Result<(Tensor, Tensor)> {
         let pool = (10 * self.cfg.attack_images).min(self.train.len());
         let n = self.cfg.attack_images.min(pool);
         let mut rng = ChaCha8Rng::seed_from_u64(self.cfg.seed.wrapping_add(t as u64));
         let mut idx = sample(&mut rng, pool, n).into_vec();
         idx.sort_unstable();
         let (x, y) = self.train.batch(&idx);
-        (x.to_device(self.device), y.to_device(self.device))
+        Ok((x.f_to_device(self.device)?, y.f_to_device(self.device)?))
     }
 
     /// Every trial of the configured method; a BFA run adds, per trial, the

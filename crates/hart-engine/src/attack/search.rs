@@ -17,7 +17,7 @@ use crate::model::Mode;
 /// counts as infinite: the flip broke the batch completely.
 fn loss(attack: &Attack, x: &Tensor, y: &Tensor) -> Result<f64> {
     let l = tch::no_grad(|| -> Result<f64> {
-        Ok(cross_entropy(&attack.model.forward(x, Mode::Eval)?, y)?.double_value(&[]))
+        Ok(cross_entropy(&attack.model.forward(x, Mode::Eval)?, y)?.f_double_value(&[])?)
     })?;
     Ok(if l.is_nan() { f64::INFINITY } else { l })
 }
@@ -179,7 +179,7 @@ impl<'a, 'b> Progress<'a, 'b> {
 /// gradient, exact evaluation of each candidate, the best across layers
 /// committed, until the target accuracy or the flip budget.
 pub fn bfa(attack: &Attack, t: usize, progress: &mut dyn FnMut(u64)) -> Result<Trial> {
-    let (x, y) = attack.attack_batch(t);
+    let (x, y) = attack.attack_batch(t)?;
     let mut p = Progress::new(attack, t, Method::Bfa);
     while p.faults.len() < attack.cfg.max_flips && p.accuracy() > attack.target {
         let grads = attack
@@ -210,7 +210,7 @@ pub fn bfa(attack: &Attack, t: usize, progress: &mut dyn FnMut(u64)) -> Result<T
 /// `budget` flips drawn uniformly over every bit of every attacked word
 /// (distinct positions, seed + t); `stop` ends the trial at the target.
 pub fn random(attack: &Attack, t: usize, budget: usize, stop: bool, progress: &mut dyn FnMut(u64)) -> Result<Trial> {
-    let (x, y) = attack.attack_batch(t);
+    let (x, y) = attack.attack_batch(t)?;
     let sizes: Vec<u64> = attack
         .layers
         .iter()

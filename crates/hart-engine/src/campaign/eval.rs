@@ -52,9 +52,9 @@ impl<'a> Evaluator<'a> {
                 let s1 = (s0 + self.batch).min(self.data.len());
                 let (x, y) = self.data.batch_range(s0, s1);
                 let device = self.model.device();
-                let (x, y) = (x.to_device(device), y.to_device(device));
+                let (x, y) = (x.f_to_device(device)?, y.f_to_device(device)?);
                 let logits = self.logits(&x, start, s0, s1)?;
-                correct += correct_mask(&logits, &y).sum(Kind::Int64).int64_value(&[]);
+                correct += correct_mask(&logits, &y).f_sum(Kind::Int64)?.f_int64_value(&[])?;
             }
             Ok(())
         })?;
@@ -72,7 +72,7 @@ impl<'a> Evaluator<'a> {
         let mut recompute = vec![];
         for (v, slot) in env.iter_mut().enumerate().take(start) {
             match &stored[v] {
-                Some(t) => *slot = Some(t.narrow(0, s0 as i64, (s1 - s0) as i64)),
+                Some(t) => *slot = Some(t.f_narrow(0, s0 as i64, (s1 - s0) as i64)?),
                 None => recompute.push(v),
             }
         }

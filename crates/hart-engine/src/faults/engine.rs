@@ -29,22 +29,22 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Images and labels `start..end`, on the engine's device.
-    pub fn images(&self, start: usize, end: usize) -> (Tensor, Tensor) {
+    pub fn images(&self, start: usize, end: usize) -> Result<(Tensor, Tensor)> {
         let (x, y) = match &self.clean.inputs {
             Some(x) => {
-                let rows = |t: &Tensor| t.narrow(0, start as i64, (end - start) as i64);
-                (rows(x), rows(&self.clean.labels))
+                let rows = |t: &Tensor| t.f_narrow(0, start as i64, (end - start) as i64);
+                (rows(x)?, rows(&self.clean.labels)?)
             }
             None => self.data.batch_range(start, end),
         };
-        (x.to_device(self.device), y.to_device(self.device))
+        Ok((x.f_to_device(self.device)?, y.f_to_device(self.device)?))
     }
 
     /// Per-sample correctness of the model as it currently is, on `start..end`.
     pub fn correct_on(&self, start: usize, end: usize) -> Result<Tensor> {
-        let (x, y) = self.images(start, end);
+        let (x, y) = self.images(start, end)?;
         let logits = tch::no_grad(|| self.model.forward(&x, Mode::Eval))?;
-        Ok(self.clean.policy.correct(&logits, &y).to_device(Device::Cpu))
+        Ok(self.clean.policy.correct(&logits, &y).f_to_device(Device::Cpu)?)
     }
 }
 

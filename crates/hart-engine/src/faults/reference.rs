@@ -23,7 +23,7 @@ impl Engine for Reference<'_> {
                     let mut correct = 0;
                     for start in (0..ctx.data.len()).step_by(ctx.batch) {
                         let end = (start + ctx.batch).min(ctx.data.len());
-                        let (x, y) = ctx.images(start, end);
+                        let (x, y) = ctx.images(start, end)?;
                         let logits = tch::no_grad(|| ctx.model.forward(&x, Mode::Eval))?;
                         correct += ctx
                             .clean

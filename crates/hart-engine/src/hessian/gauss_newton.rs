@@ -49,14 +49,15 @@ fn draw_norms(logits: &Tensor, r: &Tensor, params: &ParamSet, keep_graph: bool) 
             if g.defined() {
                 g.f_square()?.f_sum(Kind::Double)
             } else {
-                Ok(Tensor::zeros([], (Kind::Double, Device::Cpu)))
+                Tensor::f_zeros([], (Kind::Double, Device::Cpu))
             }
         })
         .collect::<std::result::Result<_, _>>()?;
-    Ok(Tensor::f_stack(
-        &norms.iter().map(|t| t.to_device(Device::Cpu)).collect::<Vec<_>>(),
-        0,
-    )?)
+    let norms = norms
+        .iter()
+        .map(|t| t.f_to_device(Device::Cpu))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(Tensor::f_stack(&norms, 0)?)
 }
 
 /// Gauss–Newton trace of the mean cross-entropy of `model` over all of
@@ -86,11 +87,11 @@ pub fn gauss_newton_trace(
         &vec![0.0; params.len()],
         opts,
         |k| {
-            let total = Tensor::zeros([k, params.len() as i64], (Kind::Double, Device::Cpu));
+            let total = Tensor::f_zeros([k, params.len() as i64], (Kind::Double, Device::Cpu))?;
             for start in (0..n).step_by(batch_size) {
                 let end = (start + batch_size).min(n);
                 let (x, _) = data.batch_range(start, end);
-                let logits = model.forward(&x.to_device(device), Mode::Eval)?;
+                let logits = model.forward(&x.f_to_device(device)?, Mode::Eval)?;
                 check_logits(&logits, data, end - start)?;
                 let classes = logits.size()[1];
                 let fixed = logits.detach();
@@ -132,9 +133,12 @@ pub fn gauss_newton_penalty(logits: &Tensor, params: &ParamSet, u: &Tensor) -> R
             .collect::<Result<Vec<_>>>()?,
         0,
     )?;
-    let residual_leaf = residual.detach().set_requires_grad(true);
+    let residual_leaf = residual.detach().f_set_requires_grad(true)?;
     let mut value: Option<Tensor> = None;
-    let diag = Tensor::zeros([params.dim()], (logits.kind(), logits.device()));
+    let like_logits = (logits.kind(), logits.device());
+    let diag = Tensor::f_zeros([params.dim()], like_logits)?;
+    // The penalty when no selected tensor reaches the logits.
+    let zero = Tensor::f_zeros([], like_logits)?;
     for j in 0..probes {
         let s = (logits * residual_leaf.get(j)).f_sum(logits.kind())?;
         let g = Tensor::f_run_backward(&[&s], &params.tensors, true, true)?;
@@ -145,7 +149,7 @@ pub fn gauss_newton_penalty(logits: &Tensor, params: &ParamSet, u: &Tensor) -> R
             .collect::<std::result::Result<Vec<_>, _>>()?
             .into_iter()
             .reduce(|a, b| a + b)
-            .unwrap_or_else(|| logits.sum(logits.kind()).zeros_like());
+            .unwrap_or_else(|| zero.shallow_clone());
         let flat = params.flatten(
             &g.iter()
                 .map(|t| if t.defined() { t.detach() } else { t.shallow_clone() })
@@ -159,7 +163,7 @@ pub fn gauss_newton_penalty(logits: &Tensor, params: &ParamSet, u: &Tensor) -> R
     }
     let scale = 1.0 / (n * probes as f64);
     Ok(GnPenalty {
-        value: value.map_or_else(|| logits.sum(logits.kind()).zeros_like(), |v| v * scale),
+        value: value.map_or(zero, |v| v * scale),
         residual,
         residual_leaf,
         diag: diag * scale,

@@ -555,7 +555,7 @@ impl Fast<'_> {
             }
         }
         *self.suffix_cache.borrow_mut() = None;
-        let (x, _) = self.ctx.images(s0, s1);
+        let (x, _) = self.ctx.images(s0, s1)?;
         let mut work: Env = env.iter().map(|t| t.as_ref().map(Tensor::shallow_clone)).collect();
         graph.forward_nodes(
             &self.gm.params,

@@ -131,7 +131,7 @@ impl<'a> Fast<'a> {
     /// Every value of a clean pass on one image: shapes and bound inputs.
     fn env1(&mut self) -> Result<&[Option<Tensor>]> {
         if self.env1.is_none() {
-            let (x, _) = self.ctx.images(0, 1);
+            let (x, _) = self.ctx.images(0, 1)?;
             let mut env: Vec<Option<Tensor>> = (0..self.gm.graph.nodes.len()).map(|_| None).collect();
             let _ = tch::no_grad(|| self.gm.graph.forward_from(&self.gm.params, &x, 0, &mut env, Mode::Eval))?;
             self.env1 = Some(env);
@@ -244,7 +244,7 @@ impl<'a> Fast<'a> {
     }
 
     fn compute_prefix(&self, cut: &Cut, s0: usize, s1: usize) -> Result<Env> {
-        let (x, _) = self.ctx.images(s0, s1);
+        let (x, _) = self.ctx.images(s0, s1)?;
         let graph = &self.gm.graph;
         let keep = keep(&cut.plan, cut.plan.c, cut.sparse.as_ref());
         let stored = &self.ctx.clean.values;
