@@ -189,7 +189,7 @@ pub struct Recipe {
     pub hessian_every: Option<usize>,
     pub hessian_layers: Option<String>,
     pub hessian_selective: Option<bool>,
-    /// Curvature reading of the selective rule: diag or power.
+    /// Curvature reading of the selective rule: diag, power or lanczos.
     pub hessian_reading: Option<String>,
     pub hessian_top_p: Option<usize>,
     pub hessian_sub_batch: Option<usize>,
