@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod common;
-use common::{assert_one_line_error, hart, stderr};
+use common::{assert_one_line_error, hart, stderr, stdout};
 
 fn json(o: &Output) -> serde_json::Value {
     assert!(o.status.success(), "hart failed: {}", stderr(o));
@@ -310,6 +310,8 @@ fn baselines_and_selective_hat_train_from_the_same_command() {
                 "2",
                 "--hessian-layers",
                 "last:2",
+                "--audit-readings",
+                "2",
             ][..],
         ),
     ] {
@@ -339,6 +341,22 @@ fn baselines_and_selective_hat_train_from_the_same_command() {
                     .count() as u64;
                 assert!(evaluated == 5 && readings.len() == 5, "{e}");
                 assert_eq!(fired, expected, "{e}");
+                // Audited: evaluated steps 0, 2 and 4; a short Lanczos run's top-p mean
+                // never exceeds the converged one (interlacing).
+                let audit = e["audit"].as_array().unwrap();
+                let steps: Vec<u64> = audit.iter().map(|r| r["step"].as_u64().unwrap()).collect();
+                assert_eq!(steps, [0, 2, 4], "{e}");
+                for row in audit {
+                    let reference = row["reference"].as_f64().unwrap();
+                    let lanczos = row["lanczos"].as_f64().unwrap();
+                    assert!(
+                        lanczos.is_finite() && lanczos <= reference + 1e-3 * reference.abs(),
+                        "{row}"
+                    );
+                }
+                let tracking = log["audit_tracking"].as_array().unwrap();
+                assert_eq!(tracking.len(), 4, "{log}");
+                assert!(stdout(&o).contains("selective readings against the top-50 eigenvalue mean"));
             }
             _ => assert_eq!((evaluated, fired), (10, 10), "{name}: {e}"),
         }

@@ -191,8 +191,9 @@ pub struct RegularizerArgs {
     pub hessian_selective: bool,
     /// Curvature reading of --hessian-selective: diag (top share of v⊙Hv, free), power (top-p
     /// Ritz values of one warm-started power step, p products) or lanczos (top-p Ritz values of
-    /// a max(2p, p+10)-step Lanczos run, the paper's reading).
-    #[arg(long, default_value = "diag")]
+    /// a max(2p, p+10)-step Lanczos run, the paper's reading; the one that tracks the top-p
+    /// eigenvalue mean, see docs/hessian.md).
+    #[arg(long, default_value = "lanczos")]
     pub hessian_reading: String,
     /// p, the eigenvalues the power and lanczos readings average.
     #[arg(long, default_value_t = 50)]

@@ -56,7 +56,8 @@ pub struct Selective {
 impl Default for Selective {
     fn default() -> Self {
         Selective {
-            reading: Reading::Diag,
+            // The reading that tracks the paper's rule (docs/hessian.md, "the selective rule").
+            reading: Reading::Lanczos,
             top_p: 50,
             diag_frac: 0.01,
         }
