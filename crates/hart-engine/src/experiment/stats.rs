@@ -72,14 +72,14 @@ impl MeanCi {
         }
     }
 
-    /// A difference of fractions in percentage points: `-0.4000 ± 0.3000 points`.
+    /// A difference of fractions in signed percentage points with two
+    /// decimals, as accuracies print: `-0.40 ± 0.30 points`.
     pub fn points(&self) -> String {
-        let scaled = MeanCi {
-            mean: 100.0 * self.mean,
-            ci95: 100.0 * self.ci95,
-            n: self.n,
-        };
-        format!("{scaled} points")
+        if self.ci95.is_nan() {
+            format!("{:+.2} ± n/a points", 100.0 * self.mean)
+        } else {
+            format!("{:+.2} ± {:.2} points", 100.0 * self.mean, 100.0 * self.ci95)
+        }
     }
 
     /// The 95% interval; None for a single seed.
@@ -117,6 +117,7 @@ mod tests {
         };
         assert_eq!(one.percent(), "85.52% ± n/a");
         assert_eq!(one.signed_percent(), "+85.5% ± n/a");
+        assert_eq!(one.points(), "+85.52 ± n/a points");
         let three = MeanCi {
             mean: -0.0441,
             ci95: 0.0502,
@@ -124,6 +125,7 @@ mod tests {
         };
         assert_eq!(three.percent(), "-4.41 ± 5.02%");
         assert_eq!(three.signed_percent(), "-4.4 ± 5.0%");
+        assert_eq!(three.points(), "-4.41 ± 5.02 points");
     }
 
     #[test]
