@@ -58,7 +58,7 @@ impl HvpOperator for LossHessian<'_> {
     }
 
     fn device(&self) -> Device {
-        self.params.tensors.first().map_or(Device::Cpu, |t| t.device())
+        self.params.device()
     }
 
     fn apply(&mut self, v: &Tensor) -> Result<Tensor> {
@@ -111,7 +111,7 @@ impl HvpOperator for GraphHessian<'_> {
     }
 
     fn device(&self) -> Device {
-        self.params.tensors.first().map_or(Device::Cpu, |t| t.device())
+        self.params.device()
     }
 
     fn apply(&mut self, v: &Tensor) -> Result<Tensor> {

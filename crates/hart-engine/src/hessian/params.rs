@@ -141,6 +141,11 @@ impl ParamSet {
         self.dim
     }
 
+    /// Where the tensors live (the CPU for an empty set).
+    pub fn device(&self) -> tch::Device {
+        self.tensors.first().map_or(tch::Device::Cpu, |t| t.device())
+    }
+
     pub fn len(&self) -> usize {
         self.tensors.len()
     }
