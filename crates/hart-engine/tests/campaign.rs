@@ -3,6 +3,8 @@
 //! graph models whose clean values let a trial start mid-network; level 0
 //! against the clean accuracy; fault counts against rate × stored bits.
 
+mod common;
+
 use hart::campaign::draw::trial_rng;
 use hart::campaign::{prepare, Campaign, CampaignConfig, FaultModel};
 use hart::data::Dataset;
@@ -10,13 +12,12 @@ use hart::faults::bits::{read_elements, write_element};
 use hart::faults::hash::model_hash;
 use hart::faults::inject::{BitFault, BitOp};
 use hart::faults::{Defense, Scope, Storage};
-use hart::model::{zoo, Mode, Model, ModelInfo, Normalization};
+use hart::model::{Mode, Model, ModelInfo, Normalization};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
 fn model(arch: &str) -> Model {
-    tch::manual_seed(3);
     let info = ModelInfo {
         arch: arch.into(),
         num_classes: 10,
@@ -25,7 +26,7 @@ fn model(arch: &str) -> Model {
         normalize: Normalization::for_dataset("fashion-mnist"),
         dataset: Some("fashion-mnist".into()),
     };
-    Model::Graph(zoo::build(&info).unwrap())
+    common::seeded_zoo(&info, 3)
 }
 
 /// Random images labelled with the model's own predictions (some relabelled),

@@ -94,15 +94,20 @@ pub fn dataset(model: &Model, n: usize, c: usize, s: usize, seed: u64) -> Datase
     }
 }
 
-/// A zoo model with seeded random weights.
 /// Tests of one binary run on parallel threads and libtorch's generator is
-/// global: without the lock another test's draws interleave with this
-/// model's initialisation and its weights differ from run to run.
+/// global: without the lock another test's draws interleave with a model's
+/// initialisation and its weights differ from run to run.
 static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-pub fn zoo_model(arch: &str, c: i64, s: i64) -> Model {
+/// The zoo model `info` describes, initialised from `seed`, the same in every run.
+pub fn seeded_zoo(info: &ModelInfo, seed: i64) -> Model {
     let _seeded = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
-    tch::manual_seed(11);
+    tch::manual_seed(seed);
+    Model::Graph(zoo::build(info).unwrap())
+}
+
+/// A zoo model with seeded random weights.
+pub fn zoo_model(arch: &str, c: i64, s: i64) -> Model {
     let info = ModelInfo {
         arch: arch.into(),
         num_classes: 10,
@@ -111,5 +116,5 @@ pub fn zoo_model(arch: &str, c: i64, s: i64) -> Model {
         normalize: Normalization::for_dataset(if c == 1 { "mnist" } else { "cifar10" }),
         dataset: None,
     };
-    Model::Graph(zoo::build(&info).unwrap())
+    seeded_zoo(&info, 11)
 }
