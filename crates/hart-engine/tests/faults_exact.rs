@@ -112,6 +112,10 @@ fn fast_engine_matches_reference_on_small_zoo_models() {
         let data = common::dataset(&m, 24, c as usize, s as usize, 3);
         check(arch, &m, &data, 60, EngineKind::Auto);
     }
+    // The generic engine on a graph model, in parallel workers too.
+    let m = zoo_model("mlp", 1, 28);
+    let data = common::dataset(&m, 24, 1, 28, 3);
+    check("mlp generic", &m, &data, 60, EngineKind::Generic);
 }
 
 #[test]
@@ -179,6 +183,7 @@ fn generic_engine_matches_reference_on_torchscript() {
     let m = hart::model::load(&dir.path().join("scripted.pt"), &LoadOptions::default()).unwrap();
     assert!(m.graph().is_none(), "TorchScript models are opaque");
     let data = common::dataset(&m, 12, 3, 16, 4);
-    // Auto picks the generic engine for opaque models.
+    // Auto picks the generic engine for opaque models; the exact-RAD pass
+    // runs it in two workers, each on its own copy of the scripted module.
     check("torchscript", &m, &data, 40, EngineKind::Auto);
 }

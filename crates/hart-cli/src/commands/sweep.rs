@@ -78,7 +78,7 @@ pub struct SweepArgs {
     /// exact: every verdict sure (each flip counted until the open samples cannot change it); sequential: samples in one seeded random order (--seed), each flip stopped once an exact hypergeometric bound settles its verdict at --confidence.
     #[arg(long, default_value = "exact")]
     pub verdict: VerdictMode,
-    /// Parallel workers for the fast engine on the CPU, each with one libtorch thread (default: libtorch's thread count, i.e. the cores or OMP_NUM_THREADS).
+    /// Parallel workers on the CPU (fast and generic engines, TorchScript models included), each with its own copy of the weights and one libtorch thread (default: libtorch's thread count, i.e. the cores or OMP_NUM_THREADS).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
     /// How weights are stored: fp32 (IEEE bits 0-31), or int8 / int4 (the symmetric codes of `hart quantize` for rank ≥ 2 weights, bits 0-7 / 0-3; other tensors stay fp32).

@@ -41,9 +41,21 @@ pub fn not_better(groups: &[Group]) -> Vec<String> {
         let mut check = |what: &str, x: Option<&MeanCi>, b: Option<&MeanCi>, better: Better| {
             if let (Some(x), Some(b)) = (x, b) {
                 if let Some(verdict) = judge(x, b, better) {
+                    // Accuracies read as the tables print them.
+                    let show = |m: &MeanCi| {
+                        if what.contains("accuracy") {
+                            m.percent()
+                        } else {
+                            m.to_string()
+                        }
+                    };
                     out.push(format!(
-                        "{}: {} is {verdict} {} on {what}: {x} vs {b}.",
-                        g.arch, g.recipe, base.recipe
+                        "{}: {} is {verdict} {} on {what}: {} vs {}.",
+                        g.arch,
+                        g.recipe,
+                        base.recipe,
+                        show(x),
+                        show(b)
                     ));
                 }
             }
@@ -151,5 +163,26 @@ mod tests {
         assert_eq!(judge(&m(0.7, 0.01), &m(0.8, 0.01), Better::Higher), Some("worse than"));
         // One seed: no interval, so a lower mean is taken at face value.
         assert_eq!(judge(&m(10.0, f64::NAN), &m(20.0, f64::NAN), Better::Lower), None);
+    }
+
+    fn group(recipe: &str, accuracy: f64, bits: f64) -> Group {
+        let ci = |mean: f64| serde_json::json!({"mean": mean, "ci95": 0.01 * mean, "n": 3});
+        serde_json::from_value(serde_json::json!({
+            "arch": "lenet5", "recipe": recipe, "baseline": recipe == "plain", "seeds": [0, 1, 2],
+            "test_accuracy": ci(accuracy), "train_seconds": ci(10.0), "flips": 100.0,
+            "erratic_bits": ci(bits), "erratic_params": ci(bits), "severe_bits": ci(bits),
+            "regularizer": "none", "rad_histogram": [], "erratic_per_bit": [],
+            "erratic_per_layer": {}, "quantize": [], "prune": [],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn notes_print_accuracies_as_the_tables_do() {
+        let notes = not_better(&[group("plain", 0.8566, 100.0), group("hat", 0.8505, 200.0)]);
+        let acc = notes.iter().find(|n| n.contains("clean test accuracy")).unwrap();
+        assert!(acc.contains(": 85.05 ± 0.85% vs 85.66 ± 0.86%"), "{acc}");
+        let bits = notes.iter().find(|n| n.contains("on erratic bits")).unwrap();
+        assert!(bits.contains(": 200"), "{bits}");
     }
 }

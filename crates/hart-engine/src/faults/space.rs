@@ -317,16 +317,21 @@ impl FlipSpace {
         (unit.start..unit.end).map(|o| self.flip(o)).collect()
     }
 
-    /// The same flips over `params`' tensors of the same names (a worker's
+    /// The same flips over `model`'s tensors of the same names (a worker's
     /// own copy of the model).
-    pub fn rebind(&self, params: &crate::model::ParamStore) -> Result<FlipSpace> {
+    pub fn rebind(&self, model: &Model) -> Result<FlipSpace> {
+        let tensors: std::collections::HashMap<String, Tensor> =
+            model.named_tensors().into_iter().map(|(n, t, _)| (n, t)).collect();
         let targets = self
             .targets
             .iter()
             .map(|t| {
+                let tensor = tensors
+                    .get(&t.name)
+                    .ok_or_else(|| HartError::Model(format!("the model copy has no tensor {}", t.name)))?;
                 Ok(Target {
                     name: t.name.clone(),
-                    tensor: params.get(&t.name)?.shallow_clone(),
+                    tensor: tensor.shallow_clone(),
                     numel: t.numel,
                     kind: t.kind,
                 })

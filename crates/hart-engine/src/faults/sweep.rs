@@ -61,6 +61,17 @@ impl std::str::FromStr for EngineKind {
     }
 }
 
+impl EngineKind {
+    /// This kind's engine over `ctx` (the fast one only for graph models).
+    pub fn build(self, ctx: Ctx<'_>) -> Box<dyn Engine + '_> {
+        match (self, ctx.model.graph()) {
+            (EngineKind::Reference, _) => Box::new(Reference { ctx }),
+            (EngineKind::Auto, Some(gm)) => Box::new(fast::Fast::new(ctx, gm)),
+            _ => Box::new(Generic { ctx }),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SweepConfig {
     pub bits: BitSet,
@@ -361,11 +372,7 @@ impl Sweep<'_> {
                 inject,
             });
         }
-        match (self.cfg.engine, self.model.graph()) {
-            (EngineKind::Reference, _) => Box::new(Reference { ctx: self.ctx() }),
-            (EngineKind::Auto, Some(gm)) => Box::new(fast::Fast::new(self.ctx(), gm)),
-            _ => Box::new(Generic { ctx: self.ctx() }),
-        }
+        self.cfg.engine.build(self.ctx())
     }
 
     /// This shard's units.

@@ -1,6 +1,7 @@
 //! Flips in parallel across cores. Each worker owns a copy of the model's
-//! tensors (the fast engine's fallbacks write weights in place), shares the
-//! graph's constants, the data and the clean pass read-only, and pulls work
+//! tensors (engines write weights in place), shares the graph's constants
+//! (a TorchScript module is copied whole), the data and the clean pass
+//! read-only, and pulls work
 //! units from a common counter; the calling thread records each finished
 //! unit. libtorch runs one intra-op thread per worker meanwhile, so workers
 //! never oversubscribe the cores.
@@ -10,12 +11,12 @@ use std::sync::mpsc;
 
 use super::clean::Clean;
 use super::engine::Ctx;
-use super::fast::Fast;
 use super::record::Row;
 use super::space::{FlipSpace, Unit};
 use super::sweep::{unit_rows, Sweep};
-use crate::error::{HartError, Result};
-use crate::model::{GraphModel, Model};
+use super::EngineKind;
+use crate::error::Result;
+use crate::model::Model;
 
 /// What one worker owns: moved into its thread whole.
 struct Worker {
@@ -34,12 +35,11 @@ impl Drop for Threads {
 }
 
 /// Workers a sweep of `units` units can use on this machine: one per
-/// libtorch intra-op thread, fast engine on the CPU only.
+/// libtorch intra-op thread, on the CPU, for every engine but the reference
+/// loop (kept as the plain definition).
 pub fn count(sweep: &Sweep, units: usize, requested: Option<usize>) -> usize {
-    let possible = sweep.model.graph().is_some()
-        && sweep.cfg.engine == super::EngineKind::Auto
-        && sweep.model.device() == tch::Device::Cpu
-        && !sweep.multi_write();
+    let possible =
+        sweep.cfg.engine != EngineKind::Reference && sweep.model.device() == tch::Device::Cpu && !sweep.multi_write();
     if !possible {
         return 1;
     }
@@ -55,20 +55,12 @@ pub fn run(
     workers: usize,
     done: &mut dyn FnMut(&Unit, Vec<Row>) -> Result<()>,
 ) -> Result<()> {
-    let gm = sweep
-        .model
-        .graph()
-        .ok_or_else(|| HartError::Model("parallel sweeps need a graph model".into()))?;
     let mut owned = vec![];
     for _ in 0..workers {
-        let copy = GraphModel {
-            graph: gm.graph.clone(),
-            params: gm.params.deep_copy(),
-            info: gm.info.clone(),
-        };
-        let space = sweep.space.rebind(&copy.params)?;
+        let model = sweep.model.deep_copy()?;
+        let space = sweep.space.rebind(&model)?;
         owned.push(Worker {
-            model: Model::Graph(copy),
+            model,
             space,
             clean: sweep.clean.share(),
         });
@@ -83,7 +75,6 @@ pub fn run(
         for w in owned {
             let (tx, next, stop) = (tx.clone(), &next, &stop);
             scope.spawn(move || {
-                let Some(gm) = w.model.graph() else { return };
                 let ctx = Ctx {
                     model: &w.model,
                     data,
@@ -94,11 +85,11 @@ pub fn run(
                     exact_rad: cfg.exact_rad,
                     sequential,
                 };
-                let mut engine = Fast::new(ctx, gm);
+                let mut engine = cfg.engine.build(ctx);
                 while !stop.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(unit) = units.get(i) else { break };
-                    let rows = unit_rows(&w.space, &w.clean, &mut engine, unit).map(|r| (i, r));
+                    let rows = unit_rows(&w.space, &w.clean, engine.as_mut(), unit).map(|r| (i, r));
                     if tx.send(rows).is_err() {
                         break;
                     }

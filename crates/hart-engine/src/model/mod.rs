@@ -85,6 +85,19 @@ impl Model {
             .collect()
     }
 
+    /// An independent copy of the model's weights (graph constants shared),
+    /// for a worker that writes weights in place beside readers of this one.
+    pub fn deep_copy(&self) -> Result<Model> {
+        Ok(match self {
+            Model::Graph(g) => Model::Graph(GraphModel {
+                graph: g.graph.clone(),
+                params: g.params.deep_copy(),
+                info: g.info.clone(),
+            }),
+            Model::Script(s) => Model::Script(s.deep_copy()?),
+        })
+    }
+
     pub fn graph(&self) -> Option<&GraphModel> {
         match self {
             Model::Graph(g) => Some(g),

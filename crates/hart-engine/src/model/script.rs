@@ -34,6 +34,10 @@ impl ScriptModel {
                 ),
             )
         })?;
+        Ok(Self::wrap(module, info))
+    }
+
+    fn wrap(module: CModule, info: ModelInfo) -> Self {
         let m = ScriptModel {
             module: RefCell::new(module),
             mode: Cell::new(None),
@@ -45,7 +49,25 @@ impl ScriptModel {
                 let _ = t.shallow_clone().set_requires_grad(true);
             }
         }
-        Ok(m)
+        m
+    }
+
+    /// An independent module with the current weights (not the file's: a
+    /// storage format may have rewritten them), for work that writes weights
+    /// in place beside readers of this one. libtorch offers no in-memory
+    /// copy of a scripted module, so it goes through a temporary archive.
+    pub fn deep_copy(&self) -> Result<Self> {
+        let tmp = tempfile::Builder::new()
+            .suffix(".pt")
+            .tempfile()
+            .map_err(|e| HartError::io(std::env::temp_dir(), e))?;
+        self.module.borrow().save(tmp.path())?;
+        let module = CModule::load_on_device(tmp.path(), self.device())?;
+        Ok(Self::wrap(module, self.info.clone()))
+    }
+
+    fn device(&self) -> Device {
+        self.named_parameters().first().map_or(Device::Cpu, |(_, t)| t.device())
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
