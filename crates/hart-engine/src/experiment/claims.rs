@@ -112,29 +112,25 @@ pub fn table(groups: &[Group]) -> Vec<Claim> {
         };
         let accuracy = g.accuracy_diff.map(|d| within(&d, 0.01));
         let collapsed = accuracy == Some(Verdict::NotReproduced);
+        // Resilience claims stand only at matched accuracy.
+        let resilience = |v: Option<Verdict>| if collapsed { Some(Verdict::NotComparable) } else { v };
         let mut push = |claim: String, measured: String, verdict: Option<Verdict>| {
-            let verdict = verdict.unwrap_or(Verdict::Inconclusive);
-            let accuracy_claim = claim.ends_with("test accuracy within 1 point");
             out.push(Claim {
                 arch: g.arch.clone(),
                 claim,
                 measured,
-                verdict: if collapsed && !accuracy_claim {
-                    Verdict::NotComparable
-                } else {
-                    verdict
-                },
+                verdict: verdict.unwrap_or(Verdict::Inconclusive),
             })
         };
         push(
             format!("{name}: 6–12% fewer erratic parameters"),
             describe(&g.erratic_params_change),
-            g.erratic_params_change.map(|c| reduction(&c, -0.06)),
+            resilience(g.erratic_params_change.map(|c| reduction(&c, -0.06))),
         );
         push(
             format!("{name}: 20–50% fewer bits in the 90–100% RAD bin"),
             describe(&g.severe_bits_change),
-            g.severe_bits_change.map(|c| reduction(&c, -0.20)),
+            resilience(g.severe_bits_change.map(|c| reduction(&c, -0.20))),
         );
         push(
             format!("{name}: test accuracy within 1 point"),
@@ -155,7 +151,7 @@ pub fn table(groups: &[Group]) -> Vec<Claim> {
                     b.reached,
                     b.trials
                 ),
-                a.change.map(|c| flips_increase(&c, 1.0, cut(&a), cut(&b))),
+                resilience(a.change.map(|c| flips_increase(&c, 1.0, cut(&a), cut(&b)))),
             );
         }
         for d in &g.defended {
@@ -165,7 +161,7 @@ pub fn table(groups: &[Group]) -> Vec<Claim> {
                     d.defense
                 ),
                 describe(&d.change),
-                d.change.map(|c| reduction(&c, 0.0)),
+                resilience(d.change.map(|c| reduction(&c, 0.0))),
             );
         }
         for sam in groups.iter().filter(|s| s.arch == g.arch && s.regularizer == "sam") {
@@ -181,7 +177,7 @@ pub fn table(groups: &[Group]) -> Vec<Claim> {
                     describe(&sam.erratic_params_change),
                     describe(&g.erratic_params_change)
                 ),
-                verdict,
+                resilience(verdict),
             );
         }
     }
