@@ -1,9 +1,8 @@
 //! Flips in parallel across cores. Each worker owns a copy of the model's
 //! tensors (engines write weights in place), shares the graph's constants
 //! (a TorchScript module is copied whole), the data and the clean pass
-//! read-only, and pulls work
-//! units from a common counter; the calling thread records each finished
-//! unit. libtorch runs one intra-op thread per worker meanwhile, so workers
+//! read-only, and pulls work units from a common counter; the calling
+//! thread records each finished unit. libtorch runs one intra-op thread per worker meanwhile, so workers
 //! never oversubscribe the cores.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

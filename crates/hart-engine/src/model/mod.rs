@@ -94,7 +94,7 @@ impl Model {
                 params: g.params.deep_copy(),
                 info: g.info.clone(),
             }),
-            Model::Script(s) => Model::Script(s.deep_copy()?),
+            Model::Script(s) => Model::Script(s.deep_copy(self.device())?),
         })
     }
 

@@ -55,19 +55,16 @@ impl ScriptModel {
     /// An independent module with the current weights (not the file's: a
     /// storage format may have rewritten them), for work that writes weights
     /// in place beside readers of this one. libtorch offers no in-memory
-    /// copy of a scripted module, so it goes through a temporary archive.
-    pub fn deep_copy(&self) -> Result<Self> {
+    /// copy of a scripted module, so it goes through a temporary archive,
+    /// loaded back onto `device` (where this one's weights live).
+    pub fn deep_copy(&self, device: Device) -> Result<Self> {
         let tmp = tempfile::Builder::new()
             .suffix(".pt")
             .tempfile()
             .map_err(|e| HartError::io(std::env::temp_dir(), e))?;
         self.module.borrow().save(tmp.path())?;
-        let module = CModule::load_on_device(tmp.path(), self.device())?;
+        let module = CModule::load_on_device(tmp.path(), device)?;
         Ok(Self::wrap(module, self.info.clone()))
-    }
-
-    fn device(&self) -> Device {
-        self.named_parameters().first().map_or(Device::Cpu, |(_, t)| t.device())
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
