@@ -67,6 +67,53 @@ fn running_from_a_cut_point_matches_the_full_forward() {
     }
 }
 
+/// Freeing values after their last reader changes no result, keeps exactly
+/// what was asked for, and frees the rest (the whole point: memory).
+#[test]
+fn a_freeing_forward_keeps_only_what_is_asked_and_matches_the_full_one() {
+    tch::manual_seed(5);
+    for (arch, c, s) in [("lenet5", 1, 28), ("resnet18-cifar", 3, 32), ("deit-tiny", 3, 32)] {
+        let m = zoo::build(&info(arch, c, s)).unwrap();
+        let x = Tensor::rand([2, c, s, s], (Kind::Float, tch::Device::Cpu));
+        let n = m.graph.nodes.len();
+        let mut full: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
+        let y = m.graph.forward_from(&m.params, &x, 0, &mut full, Mode::Eval).unwrap();
+        assert!(
+            m.graph.forward(&m.params, &x, Mode::Eval).unwrap().equal(&y),
+            "{arch}: forward"
+        );
+        // Keep a middle value and the output; run the first half freeing, then the rest from it.
+        let mid = n / 2;
+        let later_reads = |v: usize| m.graph.nodes[mid + 1..].iter().any(|node| node.inputs.contains(&v));
+        let keep = |v: usize| v == m.graph.output || (v <= mid && later_reads(v));
+        let mut env: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
+        let first: Vec<usize> = (0..=mid).collect();
+        m.graph
+            .forward_nodes_freeing(&m.params, &x, &first, &mut env, Mode::Eval, keep)
+            .unwrap();
+        for (v, value) in env.iter().enumerate() {
+            assert_eq!(
+                value.is_some(),
+                v <= mid && keep(v),
+                "{arch}: value {v} after the first half"
+            );
+            if let Some(t) = value {
+                assert!(t.equal(full[v].as_ref().unwrap()), "{arch}: value {v} differs");
+            }
+        }
+        let rest: Vec<usize> = (mid + 1..n).collect();
+        m.graph
+            .forward_nodes_freeing(&m.params, &x, &rest, &mut env, Mode::Eval, |v| v == m.graph.output)
+            .unwrap();
+        let kept: Vec<usize> = (0..n).filter(|&v| env[v].is_some()).collect();
+        assert_eq!(kept, vec![m.graph.output], "{arch}: only the output survives");
+        assert!(
+            env[m.graph.output].as_ref().unwrap().equal(&y),
+            "{arch}: output differs"
+        );
+    }
+}
+
 #[test]
 fn double_backward_flows_through_every_zoo_model() {
     // Hessian-vector products differentiate the gradient again; fused kernels

@@ -54,8 +54,22 @@ pub fn clean_pass(model: &Model, data: &Dataset, batch: usize, device: Device, s
     let keep_inputs = data.images.len() * 4 <= INPUT_BYTES;
     let graph = model.graph();
     let batched: Vec<bool> = graph.map_or(vec![], |gm| axes(&gm.graph).iter().map(|a| *a == Axis::Batch).collect());
-    // Per node, the batches' values while they fit the budget.
-    let mut store: Option<Vec<Vec<Tensor>>> = graph.map(|gm| gm.graph.nodes.iter().map(|_| vec![]).collect());
+    // Per node, the batches' values while they fit the budget, judged from
+    // one image first: a batch holding every value of a large network costs
+    // gigabytes only to be dropped.
+    let mut store: Option<Vec<Vec<Tensor>>> = match graph {
+        Some(gm) if store_bytes > 0 => {
+            let x1 = data.batch_range(0, 1).0.f_to_device(device)?;
+            let mut env: Vec<Option<Tensor>> = gm.graph.nodes.iter().map(|_| None).collect();
+            let _ = tch::no_grad(|| gm.graph.forward_from(&gm.params, &x1, 0, &mut env, Mode::Eval))?;
+            let mut per_image: i64 = 0;
+            for t in env.iter().zip(&batched).filter_map(|(v, &b)| v.as_ref().filter(|_| b)) {
+                per_image += t.numel() as i64 * t.f_kind()?.elt_size_in_bytes() as i64;
+            }
+            (per_image * data.len() as i64 <= store_bytes).then(|| gm.graph.nodes.iter().map(|_| vec![]).collect())
+        }
+        _ => None,
+    };
     let mut stored: i64 = 0;
     tch::no_grad(|| -> Result<()> {
         for start in (0..data.len()).step_by(batch.max(1)) {

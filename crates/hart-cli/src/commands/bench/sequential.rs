@@ -1,10 +1,13 @@
 //! The sequential-verdict row of `hart bench sweep`: a BatchNorm + residual
-//! CNN (resnet18-cifar, random weights, self-labelled images) swept with
-//! `--verdict sequential` against the brute-force loop on a subset of the
-//! same flips, and the verdicts against the exact engine's on another subset.
+//! CNN (resnet18-cifar, random weights, self-labelled images) swept by
+//! strata with `--verdict sequential` (all 32 bits of a few random elements
+//! of every conv/linear weight tensor, each tensor's time per flip weighted
+//! by its size) against the brute-force loop on a subset of the same flips,
+//! both on one libtorch thread; and its verdicts against the exact engine's
+//! on another subset.
 
 use anyhow::Result;
-use hart::bench::{median, Comparison};
+use hart::bench::Comparison;
 use hart::data::Dataset;
 use hart::faults::{SweepConfig, VerdictMode};
 use hart::model::Model;
@@ -12,10 +15,11 @@ use rand::seq::index::sample;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::sweep::{configured_rows, flips, per_flip, reference_on, tempfile_dir, write_list};
+use super::sweep::{by_strata, configured_rows, one_thread, per_flip, reference_on, tempfile_dir, write_list};
 
 /// What the row needs besides the model.
 pub struct Plan {
+    /// Elements per conv/linear weight tensor.
     pub elements: usize,
     pub confidence: f64,
     /// Flips whose sequential verdicts are compared with the exact engine's.
@@ -24,16 +28,17 @@ pub struct Plan {
 }
 
 pub fn row(model: &Model, data: &Dataset, p: &Plan) -> Result<Comparison> {
+    one_thread(|| row_here(model, data, p))
+}
+
+fn row_here(model: &Model, data: &Dataset, p: &Plan) -> Result<Comparison> {
     let dir = tempfile_dir()?;
-    let all = dir.join("all.csv");
-    flips(model, p.elements, &all)?;
     let seq_cfg = SweepConfig {
         verdict: VerdictMode::Sequential,
         confidence: p.confidence,
-        batch: 500,
         ..SweepConfig::new()
     };
-    let (seq, seq_s) = configured_rows(model, data, &all, seq_cfg, 1)?;
+    let (seq, per) = by_strata(model, data, p.elements, seq_cfg, &dir)?;
     let mut rng = ChaCha8Rng::seed_from_u64(6);
     let mut chosen = sample(&mut rng, seq.len(), p.check.min(seq.len())).into_vec();
     chosen.sort_unstable();
@@ -44,10 +49,12 @@ pub fn row(model: &Model, data: &Dataset, p: &Plan) -> Result<Comparison> {
         ..SweepConfig::new()
     };
     let (exact, _) = configured_rows(model, data, &sub, exact_cfg, 1)?;
+    let threshold = SweepConfig::new().threshold;
+    let erratic = |rad: f64| rad > threshold;
     let equal = exact
         .iter()
         .zip(&chosen)
-        .filter(|(e, &i)| (e.rad > 0.1) == (seq[i].rad > 0.1))
+        .filter(|(e, &i)| erratic(e.rad) == erratic(seq[i].rad))
         .count();
     // The loop is timed on flips the exact engine checked, whose counts it must match.
     let (reference, ref_s) = reference_on("sequential", model, data, &dir, &exact, p.reference_flips)?;
@@ -55,19 +62,23 @@ pub fn row(model: &Model, data: &Dataset, p: &Plan) -> Result<Comparison> {
     let settled = seq.iter().filter(|r| !r.sure).count();
     let samples: i64 = seq.iter().map(|r| r.samples).sum();
     println!(
-        "resnet18-cifar sequential ({:.1}% confidence): {} flips on {} images at {:.1} flips/s; {settled} settled from part of their samples (at most {:.2} wrong expected), {:.0} samples known per flip; verdicts equal to the exact engine's on {equal} of {} random flips ({} of them erratic)",
+        "resnet18-cifar sequential by strata ({:.1}% confidence, one thread): {} flips in {} tensors on {} images, {:.1} flips/s weighted by tensor size; {settled} settled from part of their samples (at most {:.2} wrong expected), {:.0} samples known per flip; verdicts equal to the exact engine's on {equal} of {} random flips ({} of them erratic)",
         100.0 * p.confidence,
         seq.len(),
+        seq.iter().map(|r| &r.param).collect::<std::collections::HashSet<_>>().len(),
         data.len(),
-        seq.len() as f64 / median(&seq_s),
+        1.0 / per,
         (1.0 - p.confidence) * settled as f64,
         samples as f64 / seq.len().max(1) as f64,
         exact.len(),
-        exact.iter().filter(|r| r.rad > 0.1).count(),
+        exact.iter().filter(|r| erratic(r.rad)).count(),
     );
     Ok(Comparison::new(
-        &format!("resnet18-cifar sequential ({} images)", data.len()),
+        &format!(
+            "resnet18-cifar sequential by strata, one thread ({} images)",
+            data.len()
+        ),
         per_flip("reference", &ref_s, reference.len()),
-        per_flip("sequential", &seq_s, seq.len()),
+        per_flip("sequential", &[per], 1),
     ))
 }

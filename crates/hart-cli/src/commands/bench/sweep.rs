@@ -204,58 +204,101 @@ pub(super) fn reference_on(
 }
 
 /// An exhaustive sweep's mix by strata, per core: all 32 bits of one random
-/// element of every conv/linear weight tensor, the engine (one worker) timed
-/// per tensor and weighted by the tensor's size, against the reference on a
-/// few of those flips — both on one libtorch thread. A uniform draw of a few
+/// element of every conv/linear weight tensor, the engine timed per tensor
+/// and weighted by the tensor's size, against the reference on a few of
+/// those flips — both on one libtorch thread. A uniform draw of a few
 /// elements depends on where they land (flips in early layers cost far more).
 fn strata(what: &str, model: &Model, data: &Dataset, reference_flips: usize) -> Result<Comparison> {
+    one_thread(|| {
+        let dir = tempfile_dir()?;
+        let (fast, per) = by_strata(model, data, 1, SweepConfig::new(), &dir)?;
+        let (reference, ref_s) = reference_on(what, model, data, &dir, &fast, reference_flips)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        println!(
+            "{what} by strata: {} flips in {} tensors on {} images, one thread, {:.1} flips/s weighted by tensor size",
+            fast.len(),
+            fast.len() / 32,
+            data.len(),
+            1.0 / per
+        );
+        Ok(Comparison::new(
+            &format!("{what} by strata, one thread ({} images)", data.len()),
+            per_flip("reference", &ref_s, reference.len()),
+            per_flip("engine", &[per], 1),
+        ))
+    })
+}
+
+/// `f` on one libtorch thread (the previous count restored after).
+pub(super) fn one_thread<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     let threads = tch::get_num_threads();
     tch::set_num_threads(1);
-    let out = strata_one_thread(what, model, data, reference_flips);
+    let out = f();
     tch::set_num_threads(threads);
     out
 }
 
-fn strata_one_thread(what: &str, model: &Model, data: &Dataset, reference_flips: usize) -> Result<Comparison> {
-    let dir = tempfile_dir()?;
+/// All 32 bits of `k` random elements of every conv/linear weight tensor
+/// swept under `cfg` by one engine (one worker), in the sweep's unit order;
+/// the rows and the seconds per flip, each tensor's per-flip time weighted
+/// by its size (what an exhaustive sweep of the model would cost per flip).
+pub(super) fn by_strata(
+    model: &Model,
+    data: &Dataset,
+    k: usize,
+    cfg: SweepConfig,
+    dir: &std::path::Path,
+) -> Result<(Vec<Row>, f64)> {
     let mut rng = ChaCha8Rng::seed_from_u64(4);
-    let (mut fast, mut weighted, mut total) = (vec![], 0f64, 0f64);
+    let mut size = std::collections::HashMap::new();
+    let mut body = vec![];
     for (name, t, _) in model.named_tensors() {
         if t.kind() != tch::Kind::Float || t.dim() < 2 {
             continue;
         }
-        let numel = t.numel() as f64;
-        let index = rng.random_range(0..t.numel() as i64);
-        let list = dir.join("stratum.csv");
-        let body: Vec<String> = (0..32).map(|bit| format!("{name},{index},{bit}")).collect();
-        std::fs::write(&list, format!("param,index,bit\n{}\n", body.join("\n")))?;
-        let (rows, seconds) = sweep_rows(model, data, &list, EngineKind::Auto, 1, Some(1))?;
-        weighted += numel * seconds[0] / rows.len() as f64;
-        total += numel;
-        fast.extend(rows);
+        let numel = t.numel() as i64;
+        let mut picks: Vec<i64> = (0..k).map(|_| rng.random_range(0..numel)).collect();
+        picks.sort_unstable();
+        picks.dedup();
+        body.extend(
+            picks
+                .iter()
+                .flat_map(|i| (0..32).map(move |bit| (*i, bit)))
+                .map(|(i, bit)| format!("{name},{i},{bit}")),
+        );
+        size.insert(name, numel as f64);
     }
-    let (reference, ref_s) = reference_on(what, model, data, &dir, &fast, reference_flips)?;
-    let _ = std::fs::remove_dir_all(&dir);
-    let per = weighted / total.max(1.0);
-    println!(
-        "{what} by strata: {} flips in {} tensors on {} images, one thread, {:.1} flips/s weighted by tensor size",
-        fast.len(),
-        fast.len() / 32,
-        data.len(),
-        1.0 / per
-    );
-    let engine = Timing {
-        name: "engine".into(),
-        median_s: per,
-        min_s: per,
-        max_s: per,
-        runs: 1,
+    let list = dir.join("strata.csv");
+    std::fs::write(&list, format!("param,index,bit\n{}\n", body.join("\n")))?;
+    let cfg = SweepConfig {
+        faults: Some(list),
+        jobs: Some(1),
+        batch: 500,
+        ..cfg
     };
-    Ok(Comparison::new(
-        &format!("{what} by strata, one thread ({} images)", data.len()),
-        per_flip("reference", &ref_s, reference.len()),
-        engine,
-    ))
+    let sw = prepare(model, data, &cfg)?;
+    let mut engine = sw.engine();
+    // Per tensor: seconds and flips.
+    let mut spent: std::collections::HashMap<String, (f64, usize)> = Default::default();
+    let mut rows = vec![];
+    for unit in sw.owned() {
+        let t = Instant::now();
+        let got = sw.rows(engine.as_mut(), &unit)?;
+        let seconds = t.elapsed().as_secs_f64();
+        if let Some(first) = got.first() {
+            let e = spent.entry(first.param.clone()).or_default();
+            e.0 += seconds;
+            e.1 += got.len();
+        }
+        rows.extend(got);
+    }
+    let (mut weighted, mut total) = (0f64, 0f64);
+    for (name, (seconds, flips)) in &spent {
+        let numel = size.get(name).copied().unwrap_or(0.0);
+        weighted += numel * seconds / (*flips).max(1) as f64;
+        total += numel;
+    }
+    Ok((rows, weighted / total.max(1.0)))
 }
 
 /// The flips of `rows` as a fault list.
@@ -300,6 +343,11 @@ pub struct Options {
     /// Confidence of the sequential-verdict row.
     #[arg(long, default_value_t = 0.999)]
     pub seq_confidence: f64,
+    /// Random elements of every conv/linear weight tensor of the sequential row (all
+    /// 32 bits of each; a real sweep's units hold up to 128 elements, so fewer
+    /// understate how the per-tensor work is shared).
+    #[arg(long, default_value_t = 8)]
+    pub seq_elements: usize,
     /// Flips of the sequential row whose verdicts are compared with the exact engine's.
     #[arg(long, default_value_t = 64)]
     pub seq_check: usize,
@@ -337,7 +385,7 @@ pub fn run(o: &Options, runs: usize) -> Result<Vec<Comparison>> {
                 let (model, mut data) = residual_cnn()?;
                 data.truncate(o.seq_images.clamp(1, data.len()));
                 let plan = super::sequential::Plan {
-                    elements: o.cnn_elements.max(1),
+                    elements: o.seq_elements.max(1),
                     confidence: o.seq_confidence,
                     check: o.seq_check,
                     reference_flips: o.reference_flips / 8 + 1,

@@ -73,6 +73,8 @@ struct Cut {
     /// The linear-region certificate, where every op after the cut has a linearisation.
     linear: Option<Linear>,
     chunk: usize,
+    /// Bytes a prefix keeps per image.
+    cached_per_image: i64,
     max_pairs: i64,
 }
 
@@ -83,10 +85,11 @@ pub struct Fast<'a> {
     abs: Option<ParamStore>,
     env1: Option<Vec<Option<Tensor>>>,
     cuts: HashMap<String, Option<Rc<Cut>>>,
-    /// The last prefix computed, keyed by its [`PrefixKey`]:
-    /// consecutive units of one tensor reuse it instead of re-running the
-    /// layers before the cut over every image.
-    last_prefix: RefCell<Option<(PrefixKey, Rc<Env>)>>,
+    /// The prefixes of the current cut, keyed by their [`PrefixKey`], oldest
+    /// first, within [`CACHE_BYTES`] (a whole chunk's fills it; sequential
+    /// verdicts' segments share it): consecutive units of one tensor reuse
+    /// them instead of re-running the layers before the cut.
+    prefixes: RefCell<Vec<(PrefixKey, Rc<Env>)>>,
     /// The values a clean pass past node `.0` on images `.1` still needs
     /// (those read by later nodes): the next prefix on the same images with a
     /// later cut continues from here instead of from the input. Units come
@@ -118,7 +121,7 @@ impl<'a> Fast<'a> {
             abs: None,
             env1: None,
             cuts: HashMap::new(),
-            last_prefix: RefCell::new(None),
+            prefixes: RefCell::new(vec![]),
             frontier: RefCell::new(None),
             columns: RefCell::new(None),
             suffix_cache: RefCell::new(None),
@@ -220,6 +223,7 @@ impl<'a> Fast<'a> {
             scalar,
             linear,
             chunk: (CACHE_BYTES / cached.max(1)).clamp(1, self.ctx.clean.n as i64) as usize,
+            cached_per_image: cached,
             max_pairs: (PAIR_BYTES / per_pair.max(1)).clamp(16, 8192),
             plan,
             delta,
@@ -231,15 +235,21 @@ impl<'a> Fast<'a> {
     /// `s0..s1`, keeping what the cut needs.
     fn prefix(&self, cut: &Cut, s0: usize, s1: usize) -> Result<Rc<Env>> {
         let key = (cut.plan.c, cut.sparse.as_ref().map(|sp| sp.d), s0, s1);
-        if let Some((k, env)) = self.last_prefix.borrow().as_ref() {
-            if *k == key {
-                return Ok(env.clone());
+        if let Some((_, env)) = self.prefixes.borrow().iter().find(|(k, _)| *k == key) {
+            return Ok(env.clone());
+        }
+        {
+            // Free what the new prefix would not fit beside before computing it.
+            let mut cache = self.prefixes.borrow_mut();
+            cache.retain(|(k, _)| (k.0, k.1) == (key.0, key.1));
+            let bytes = |k: &PrefixKey| (k.3 - k.2) as i64 * cut.cached_per_image;
+            let mut held: i64 = cache.iter().map(|(k, _)| bytes(k)).sum();
+            while !cache.is_empty() && held + bytes(&key) > CACHE_BYTES {
+                held -= bytes(&cache.remove(0).0);
             }
         }
-        // Free the old prefix before computing the next.
-        *self.last_prefix.borrow_mut() = None;
         let env = Rc::new(self.compute_prefix(cut, s0, s1)?);
-        *self.last_prefix.borrow_mut() = Some((key, env.clone()));
+        self.prefixes.borrow_mut().push((key, env.clone()));
         Ok(env)
     }
 
@@ -276,7 +286,9 @@ impl<'a> Fast<'a> {
                 start = p + 1;
             }
         }
-        tch::no_grad(|| graph.forward_nodes(&self.gm.params, &x, start..=last, &mut env, Mode::Eval))?;
+        let ids: Vec<usize> = (start..=last).collect();
+        let needed = |v: usize| self.last_use[v] > last || keep.contains(&v);
+        tch::no_grad(|| graph.forward_nodes_freeing(&self.gm.params, &x, &ids, &mut env, Mode::Eval, needed))?;
         let front: Env = env
             .iter()
             .enumerate()
@@ -412,18 +424,23 @@ impl Fast<'_> {
             if run.tallies.iter().all(|t| self.done(t)) {
                 break;
             }
-            let env = self.timed_prefix(cut, s0, s1, &mut run)?;
-            for (a, b) in seq.map_or(vec![(s0, s1)], |sq| sq.segments(s0, s1)) {
-                let (seg, cand) = match upfront.next() {
-                    Some(cand) => (env.clone(), cand),
-                    None => {
-                        let seg = Rc::new(self.narrow(&env, a - s0, b - a));
-                        let cand = self.segment_candidates(cut, u, &seg, (a, b), &mut run)?;
-                        (seg, cand)
-                    }
-                };
+            let Some(sq) = seq else {
+                let env = self.timed_prefix(cut, s0, s1, &mut run)?;
+                let cand = upfront.next().unwrap_or_default();
+                self.evaluate(cut, u, &env, s0, &cand, &mut run)?;
+                continue;
+            };
+            // The layers before the cut run segment by segment, as far as
+            // some flip is still open: most verdicts settle in the first
+            // hundred samples, long before a chunk ends.
+            for (a, b) in sq.segments(s0, s1) {
+                if run.tallies.iter().all(|t| self.done(t)) {
+                    break;
+                }
+                let seg = self.timed_prefix(cut, a, b, &mut run)?;
+                let cand = self.segment_candidates(cut, u, &seg, (a, b), &mut run)?;
                 self.evaluate(cut, u, &seg, a, &cand, &mut run)?;
-                if let Some(sq) = seq.filter(|sq| sq.looks_at(b)) {
+                if sq.looks_at(b) {
                     for t in &mut run.tallies {
                         t.look(cc, threshold, sq.alpha);
                     }
@@ -451,17 +468,6 @@ impl Fast<'_> {
         let env = self.prefix(cut, s0, s1);
         run.seconds[0] += t.elapsed().as_secs_f64();
         env
-    }
-
-    /// Rows `start..start + len` of a chunk's batched values.
-    fn narrow(&self, env: &Env, start: usize, len: usize) -> Env {
-        env.iter()
-            .zip(&self.ax)
-            .map(|(t, a)| match (t, a) {
-                (Some(t), Axis::Batch) => Some(t.narrow(0, start as i64, len as i64)),
-                (t, _) => t.as_ref().map(Tensor::shallow_clone),
-            })
-            .collect()
     }
 
     /// The candidate samples of samples `s0..s1` (whose clean values `env`
