@@ -187,3 +187,21 @@ fn generic_engine_matches_reference_on_torchscript() {
     // runs it in two workers, each on its own copy of the scripted module.
     check("torchscript", &m, &data, 40, EngineKind::Auto);
 }
+
+/// The same comparisons with the model and its evaluations on a GPU (pairs
+/// of many flips batched through the layers after the cut there). Runs
+/// where libtorch sees a CUDA device; says why it did nothing elsewhere.
+#[test]
+fn fast_engine_matches_reference_on_cuda() {
+    if !tch::Cuda::is_available() {
+        eprintln!("fast_engine_matches_reference_on_cuda: skipped, libtorch sees no CUDA device");
+        return;
+    }
+    for (arch, c, s, random) in [("lenet5", 1, 28, 60), ("resnet18-cifar", 3, 32, 30)] {
+        let mut m = zoo_model(arch, c, s);
+        let data = common::dataset(&m, 24, c as usize, s as usize, 3);
+        m.to_device(tch::Device::Cuda(0)).unwrap();
+        assert_eq!(m.device(), tch::Device::Cuda(0));
+        check(&format!("{arch} on cuda"), &m, &data, random, EngineKind::Auto);
+    }
+}

@@ -286,6 +286,7 @@ pub(super) fn by_strata(
         let got = sw.rows(engine.as_mut(), &unit)?;
         let seconds = t.elapsed().as_secs_f64();
         if let Some(first) = got.first() {
+            tracing::info!(tensor = %first.param, flips = got.len(), seconds, "stratum timed");
             let e = spent.entry(first.param.clone()).or_default();
             e.0 += seconds;
             e.1 += got.len();
