@@ -339,8 +339,8 @@ pub struct Options {
     #[arg(long, default_value_t = 100)]
     pub cnn_images: usize,
     /// Evaluation images of the sequential-verdict row (resnet18-cifar, at most 2000; the
-    /// row took 23 minutes at these defaults on two cores, over an hour at 2000 images
-    /// and 8 elements).
+    /// row took 23 minutes at these defaults and --reference-flips 8 on two cores, over an
+    /// hour at 2000 images and 8 elements).
     #[arg(long, default_value_t = 1000)]
     pub seq_images: usize,
     /// Confidence of the sequential-verdict row.
