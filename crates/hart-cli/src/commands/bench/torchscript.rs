@@ -19,8 +19,18 @@ use hart::model::LoadOptions;
 
 use super::sweep::{configured_rows, fashion, flips, per_flip, tempfile_dir};
 
+/// The loop needs torch 2.11, which lives in the project's venv: an active
+/// venv wins, then the repo's own `.venv` (a shell that never sourced
+/// scripts/env.sh still finds it), then whatever `python3` is on PATH.
 fn python() -> PathBuf {
-    std::env::var_os("VIRTUAL_ENV").map_or_else(|| PathBuf::from("python3"), |v| PathBuf::from(v).join("bin/python"))
+    if let Some(venv) = std::env::var_os("VIRTUAL_ENV") {
+        return PathBuf::from(venv).join("bin/python");
+    }
+    let project = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    if project.exists() {
+        return project;
+    }
+    PathBuf::from("python3")
 }
 
 fn script() -> PathBuf {
@@ -34,11 +44,14 @@ fn python_out(args: &[&std::ffi::OsStr]) -> Result<String> {
         .output()
         .with_context(|| format!("running {} (source scripts/env.sh)", python().display()))?;
     if !out.status.success() {
-        bail!(
-            "{} failed: {}",
-            script().display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("No module named 'torch'") {
+            bail!(
+                "{} has no torch: run `bash scripts/setup.sh` or `source scripts/env.sh` first",
+                python().display()
+            );
+        }
+        bail!("{} failed: {}", script().display(), stderr);
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
