@@ -96,13 +96,19 @@ pub fn report(results: &[Comparison], json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(results)?);
         return Ok(());
     }
+    let w = results
+        .iter()
+        .map(|c| c.what.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(40);
     println!(
-        "{:<40} {:>14} {:>14} {:>9}",
+        "{:<w$} {:>14} {:>14} {:>9}",
         "benchmark", "baseline (ms)", "HART (ms)", "speedup"
     );
     for c in results {
         println!(
-            "{:<40} {:>14.3} {:>14.3} {:>8.2}×",
+            "{:<w$} {:>14.3} {:>14.3} {:>8.2}×",
             c.what,
             1e3 * c.baseline.median_s,
             1e3 * c.candidate.median_s,

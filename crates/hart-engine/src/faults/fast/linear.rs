@@ -573,16 +573,10 @@ impl Fast<'_> {
                     && matches!(graph.nodes[w].op, Op::Relu | Op::MaxPool2d { .. })
             })
         };
-        for &u in &cut.plan.after {
-            graph.forward_nodes(&self.gm.params, &x, [u], &mut work, Mode::Eval)?;
-            if lin.clean_inputs.binary_search(&u).is_ok() || masked(u) {
-                out[u] = work[u].as_ref().map(Tensor::shallow_clone);
-            }
-            for &v in &graph.nodes[u].inputs {
-                if self.last_use[v] == u {
-                    work[v] = None;
-                }
-            }
+        let keep = |v: usize| lin.clean_inputs.binary_search(&v).is_ok() || masked(v);
+        graph.forward_nodes_freeing(&self.gm.params, &x, &cut.plan.after, &mut work, Mode::Eval, keep)?;
+        for &u in cut.plan.after.iter().filter(|&&u| keep(u)) {
+            out[u] = work[u].take();
         }
         let out = Rc::new(out);
         *self.suffix_cache.borrow_mut() = Some((key, out.clone()));
