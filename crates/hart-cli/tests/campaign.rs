@@ -3,24 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use hart::model::{zoo, Model, ModelInfo, Normalization};
-
 mod common;
-use common::{assert_one_line_error, hart, stderr, stdout};
+use common::{assert_one_line_error, hart, random_model, stderr, stdout};
 
 fn model(dir: &Path) -> PathBuf {
-    tch::manual_seed(5);
-    let info = ModelInfo {
-        arch: "lenet5".into(),
-        num_classes: 10,
-        in_channels: 1,
-        input_size: 28,
-        normalize: Normalization::for_dataset("fashion-mnist"),
-        dataset: Some("fashion-mnist".into()),
-    };
-    let path = dir.join("lenet5.safetensors");
-    Model::Graph(zoo::build(&info).unwrap()).save(&path).unwrap();
-    path
+    random_model(dir, "lenet5")
 }
 
 fn args<'a>(model: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {

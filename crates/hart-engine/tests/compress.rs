@@ -1,25 +1,15 @@
 //! Quantization and pruning on real model tensors: level counts, exact
 //! round trips, exact sparsity, and weights restored after a sweep.
 
+mod common;
+
+use common::lenet5;
 use hart::compress::prune::{measure, prune_count, prune_in_place, Scope};
 use hart::compress::quantize::{max_code, parse_bits, quantize, quantize_in_place, Granularity};
 use hart::compress::{select, sweep, Selection, Snapshot};
 use hart::data::Dataset;
-use hart::model::{zoo, Model, ModelInfo, Normalization};
+use hart::model::Model;
 use tch::{Device, Kind, Tensor};
-
-fn lenet5(seed: i64) -> Model {
-    tch::manual_seed(seed);
-    let info = ModelInfo {
-        arch: "lenet5".into(),
-        num_classes: 10,
-        in_channels: 1,
-        input_size: 28,
-        normalize: Normalization::for_dataset("fashion-mnist"),
-        dataset: None,
-    };
-    Model::Graph(zoo::build(&info).unwrap())
-}
 
 fn all_tensors(m: &Model) -> Vec<(String, Tensor)> {
     m.named_tensors()

@@ -1,5 +1,8 @@
 //! The layer graph's structural queries and partial execution.
 
+mod common;
+
+use common::seeded;
 use hart::model::graph::Mode;
 use hart::model::{zoo, ModelInfo};
 use tch::{Kind, Tensor};
@@ -38,10 +41,14 @@ fn every_parameter_belongs_to_a_named_layer() {
 
 #[test]
 fn running_from_a_cut_point_matches_the_full_forward() {
-    tch::manual_seed(3);
-    for (arch, c, s) in [("lenet5", 1, 28), ("resnet18-cifar", 3, 32), ("deit-tiny", 3, 32)] {
-        let m = zoo::build(&info(arch, c, s)).unwrap();
-        let x = Tensor::rand([3, c, s, s], (Kind::Float, tch::Device::Cpu));
+    for (k, (arch, c, s)) in [("lenet5", 1, 28), ("resnet18-cifar", 3, 32), ("deit-tiny", 3, 32)]
+        .into_iter()
+        .enumerate()
+    {
+        let (m, x) = seeded(3 + k as i64, || {
+            let m = zoo::build(&info(arch, c, s)).unwrap();
+            (m, Tensor::rand([3, c, s, s], (Kind::Float, tch::Device::Cpu)))
+        });
         let n = m.graph.nodes.len();
         let mut env: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
         let full = m.graph.forward_from(&m.params, &x, 0, &mut env, Mode::Eval).unwrap();
@@ -71,10 +78,14 @@ fn running_from_a_cut_point_matches_the_full_forward() {
 /// what was asked for, and frees the rest (the whole point: memory).
 #[test]
 fn a_freeing_forward_keeps_only_what_is_asked_and_matches_the_full_one() {
-    tch::manual_seed(5);
-    for (arch, c, s) in [("lenet5", 1, 28), ("resnet18-cifar", 3, 32), ("deit-tiny", 3, 32)] {
-        let m = zoo::build(&info(arch, c, s)).unwrap();
-        let x = Tensor::rand([2, c, s, s], (Kind::Float, tch::Device::Cpu));
+    for (k, (arch, c, s)) in [("lenet5", 1, 28), ("resnet18-cifar", 3, 32), ("deit-tiny", 3, 32)]
+        .into_iter()
+        .enumerate()
+    {
+        let (m, x) = seeded(5 + k as i64, || {
+            let m = zoo::build(&info(arch, c, s)).unwrap();
+            (m, Tensor::rand([2, c, s, s], (Kind::Float, tch::Device::Cpu)))
+        });
         let n = m.graph.nodes.len();
         let mut full: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
         let y = m.graph.forward_from(&m.params, &x, 0, &mut full, Mode::Eval).unwrap();
@@ -124,9 +135,10 @@ fn double_backward_flows_through_every_zoo_model() {
         ("resnet18-cifar", 3, 32),
         ("deit-tiny", 3, 32),
     ] {
-        tch::manual_seed(1);
-        let m = zoo::build(&info(arch, c, s)).unwrap();
-        let x = Tensor::rand([2, c, s, s], (Kind::Float, tch::Device::Cpu));
+        let (m, x) = seeded(1, || {
+            let m = zoo::build(&info(arch, c, s)).unwrap();
+            (m, Tensor::rand([2, c, s, s], (Kind::Float, tch::Device::Cpu)))
+        });
         let y = Tensor::from_slice(&[1i64, 7]);
         let params: Vec<Tensor> = m.params.trainable().map(|(_, t)| t.shallow_clone()).collect();
         let loss = m.forward(&x, Mode::Train).unwrap().cross_entropy_for_logits(&y);

@@ -3,6 +3,9 @@
 //! back-propagation (one backward per gradient entry, on the whole slice at
 //! once), and a quadratic whose spectrum is known in closed form.
 
+mod common;
+
+use common::seeded;
 use hart::data::Dataset;
 use hart::hessian::gauss_newton::gauss_newton_trace;
 use hart::hessian::lanczos::top_eigenvalues;
@@ -30,10 +33,14 @@ fn rng(seed: u64) -> ChaCha8Rng {
 
 /// Random 1×4×4 images in 3 classes.
 fn tiny_data(n: usize, seed: i64) -> Dataset {
-    tch::manual_seed(seed);
-    let images = Vec::<u8>::try_from(&Tensor::randint(256, [n as i64 * 16], (Kind::Uint8, Device::Cpu))).unwrap();
-    let labels =
-        Vec::<i64>::try_from(&Tensor::randint(CLASSES as i64, [n as i64], (Kind::Int64, Device::Cpu))).unwrap();
+    let (images, labels) = seeded(seed, || {
+        let images = Tensor::randint(256, [n as i64 * 16], (Kind::Uint8, Device::Cpu));
+        let labels = Tensor::randint(CLASSES as i64, [n as i64], (Kind::Int64, Device::Cpu));
+        (
+            Vec::<u8>::try_from(&images).unwrap(),
+            Vec::<i64>::try_from(&labels).unwrap(),
+        )
+    });
     Dataset {
         name: "tiny".into(),
         images,
@@ -55,28 +62,29 @@ fn tiny_model() -> Model {
 
 /// [`tiny_model`] with another activation (ReLU makes it linear in each single weight).
 fn tiny_model_with(activation: Op) -> Model {
-    tch::manual_seed(7);
-    let mut b = GraphBuilder::new();
-    let x = b
-        .conv(
-            "conv",
-            GraphBuilder::INPUT,
-            1,
-            2,
-            3,
-            1,
-            1,
-            true,
-            hart::model::builder::Init::Default,
-        )
-        .unwrap();
-    let x = b.batch_norm("bn", x, 2).unwrap();
-    let x = b.op("", activation, &[x]);
-    let x = b.op("", Op::Flatten { axis: 1 }, &[x]);
-    let out = b
-        .linear("fc", x, 32, CLASSES as i64, hart::model::builder::Init::Default)
-        .unwrap();
-    let (graph, mut params) = b.finish(out);
+    let (graph, mut params) = seeded(7, || {
+        let mut b = GraphBuilder::new();
+        let x = b
+            .conv(
+                "conv",
+                GraphBuilder::INPUT,
+                1,
+                2,
+                3,
+                1,
+                1,
+                true,
+                hart::model::builder::Init::Default,
+            )
+            .unwrap();
+        let x = b.batch_norm("bn", x, 2).unwrap();
+        let x = b.op("", activation, &[x]);
+        let x = b.op("", Op::Flatten { axis: 1 }, &[x]);
+        let out = b
+            .linear("fc", x, 32, CLASSES as i64, hart::model::builder::Init::Default)
+            .unwrap();
+        b.finish(out)
+    });
     params
         .assign("bn.running_mean", &Tensor::from_slice(&[0.3f32, -0.2]))
         .unwrap();
@@ -152,7 +160,7 @@ fn hvps_summed_over_batches_equal_the_exact_hessian() {
     assert_eq!(params.dim(), h.size()[0]);
     // 7 does not divide 30: the last, short batch must be weighted by its size.
     let mut op = data_hessian(&model, &data, &params, 7, Device::Cpu).unwrap();
-    let v = Tensor::randn([3, params.dim()], (Kind::Float, Device::Cpu));
+    let v = seeded(11, || Tensor::randn([3, params.dim()], (Kind::Float, Device::Cpu)));
     let hv = op.apply(&v).unwrap().to_kind(Kind::Double);
     let expected = v.to_kind(Kind::Double).matmul(&h);
     let err = (&hv - &expected).norm().double_value(&[]) / expected.norm().double_value(&[]);
@@ -235,7 +243,7 @@ fn hessian_is_taken_over_the_selected_layers_only() {
     let start = all.range(all.names.iter().position(|n| n == "fc.weight").unwrap()).0;
     let block = h.narrow(0, start, params.dim()).narrow(1, start, params.dim());
     let mut op = data_hessian(&model, &data, &params, 8, Device::Cpu).unwrap();
-    let v = Tensor::randn([2, params.dim()], (Kind::Float, Device::Cpu));
+    let v = seeded(12, || Tensor::randn([2, params.dim()], (Kind::Float, Device::Cpu)));
     let hv = op.apply(&v).unwrap().to_kind(Kind::Double);
     let expected = v.to_kind(Kind::Double).matmul(&block);
     let err = (&hv - &expected).norm().double_value(&[]) / expected.norm().double_value(&[]);
@@ -292,16 +300,21 @@ struct Quadratic {
 impl Quadratic {
     /// A few dominant eigenvalues over a bulk near 1: where Hutch++ shines.
     fn new(seed: i64) -> Self {
-        tch::manual_seed(seed);
         let mut d = vec![1000.0, 500.0, 300.0, 200.0, 100.0, 50.0, 30.0, 20.0];
         d.extend((0..192).map(|i| 0.5 + i as f64 / 191.0));
         let n = d.len() as i64;
-        let (u, _) = Tensor::linalg_qr(&Tensor::randn([n, n], (Kind::Double, Device::Cpu)), "reduced");
+        let (g, w) = seeded(seed, || {
+            (
+                Tensor::randn([n, n], (Kind::Double, Device::Cpu)),
+                Tensor::randn([n], (Kind::Float, Device::Cpu)),
+            )
+        });
+        let (u, _) = Tensor::linalg_qr(&g, "reduced");
         let a = u
             .matmul(&Tensor::from_slice(&d).diag(0))
             .matmul(&u.tr())
             .to_kind(Kind::Float);
-        let w = Tensor::randn([n], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let w = w.set_requires_grad(true);
         Quadratic { w, a, eigenvalues: d }
     }
 
@@ -459,7 +472,7 @@ torch.jit.save(torch.jit.script(m.eval()), sys.argv[1])
     let h = exact_hessian(&model, &data);
     let params = ParamSet::select(&model, &LayerSelection::All).unwrap();
     let mut op = data_hessian(&model, &data, &params, 10, Device::Cpu).unwrap();
-    let v = Tensor::randn([2, params.dim()], (Kind::Float, Device::Cpu));
+    let v = seeded(12, || Tensor::randn([2, params.dim()], (Kind::Float, Device::Cpu)));
     let hv = op.apply(&v).unwrap().to_kind(Kind::Double);
     let expected = v.to_kind(Kind::Double).matmul(&h);
     let err = (&hv - &expected).norm().double_value(&[]) / expected.norm().double_value(&[]);

@@ -1,6 +1,9 @@
 //! Hessian-aware training and its baselines on tiny float64 models, where
 //! finite differences are accurate enough to check gradients tightly.
 
+mod common;
+
+use common::seeded;
 use hart::hessian::gauss_newton::gauss_newton_penalty;
 use hart::hessian::probe::rademacher;
 use hart::hessian::{LayerSelection, ParamSet};
@@ -26,12 +29,13 @@ fn info() -> ModelInfo {
 
 /// linear 6→5 → tanh → linear 5→3, every tensor in float64.
 fn tiny_f64() -> Model {
-    tch::manual_seed(3);
-    let mut b = GraphBuilder::new();
-    let h = b.linear("fc1", GraphBuilder::INPUT, 6, 5, Init::Default).unwrap();
-    let h = b.op("", Op::Tanh, &[h]);
-    let out = b.linear("fc2", h, 5, 3, Init::Default).unwrap();
-    let (graph, params) = b.finish(out);
+    let (graph, params) = seeded(3, || {
+        let mut b = GraphBuilder::new();
+        let h = b.linear("fc1", GraphBuilder::INPUT, 6, 5, Init::Default).unwrap();
+        let h = b.op("", Op::Tanh, &[h]);
+        let out = b.linear("fc2", h, 5, 3, Init::Default).unwrap();
+        b.finish(out)
+    });
     let mut double = ParamStore::new();
     for (name, t, kind) in params.iter() {
         double.insert(name, t.to_kind(Kind::Double), kind).unwrap();
@@ -44,10 +48,11 @@ fn tiny_f64() -> Model {
 }
 
 fn batch() -> (Tensor, Tensor) {
-    tch::manual_seed(4);
-    let x = Tensor::randn([12, 6], (Kind::Double, Device::Cpu));
-    let y = Tensor::randint(3, [12], (Kind::Int64, Device::Cpu));
-    (x, y)
+    seeded(4, || {
+        let x = Tensor::randn([12, 6], (Kind::Double, Device::Cpu));
+        let y = Tensor::randint(3, [12], (Kind::Int64, Device::Cpu));
+        (x, y)
+    })
 }
 
 fn trainable(model: &Model) -> Vec<Tensor> {
@@ -118,8 +123,7 @@ fn penalty_gradient_matches_finite_differences_of_vhv() {
         let w0 = flat(&all).detach().copy();
         let eps = 1e-5;
         for k in 0..4 {
-            tch::manual_seed(100 + k);
-            let d = Tensor::randn_like(&w0);
+            let d = seeded(100 + k, || Tensor::randn_like(&w0));
             set_flat(&all, &(&w0 + &d * eps));
             let up = vhv().double_value(&[]);
             set_flat(&all, &(&w0 - &d * eps));

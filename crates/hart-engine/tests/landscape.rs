@@ -9,21 +9,10 @@ use hart::compress::{select, Selection};
 use hart::data::{self, DataSpec, Dataset, Split};
 use hart::eval::evaluate;
 use hart::landscape::{self, csv::to_csv, GridSpec};
-use hart::model::{load, zoo, LoadOptions, Model, ModelInfo, Normalization};
+use hart::model::{load, LoadOptions, Model, ModelInfo};
 use tch::{Device, Kind, Tensor};
 
-fn lenet5(seed: i64) -> Model {
-    tch::manual_seed(seed);
-    let info = ModelInfo {
-        arch: "lenet5".into(),
-        num_classes: 10,
-        in_channels: 1,
-        input_size: 28,
-        normalize: Normalization::for_dataset("fashion-mnist"),
-        dataset: None,
-    };
-    Model::Graph(zoo::build(&info).unwrap())
-}
+use common::lenet5;
 
 fn fashion(limit: usize) -> Dataset {
     let mut spec = DataSpec::new("fashion-mnist", Split::Test);

@@ -8,18 +8,17 @@ mod common;
 use std::collections::HashMap;
 use std::io::Write;
 
-use common::{get, read_tensors, run_python};
+use common::{get, read_tensors, run_python, seeded_zoo};
 use hart::data::Dataset;
 use hart::eval::NanPolicy;
 use hart::faults::{prepare, EngineKind, SweepConfig};
-use hart::model::{safetensors_io, zoo, Mode, Model, ModelInfo};
+use hart::model::{safetensors_io, Mode, Model, ModelInfo};
 use tch::{Kind, Tensor};
 
 const SIDE: usize = 4;
 const CLASSES: i64 = 4;
 
 fn model() -> Model {
-    tch::manual_seed(3);
     let info = ModelInfo {
         arch: "mlp".into(),
         num_classes: CLASSES,
@@ -28,7 +27,7 @@ fn model() -> Model {
         normalize: None,
         dataset: None,
     };
-    let m = Model::Graph(zoo::build(&info).unwrap());
+    let m = seeded_zoo(&info, 3);
     // Elements whose exponent-MSB flip gives +Inf (1.0: zero mantissa) or
     // NaN (1.5); a large first-layer weight spreads them over many samples.
     let named = m.named_tensors();

@@ -6,7 +6,7 @@ use std::path::Path;
 
 mod common;
 
-use common::{max_abs_diff as max_diff, run_python};
+use common::{max_abs_diff as max_diff, run_python, seeded};
 use hart::model::{load, safetensors_io, LoadOptions, Mode, Model, ModelInfo};
 use tch::{Kind, Tensor};
 
@@ -98,8 +98,9 @@ fn gradients_reach_named_parameters() {
             f.param_names.len(),
             "{file}: not every parameter is trainable"
         );
-        tch::manual_seed(0);
-        let labels = Tensor::randint(10, [f.input.size()[0]], (Kind::Int64, tch::Device::Cpu));
+        let labels = seeded(0, || {
+            Tensor::randint(10, [f.input.size()[0]], (Kind::Int64, tch::Device::Cpu))
+        });
         let loss = model
             .forward(&f.input, Mode::Train)
             .unwrap()

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 mod common;
 
-use common::try_run_python;
+use common::{seeded, try_run_python};
 use hart::model::{load, safetensors_io, zoo, LoadOptions, Mode, Model, ModelInfo, Normalization, ParamKind};
 use hart::HartError;
 use tch::{Kind, Tensor};
@@ -251,12 +251,14 @@ fn own_models_round_trip_through_safetensors() {
     };
     let infos = ["mlp", "basenet", "lenet5"].map(mnist_info).into_iter().chain([cifar]);
     for (seed, info) in infos.enumerate() {
-        tch::manual_seed(seed as i64);
-        let model = Model::Graph(zoo::build(&info).unwrap());
-        let x = Tensor::rand(
-            [3, info.in_channels, info.input_size, info.input_size],
-            (Kind::Float, tch::Device::Cpu),
-        );
+        let (model, x) = seeded(seed as i64, || {
+            let model = Model::Graph(zoo::build(&info).unwrap());
+            let x = Tensor::rand(
+                [3, info.in_channels, info.input_size, info.input_size],
+                (Kind::Float, tch::Device::Cpu),
+            );
+            (model, x)
+        });
         let want = tch::no_grad(|| model.forward(&x, Mode::Eval)).unwrap();
         let path = tmp.path().join(format!("{}.safetensors", info.arch));
         model.save(&path).unwrap();

@@ -40,6 +40,10 @@ pub fn assert_one_line_error(o: &Output, needle: &str) {
 /// A seeded random Fashion-MNIST model saved as `DIR/ARCH.safetensors` (no
 /// training: the mechanics under test do not depend on accuracy).
 pub fn random_model(dir: &Path, arch: &str) -> PathBuf {
+    // Tests run on parallel threads and libtorch's generator is global: the
+    // lock keeps another test's draws out of this model's initialisation.
+    static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _seeded = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(5);
     let info = ModelInfo {
         arch: arch.into(),

@@ -99,11 +99,30 @@ pub fn dataset(model: &Model, n: usize, c: usize, s: usize, seed: u64) -> Datase
 /// initialisation and its weights differ from run to run.
 static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// The zoo model `info` describes, initialised from `seed`, the same in every run.
-pub fn seeded_zoo(info: &ModelInfo, seed: i64) -> Model {
+/// `draw` run right after seeding libtorch's generator, under the lock: its
+/// draws are the same in every run. `draw` must not call `seeded` itself.
+pub fn seeded<T>(seed: i64, draw: impl FnOnce() -> T) -> T {
     let _seeded = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(seed);
-    Model::Graph(zoo::build(info).unwrap())
+    draw()
+}
+
+/// The zoo model `info` describes, initialised from `seed`, the same in every run.
+pub fn seeded_zoo(info: &ModelInfo, seed: i64) -> Model {
+    seeded(seed, || Model::Graph(zoo::build(info).unwrap()))
+}
+
+/// A Fashion-MNIST LeNet-5 initialised from `seed`.
+pub fn lenet5(seed: i64) -> Model {
+    let info = ModelInfo {
+        arch: "lenet5".into(),
+        num_classes: 10,
+        in_channels: 1,
+        input_size: 28,
+        normalize: Normalization::for_dataset("fashion-mnist"),
+        dataset: None,
+    };
+    seeded_zoo(&info, seed)
 }
 
 /// A zoo model with seeded random weights.
