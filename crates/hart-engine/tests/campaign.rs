@@ -12,20 +12,13 @@ use hart::faults::bits::{read_elements, write_element};
 use hart::faults::hash::model_hash;
 use hart::faults::inject::{BitFault, BitOp};
 use hart::faults::{Defense, Scope, Storage};
-use hart::model::{Mode, Model, ModelInfo, Normalization};
+use hart::model::{Mode, Model, ModelInfo};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
 fn model(arch: &str) -> Model {
-    let info = ModelInfo {
-        arch: arch.into(),
-        num_classes: 10,
-        in_channels: 1,
-        input_size: 28,
-        normalize: Normalization::for_dataset("fashion-mnist"),
-        dataset: Some("fashion-mnist".into()),
-    };
+    let info = ModelInfo::fashion_mnist(arch);
     common::seeded_zoo(&info, 3)
 }
 

@@ -4,7 +4,7 @@ mod common;
 
 use common::seeded;
 use hart::model::graph::Mode;
-use hart::model::{zoo, ModelInfo};
+use hart::model::{zoo, GraphModel, ModelInfo};
 use tch::{Kind, Tensor};
 
 fn info(arch: &str, channels: i64, size: i64) -> ModelInfo {
@@ -16,6 +16,14 @@ fn info(arch: &str, channels: i64, size: i64) -> ModelInfo {
         normalize: hart::model::Normalization::for_dataset(if channels == 1 { "mnist" } else { "cifar10" }),
         dataset: None,
     }
+}
+
+/// A zoo model and a batch of random inputs, both drawn from `seed`.
+fn model_and_input(seed: i64, arch: &str, c: i64, s: i64, batch: i64) -> (GraphModel, Tensor) {
+    seeded(seed, || {
+        let m = zoo::build(&info(arch, c, s)).unwrap();
+        (m, Tensor::rand([batch, c, s, s], (Kind::Float, tch::Device::Cpu)))
+    })
 }
 
 #[test]
@@ -45,10 +53,7 @@ fn running_from_a_cut_point_matches_the_full_forward() {
         .into_iter()
         .enumerate()
     {
-        let (m, x) = seeded(3 + k as i64, || {
-            let m = zoo::build(&info(arch, c, s)).unwrap();
-            (m, Tensor::rand([3, c, s, s], (Kind::Float, tch::Device::Cpu)))
-        });
+        let (m, x) = model_and_input(3 + k as i64, arch, c, s, 3);
         let n = m.graph.nodes.len();
         let mut env: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
         let full = m.graph.forward_from(&m.params, &x, 0, &mut env, Mode::Eval).unwrap();
@@ -82,10 +87,7 @@ fn a_freeing_forward_keeps_only_what_is_asked_and_matches_the_full_one() {
         .into_iter()
         .enumerate()
     {
-        let (m, x) = seeded(5 + k as i64, || {
-            let m = zoo::build(&info(arch, c, s)).unwrap();
-            (m, Tensor::rand([2, c, s, s], (Kind::Float, tch::Device::Cpu)))
-        });
+        let (m, x) = model_and_input(5 + k as i64, arch, c, s, 2);
         let n = m.graph.nodes.len();
         let mut full: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
         let y = m.graph.forward_from(&m.params, &x, 0, &mut full, Mode::Eval).unwrap();
@@ -135,10 +137,7 @@ fn double_backward_flows_through_every_zoo_model() {
         ("resnet18-cifar", 3, 32),
         ("deit-tiny", 3, 32),
     ] {
-        let (m, x) = seeded(1, || {
-            let m = zoo::build(&info(arch, c, s)).unwrap();
-            (m, Tensor::rand([2, c, s, s], (Kind::Float, tch::Device::Cpu)))
-        });
+        let (m, x) = model_and_input(1, arch, c, s, 2);
         let y = Tensor::from_slice(&[1i64, 7]);
         let params: Vec<Tensor> = m.params.trainable().map(|(_, t)| t.shallow_clone()).collect();
         let loss = m.forward(&x, Mode::Train).unwrap().cross_entropy_for_logits(&y);

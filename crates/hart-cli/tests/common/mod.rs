@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use hart::model::{zoo, Model, ModelInfo, Normalization};
+use hart::model::{zoo, Model, ModelInfo};
 
 pub fn hart(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hart"))
@@ -45,14 +45,7 @@ pub fn random_model(dir: &Path, arch: &str) -> PathBuf {
     static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _seeded = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(5);
-    let info = ModelInfo {
-        arch: arch.into(),
-        num_classes: 10,
-        in_channels: 1,
-        input_size: 28,
-        normalize: Normalization::for_dataset("fashion-mnist"),
-        dataset: Some("fashion-mnist".into()),
-    };
+    let info = ModelInfo::fashion_mnist(arch);
     let path = dir.join(format!("{arch}.safetensors"));
     Model::Graph(zoo::build(&info).unwrap()).save(&path).unwrap();
     path

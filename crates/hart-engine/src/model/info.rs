@@ -65,6 +65,19 @@ impl ModelInfo {
             dataset: Some(data.name.clone()),
         }
     }
+
+    /// A model of `arch` for the embedded default dataset (Fashion-MNIST:
+    /// 1×28×28 inputs, 10 classes), known without loading it.
+    pub fn fashion_mnist(arch: &str) -> Self {
+        ModelInfo {
+            arch: arch.to_string(),
+            num_classes: 10,
+            in_channels: 1,
+            input_size: 28,
+            normalize: Normalization::for_dataset("fashion-mnist"),
+            dataset: Some("fashion-mnist".into()),
+        }
+    }
 }
 
 /// What HART records about a model so it can be rebuilt from a file: stored

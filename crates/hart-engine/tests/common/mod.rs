@@ -114,14 +114,7 @@ pub fn seeded_zoo(info: &ModelInfo, seed: i64) -> Model {
 
 /// A Fashion-MNIST LeNet-5 initialised from `seed`.
 pub fn lenet5(seed: i64) -> Model {
-    let info = ModelInfo {
-        arch: "lenet5".into(),
-        num_classes: 10,
-        in_channels: 1,
-        input_size: 28,
-        normalize: Normalization::for_dataset("fashion-mnist"),
-        dataset: None,
-    };
+    let info = ModelInfo::fashion_mnist("lenet5");
     seeded_zoo(&info, seed)
 }
 

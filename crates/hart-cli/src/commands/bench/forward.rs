@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use hart::bench::{time, Comparison};
-use hart::model::{zoo, GraphModel, Mode, ModelInfo, Normalization};
+use hart::model::{zoo, GraphModel, Mode, ModelInfo};
 use tch::{Kind, Tensor};
 
 /// LeNet-5 exactly as a PyTorch user would write it, reading HART's parameters.
@@ -31,14 +31,7 @@ fn lenet5_direct(m: &GraphModel, x: &Tensor) -> Result<Tensor> {
 
 pub fn run(batch: i64, runs: usize) -> Result<Vec<Comparison>> {
     tch::manual_seed(0);
-    let info = ModelInfo {
-        arch: "lenet5".into(),
-        num_classes: 10,
-        in_channels: 1,
-        input_size: 28,
-        normalize: Normalization::for_dataset("fashion-mnist"),
-        dataset: None,
-    };
+    let info = ModelInfo::fashion_mnist("lenet5");
     let m = zoo::build(&info)?;
     let x = Tensor::rand([batch, 1, 28, 28], (Kind::Float, tch::Device::Cpu));
     let y = Tensor::randint(10, [batch], (Kind::Int64, tch::Device::Cpu));

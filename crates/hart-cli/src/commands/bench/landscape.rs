@@ -8,7 +8,7 @@ use hart::compress::{select, Selection};
 use hart::data::{self, DataSpec, Split};
 use hart::eval::evaluate;
 use hart::landscape::{self, GridSpec};
-use hart::model::{zoo, Model, ModelInfo, Normalization};
+use hart::model::{zoo, Model, ModelInfo};
 use tch::Device;
 
 pub fn run(images: usize, steps: usize, batch_size: usize, runs: usize) -> Result<Vec<Comparison>> {
@@ -16,14 +16,7 @@ pub fn run(images: usize, steps: usize, batch_size: usize, runs: usize) -> Resul
     spec.limit = Some(images);
     let data = data::load(&spec)?;
     tch::manual_seed(0);
-    let info = ModelInfo {
-        arch: "lenet5".into(),
-        num_classes: 10,
-        in_channels: 1,
-        input_size: 28,
-        normalize: Normalization::for_dataset("fashion-mnist"),
-        dataset: None,
-    };
+    let info = ModelInfo::fashion_mnist("lenet5");
     let model = Model::Graph(zoo::build(&info)?);
     let grid = GridSpec::new(2, "-1:1", steps)?;
     let targets = select(&model, &Selection::default())?;
