@@ -5,6 +5,7 @@
 pub mod bits;
 pub mod clean;
 pub mod defense;
+pub mod draw;
 pub mod engine;
 pub mod fast;
 pub mod faulted;
@@ -16,6 +17,7 @@ pub mod hypergeom;
 pub mod inject;
 pub mod journal;
 pub mod merge;
+pub mod noise;
 pub mod output;
 pub mod record;
 pub mod reference;
