@@ -19,6 +19,7 @@ pub mod journal;
 pub mod merge;
 pub mod noise;
 pub mod output;
+pub mod ranger;
 pub mod record;
 pub mod reference;
 pub mod sbatch;
