@@ -32,7 +32,7 @@ impl WeightClip {
             .iter()
             .map(|t| -> Result<f64> {
                 Ok(if relative {
-                    w * t.detach().f_abs()?.f_max()?.f_double_value(&[])?
+                    w * t.f_detach()?.f_abs()?.f_max()?.f_double_value(&[])?
                 } else {
                     w
                 })

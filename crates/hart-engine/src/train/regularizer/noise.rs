@@ -37,8 +37,8 @@ pub(super) fn step(reg: &mut Regularizer, model: &Model, x: &Tensor, y: &Tensor)
         values.push(match reg.cfg.noise_kind {
             NoiseKind::Additive => noisy(w, eta, false, &mut reg.rng)?,
             NoiseKind::Relative => {
-                let w = w.detach();
-                let z = normals_like(&w, &mut reg.rng)?.f_to_kind(w.kind())?;
+                let w = w.f_detach()?;
+                let z = normals_like(&w, &mut reg.rng)?.f_to_kind(w.f_kind()?)?;
                 w.f_add(&w.f_mul(&z)?.f_mul_scalar(eta)?)?
             }
         });

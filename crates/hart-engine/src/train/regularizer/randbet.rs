@@ -121,7 +121,7 @@ fn inject_step(
     if drawn.is_empty() {
         // The faulty weights are the quantised ones: the mean of two equal losses.
         ce.f_backward()?;
-        return Ok((outcome(logits.detach()), injected));
+        return Ok((outcome(logits.f_detach()?), injected));
     }
     ce.f_mul_scalar(0.5)?.f_backward()?;
     let stored_of = targets
@@ -149,7 +149,7 @@ fn inject_step(
     injected.perturbed_loss = perturbed.f_double_value(&[])?;
     perturbed.f_mul_scalar(0.5)?.f_backward()?;
     buffers.restore()?;
-    Ok((outcome(logits.detach()), injected))
+    Ok((outcome(logits.f_detach()?), injected))
 }
 
 /// Writes the decoded faulty values into the model, one indexed copy per tensor.
@@ -165,8 +165,8 @@ fn write_recovered(model: &Model, inject: &Injector, faults: &[BitFault]) -> Res
                 .ok_or_else(|| HartError::Model(format!("model has no tensor {name}")))?;
             let index: Vec<i64> = run.iter().map(|w| w.1 as i64).collect();
             let value: Vec<f32> = run.iter().map(|w| w.2).collect();
-            let idx = Tensor::from_slice(&index).f_to_device(t.device())?;
-            let src = Tensor::from_slice(&value).f_to_device(t.device())?;
+            let idx = Tensor::f_from_slice(&index)?.f_to_device(t.device())?;
+            let src = Tensor::f_from_slice(&value)?.f_to_device(t.device())?;
             let _ = t.f_view([-1])?.f_index_copy_(0, &idx, &src)?;
         }
         Ok(())
