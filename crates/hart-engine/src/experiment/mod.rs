@@ -15,7 +15,8 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod stages;
-pub mod stats;
+// The seed statistics moved below attack/, which shares them; children still say `super::stats`.
+use crate::stats;
 pub mod verdicts;
 
 use std::path::{Path, PathBuf};
