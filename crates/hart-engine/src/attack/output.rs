@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Attack, Method, Trial};
 use crate::error::{HartError, Result};
-use crate::experiment::stats::{mean_ci, MeanCi};
 use crate::plot::{save, Figure, LinePlot, Series, SeriesLabelPosition};
+use crate::stats::{mean_ci, MeanCi};
 use crate::util::write_atomic;
 
 /// What `--json` prints and summary.json holds.

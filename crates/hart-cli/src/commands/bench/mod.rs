@@ -8,6 +8,7 @@ mod landscape;
 mod sequential;
 mod sweep;
 mod torchscript;
+mod workload;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
