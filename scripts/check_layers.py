@@ -9,8 +9,8 @@ it names. Fails on:
   (LAYERS below, lowest first) or to one the list does not know;
 - a cycle between top-level modules (same-layer modules may import each other
   one way only);
-- two files of one folder that import each other (the module both need
-  belongs below them).
+- files of one folder that import each other, directly or round a cycle,
+  a subfolder counting as one file (what both need belongs below them).
 
 Usage: check_layers.py [--root DIR] [--edges] | --self-test
 """
@@ -215,15 +215,15 @@ def check(root, show_edges=False):
         names = reexports(src)
         for file, here, target in edges(src):
             rel = file.relative_to(root)
-            # Two files of one folder importing each other.
+            # Files (a subfolder counting as one) of one folder importing each other.
             target = canonical(target, names)
-            if len(here) > (crate == ENGINE) and target[: len(here) - 1] == here[:-1] and len(target) >= len(here):
-                other = target[len(here) - 1]
-                mine = here[-1]
-                if other != mine and (src.joinpath(*here[:-1], other + ".rs").exists()
-                                      or src.joinpath(*here[:-1], other, "mod.rs").exists()):
-                    folder = "/".join(here[:-1]) or "."
-                    siblings.setdefault((crate, folder), {}).setdefault(mine, set()).add(other)
+            for k in range(crate == ENGINE, len(here)):
+                folder, mine = here[:k], here[k]
+                if target[:k] != folder or len(target) <= k or target[k] == mine:
+                    continue
+                other = target[k]
+                if src.joinpath(*folder, other + ".rs").exists() or src.joinpath(*folder, other, "mod.rs").exists():
+                    siblings.setdefault((crate, "/".join(folder) or "."), {}).setdefault(mine, set()).add(other)
             if crate != ENGINE or not here or here[0] == target[0]:
                 continue
             a, b = here[0], target[0]
@@ -237,11 +237,14 @@ def check(root, show_edges=False):
             elif LAYER_OF[b] > LAYER_OF[a]:
                 problems.append(f"{rel}: `{a}` (layer {LAYER_OF[a]}) imports `crate::{'::'.join(target)}` (layer {LAYER_OF[b]}, above it)")
         for (crate_, folder), graph in sorted(siblings.items()):
+            base = src.joinpath(*([] if folder == "." else folder.split("/")))
+            unit = lambda u: u + "/" if (base / u).is_dir() else u + ".rs"
             for comp in cycles(graph):
-                if len(comp) == 2:
-                    problems.append(f"{crate_}/{folder}: {comp[0]}.rs and {comp[1]}.rs import each other")
-                else:
-                    problems.append(f"{crate_}/{folder}: files import each other in a cycle: {', '.join(comp)}")
+                pairs = [(a, b) for a in comp for b in comp if a < b and b in graph.get(a, ()) and a in graph.get(b, ())]
+                for a, b in pairs:
+                    problems.append(f"{crate_}/{folder}: {unit(a)} and {unit(b)} import each other")
+                if len(comp) > 2 or not pairs:
+                    problems.append(f"{crate_}/{folder}: files import each other in a cycle: {', '.join(map(unit, comp))}")
     for comp in cycles(top):
         problems.append(f"{ENGINE}: top-level modules import each other in a cycle: {' -> '.join(comp)}")
     return sorted(set(problems))
@@ -280,6 +283,13 @@ def self_test():
         (src / "faults/verdict.rs").write_text("use super::Ctx;")
         found = check(root)
         assert any("faults: engine.rs and verdict.rs import each other" in p for p in found), found
+        (src / "faults/verdict.rs").write_text("")
+        (src / "faults/fast").mkdir()
+        (src / "faults/fast/mod.rs").write_text("")
+        (src / "faults/fast/cut.rs").write_text("use crate::faults::engine::Ctx;")
+        (src / "faults/engine.rs").write_text("use super::fast::Fast;")
+        found = check(root)
+        assert any("faults: engine.rs and fast/ import each other" in p for p in found), found
     print("check_layers: self-test passed", flush=True)
     return []
 

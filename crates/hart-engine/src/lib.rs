@@ -12,6 +12,7 @@ pub mod hessian;
 pub mod landscape;
 pub mod loss;
 pub mod model;
+pub mod outdir;
 pub mod plot;
 pub mod report;
 pub mod stats;

@@ -10,7 +10,7 @@ use hart::attack::{output, Attack, AttackConfig, Method};
 use hart::data::Split;
 use hart::faults::{Defense, Storage};
 
-use super::common::{parse_device, progress_bar, DataArgs, ModelArgs};
+use super::common::{self, parse_device, progress_bar, DataArgs, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct AttackArgs {
@@ -58,6 +58,7 @@ pub struct AttackArgs {
 }
 
 pub fn run(a: AttackArgs) -> Result<()> {
+    let _out = common::hold_out(&a.out, hart::faults::Shard::WHOLE)?;
     let device = parse_device(&a.device)?;
     let n = a.data.limit.unwrap_or(128);
     let train = DataArgs {
