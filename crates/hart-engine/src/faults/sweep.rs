@@ -215,6 +215,10 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &SweepConfig) -> Re
     if cfg.nan_policy != NanPolicy::Wrong {
         config["nan_policy"] = serde_json::json!(cfg.nan_policy);
     }
+    // Likewise Ranger's bounds (carried by the graph), with the clean accuracy without them.
+    if let Some(r) = super::ranger::report(model, &data, cfg.batch, cfg.nan_policy)? {
+        config["ranger"] = serde_json::json!(r);
+    }
     let layers: BTreeMap<String, String> = space
         .targets
         .iter()
