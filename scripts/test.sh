@@ -12,6 +12,8 @@ cargo fmt --all -- --check
 cargo clippy --release --locked --workspace --all-targets -q -- -D warnings
 # No new panicking tch call in the library without a reason (and the check itself can fail).
 .venv/bin/python scripts/check_tch_calls.py --self-test
+# Layers import only downward and no two files import each other (docs/architecture.md).
+.venv/bin/python scripts/check_layers.py --self-test
 cargo test --release --locked --workspace
 # A short fuzz pass over every parser (docs/robustness.md has the long runs).
 cargo run --release --locked -q -p hart-fuzz -- all --iterations 2000 --seed 1

@@ -61,6 +61,7 @@ pub struct AttackArgs {
 }
 
 pub fn run(a: AttackArgs) -> Result<()> {
+    let _out = common::hold_out(&a.out, hart::faults::Shard::WHOLE)?;
     let device = parse_device(&a.device)?;
     let n = a.data.limit.unwrap_or(128);
     let train = DataArgs {

@@ -102,6 +102,7 @@ pub fn run(a: CampaignArgs) -> Result<()> {
     if let Some(file) = &a.sharding.emit_sbatch {
         return emit_sbatch(&a, file);
     }
+    let _out = common::hold_out(&a.out, shard)?;
     let device = parse_device(&a.device)?;
     let data = a.data.load(a.split)?;
     let model = a.model.load(&data, device)?;

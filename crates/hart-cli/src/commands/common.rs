@@ -123,6 +123,13 @@ pub fn parse_device(s: &str) -> Result<Device> {
     Ok(device)
 }
 
+/// Holds `--out` for this run of a resumable command, taken before any work
+/// so that a second run on the same directory is refused at once; dropping
+/// it (on success or error) releases the directory.
+pub fn hold_out(out: &std::path::Path, shard: hart::faults::Shard) -> Result<hart::outdir::OutDirLock> {
+    Ok(hart::outdir::OutDirLock::acquire(out, shard.index, shard.count)?)
+}
+
 pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     let style = ProgressStyle::with_template(&format!(

@@ -101,6 +101,7 @@ pub fn run(a: SweepArgs) -> Result<()> {
     if let Some(file) = &a.sharding.emit_sbatch {
         return emit_sbatch(&a, file);
     }
+    let _out = common::hold_out(&a.out, shard)?;
     let confidence = a.confidence.unwrap_or(match a.verdict {
         VerdictMode::Exact => 0.95,
         VerdictMode::Sequential => 0.999,

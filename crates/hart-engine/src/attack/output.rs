@@ -3,16 +3,16 @@
 
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Attack, Method, Trial};
 use crate::error::{HartError, Result};
-use crate::experiment::stats::{mean_ci, MeanCi};
 use crate::plot::{save, Figure, LinePlot, Series, SeriesLabelPosition};
+use crate::stats::{mean_ci, MeanCi};
 use crate::util::write_atomic;
 
 /// What `--json` prints and summary.json holds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub method: Method,
     pub storage: String,
@@ -31,7 +31,7 @@ pub struct Summary {
     pub random_baseline: Vec<TrialSummary>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrialSummary {
     pub trial: usize,
     pub flips: usize,

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::fault_config::{AttackSettings, CampaignSettings, DefenseSettings};
+use super::sections::invalid;
+pub use super::sections::{AttackSettings, CampaignSettings, DefenseSettings, LandscapeConfig, SweepConfig};
 use crate::error::{HartError, Result};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -218,37 +219,6 @@ pub struct Recipe {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct SweepConfig {
-    /// all, sign, exponent, exponent-msb, mantissa, or a list like "30,31".
-    #[serde(default = "default_bits")]
-    pub bits: String,
-    /// Evaluation images for the sweep (the first N of the test split).
-    #[serde(default = "default_sweep_limit")]
-    pub limit: usize,
-    /// Sample this many parameter elements (all bits of the class each); exhaustive when absent.
-    pub sample_params: Option<usize>,
-    #[serde(default = "default_threshold")]
-    pub threshold: f64,
-    /// Count every sample of every flip, so the RAD histogram above the
-    /// threshold is exact rather than cut off at the verdict.
-    #[serde(default = "yes")]
-    pub exact_rad: bool,
-}
-
-impl Default for SweepConfig {
-    fn default() -> Self {
-        SweepConfig {
-            bits: default_bits(),
-            limit: default_sweep_limit(),
-            sample_params: None,
-            threshold: default_threshold(),
-            exact_rad: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct AnalysisConfig {
     #[serde(default = "yes")]
     pub hessian: bool,
@@ -283,27 +253,6 @@ impl Default for AnalysisConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct LandscapeConfig {
-    #[serde(default = "default_steps")]
-    pub steps: usize,
-    #[serde(default = "default_range")]
-    pub range: f64,
-    #[serde(default = "default_landscape_limit")]
-    pub limit: usize,
-}
-
-impl Default for LandscapeConfig {
-    fn default() -> Self {
-        LandscapeConfig {
-            steps: default_steps(),
-            range: default_range(),
-            limit: default_landscape_limit(),
-        }
-    }
-}
-
 fn default_name() -> String {
     "experiment".into()
 }
@@ -334,15 +283,6 @@ fn default_momentum() -> f64 {
 fn default_regularizer() -> String {
     "none".into()
 }
-fn default_bits() -> String {
-    "all".into()
-}
-fn default_sweep_limit() -> usize {
-    1000
-}
-fn default_threshold() -> f64 {
-    0.1
-}
 fn yes() -> bool {
     true
 }
@@ -360,19 +300,6 @@ fn default_quant_bits() -> Vec<u32> {
 }
 fn default_sparsity() -> Vec<f64> {
     vec![0.5, 0.7, 0.9]
-}
-fn default_steps() -> usize {
-    21
-}
-fn default_range() -> f64 {
-    1.0
-}
-fn default_landscape_limit() -> usize {
-    500
-}
-
-fn invalid(key: &str, msg: impl std::fmt::Display) -> HartError {
-    HartError::Invalid(format!("config key `{key}`: {msg}"))
 }
 
 impl ExperimentConfig {
@@ -446,12 +373,6 @@ impl ExperimentConfig {
                 ));
             }
         }
-        if !(self.sweep.threshold > 0.0 && self.sweep.threshold < 1.0) {
-            return Err(invalid("sweep.threshold", "must be between 0 and 1"));
-        }
-        if self.sweep.limit == 0 || self.data.test_limit == 0 {
-            return Err(invalid("sweep.limit / data.test_limit", "must be at least 1"));
-        }
         if self.train.epochs == 0 {
             return Err(invalid("train.epochs", "must be at least 1"));
         }
@@ -464,6 +385,12 @@ impl ExperimentConfig {
                 "tune",
                 "epochs, val, sweep_params and sweep_images must be ≥ 1, and val < limit",
             ));
+        }
+        if !(self.sweep.threshold > 0.0 && self.sweep.threshold < 1.0) {
+            return Err(invalid("sweep.threshold", "must be between 0 and 1"));
+        }
+        if self.sweep.limit == 0 || self.data.test_limit == 0 {
+            return Err(invalid("sweep.limit / data.test_limit", "must be at least 1"));
         }
         if let Some(b) = self.analysis.quantize_bits.iter().find(|&&b| !(2..=16).contains(&b)) {
             return Err(invalid("analysis.quantize_bits", format!("{b} is outside 2..=16")));

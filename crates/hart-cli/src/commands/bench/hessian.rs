@@ -12,8 +12,9 @@ use hart::data::{DataSpec, Split};
 use hart::hessian::gauss_newton::gauss_newton_penalty;
 use hart::hessian::probe::rademacher;
 use hart::hessian::{data_hessian, hutchinson, hutchpp, LayerSelection, ParamSet, TraceOptions};
+use hart::loss::cross_entropy;
 use hart::model::{zoo, Mode, Model, ModelInfo};
-use hart::train::regularizer::{cross_entropy, hutchinson_penalty};
+use hart::train::regularizer::hutchinson_penalty;
 use hart::train::{
     train, HessianMethod, Optimizer, OptimizerConfig, OptimizerKind, Regularizer, RegularizerConfig, RegularizerKind,
     TrainConfig, WeightClip,

@@ -9,6 +9,7 @@ mod sequential;
 mod sweep;
 mod torchscript;
 mod train;
+mod workload;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};

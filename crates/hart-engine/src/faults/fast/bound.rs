@@ -10,8 +10,9 @@
 use tch::{Kind, Tensor};
 
 use super::delta::pad;
-use super::plan::{affected, rearranging, Axis};
+use super::plan::{affected, rearranging};
 use crate::error::Result;
+use crate::faults::axes::Axis;
 use crate::model::graph::{Graph, Mode, Op};
 use crate::model::{ParamKind, ParamStore};
 

@@ -26,12 +26,13 @@ use std::str::FromStr;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::error::{HartError, Result};
 use crate::faults::{Scope, Storage};
 pub use crate::hessian::gauss_newton::GnPenalty;
 use crate::hessian::{LayerSelection, ParamSet};
+use crate::loss::cross_entropy;
 use crate::model::{Mode, Model};
 pub use clip::WeightClip;
 pub use hat::{hutchinson_penalty, Penalty};
@@ -265,13 +266,6 @@ pub struct StepOutcome {
     pub reading: Option<f64>,
 }
 
-/// Mean cross-entropy, in the logits' precision (so float64 checks stay float64).
-pub fn cross_entropy(logits: &Tensor, y: &Tensor) -> Result<Tensor> {
-    Ok(logits
-        .f_log_softmax(-1, logits.kind())?
-        .f_nll_loss(y, None::<Tensor>, tch::Reduction::Mean, -100)?)
-}
-
 /// A regulariser bound to a model: its parameter selection and running state.
 pub struct Regularizer {
     cfg: RegularizerConfig,
@@ -378,19 +372,4 @@ pub fn plain_step(model: &Model, x: &Tensor, y: &Tensor) -> Result<StepOutcome> 
         fired: false,
         reading: None,
     })
-}
-
-/// Adds `grads` (one per tensor, undefined = nothing) to the tensors' `.grad`,
-/// through a surrogate whose gradient they are (tch cannot assign `.grad`).
-pub(crate) fn accumulate_grad(params: &[Tensor], grads: &[Tensor]) -> Result<()> {
-    let surrogate = params
-        .iter()
-        .zip(grads)
-        .filter(|(_, g)| g.defined())
-        .map(|(p, g)| (p * g.detach()).sum(Kind::Double))
-        .reduce(|a, b| a + b);
-    if let Some(s) = surrogate {
-        s.f_backward()?;
-    }
-    Ok(())
 }

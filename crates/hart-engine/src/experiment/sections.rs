@@ -1,6 +1,7 @@
-//! The experiment's optional fault sections: `[attack]` (worst-case flips),
-//! `[defense]` (the sweep repeated under run-time defences) and `[campaign]`
-//! (random faults at several levels). Values are strings in the TOML and
+//! The config tables of the measurements (`[sweep]`, `[analysis.landscape]`,
+//! `[attack]`, `[defense]`, `[campaign]`): their serde structs, defaults and
+//! checks. They sit below both the configuration, which composes them, and
+//! the measurements, which read them. Values are strings in the TOML and
 //! checked here, so a bad one is an error naming its key.
 
 use serde::{Deserialize, Serialize};
@@ -11,20 +12,96 @@ use crate::campaign::FaultModel;
 use crate::error::{HartError, Result};
 use crate::faults::{Defense, Storage};
 
-fn invalid(key: &str, msg: impl std::fmt::Display) -> HartError {
+/// An error naming the config key.
+pub(crate) fn invalid(key: &str, msg: impl std::fmt::Display) -> HartError {
     HartError::Invalid(format!("config key `{key}`: {msg}"))
 }
 
 /// Parses `value` as `T`, an error naming `key` otherwise.
-fn parse<T: std::str::FromStr<Err = HartError>>(key: &str, value: &str) -> Result<T> {
+pub(crate) fn parse<T: std::str::FromStr<Err = HartError>>(key: &str, value: &str) -> Result<T> {
     value.parse().map_err(|e: HartError| invalid(key, e))
 }
 
-fn at_least_one(key: &str, v: usize) -> Result<()> {
+pub(crate) fn at_least_one(key: &str, v: usize) -> Result<()> {
     if v == 0 {
         return Err(invalid(key, "must be at least 1"));
     }
     Ok(())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SweepConfig {
+    /// all, sign, exponent, exponent-msb, mantissa, or a list like "30,31".
+    #[serde(default = "default_bits")]
+    pub bits: String,
+    /// Evaluation images for the sweep (the first N of the test split).
+    #[serde(default = "default_sweep_limit")]
+    pub limit: usize,
+    /// Sample this many parameter elements (all bits of the class each); exhaustive when absent.
+    pub sample_params: Option<usize>,
+    #[serde(default = "default_threshold")]
+    pub threshold: f64,
+    /// Count every sample of every flip, so the RAD histogram above the
+    /// threshold is exact rather than cut off at the verdict.
+    #[serde(default = "yes")]
+    pub exact_rad: bool,
+}
+
+impl Default for SweepConfig {
+    fn default() -> Self {
+        SweepConfig {
+            bits: default_bits(),
+            limit: default_sweep_limit(),
+            sample_params: None,
+            threshold: default_threshold(),
+            exact_rad: true,
+        }
+    }
+}
+
+fn default_bits() -> String {
+    "all".into()
+}
+fn default_sweep_limit() -> usize {
+    1000
+}
+fn default_threshold() -> f64 {
+    0.1
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LandscapeConfig {
+    #[serde(default = "default_steps")]
+    pub steps: usize,
+    #[serde(default = "default_range")]
+    pub range: f64,
+    #[serde(default = "default_landscape_limit")]
+    pub limit: usize,
+}
+
+impl Default for LandscapeConfig {
+    fn default() -> Self {
+        LandscapeConfig {
+            steps: default_steps(),
+            range: default_range(),
+            limit: default_landscape_limit(),
+        }
+    }
+}
+
+fn default_steps() -> usize {
+    21
+}
+fn default_range() -> f64 {
+    1.0
+}
+fn default_landscape_limit() -> usize {
+    500
 }
 
 /// `hart attack` on every trained model (its seed is the attack's seed).
@@ -84,6 +161,28 @@ impl AttackSettings {
         }
         Ok(())
     }
+}
+
+fn default_method() -> String {
+    "bfa".into()
+}
+fn default_attack_storage() -> String {
+    "int8".into()
+}
+fn default_attack_trials() -> usize {
+    5
+}
+fn default_max_flips() -> usize {
+    100
+}
+fn default_attack_limit() -> usize {
+    128
+}
+fn default_eval_limit() -> usize {
+    1000
+}
+fn default_top_k() -> usize {
+    10
 }
 
 /// Defences the `[sweep]` is repeated under (the undefended sweep always runs).
@@ -155,27 +254,6 @@ impl CampaignSettings {
     }
 }
 
-fn default_method() -> String {
-    "bfa".into()
-}
-fn default_attack_storage() -> String {
-    "int8".into()
-}
-fn default_attack_trials() -> usize {
-    5
-}
-fn default_max_flips() -> usize {
-    100
-}
-fn default_attack_limit() -> usize {
-    128
-}
-fn default_eval_limit() -> usize {
-    1000
-}
-fn default_top_k() -> usize {
-    10
-}
 fn default_campaign_storage() -> String {
     "fp32".into()
 }
