@@ -404,14 +404,7 @@ fn bad_regularizer_settings_are_refused_with_the_value() {
         ),
     ];
     for (cfg, needle) in bad {
-        let err = Regularizer::new(&model, &cfg, 0)
-            .err()
-            .expect("must be refused")
-            .to_string();
-        assert!(
-            err.contains(needle) && !err.contains('\n'),
-            "{err:?} should name {needle:?}"
-        );
+        common::assert_refused(&model, &cfg, needle);
     }
     assert!("last:0".parse::<LayerSelection>().is_err());
     assert!("(".parse::<LayerSelection>().unwrap_err().to_string().contains("\"(\""));

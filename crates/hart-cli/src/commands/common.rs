@@ -203,12 +203,7 @@ fn absolute_if_path(arg: &str) -> String {
 
 /// `--scope`: all or params.
 pub fn parse_scope(s: &str) -> Result<hart::faults::Scope, String> {
-    match s {
-        "all" => Ok(hart::faults::Scope::All),
-        "params" => Ok(hart::faults::Scope::Params),
-        "conv" => Ok(hart::faults::Scope::Conv),
-        _ => Err(format!("unknown scope {s:?} (all, params or conv)")),
-    }
+    s.parse().map_err(|e: hart::HartError| e.to_string())
 }
 
 /// `--defense ranger`'s profile (`hart sweep`, `attack`, `campaign`).

@@ -197,6 +197,24 @@ pub struct Recipe {
     pub weight_decay: Option<f64>,
     pub sam_rho: Option<f64>,
     pub fd_sigma: Option<f64>,
+    /// `noise` / `randbet` / clipping (as `hart train --noise-std …`); absent keys stay out
+    /// of the serialised recipe, so the cache keys of configs without them do not change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_std: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bit_error_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_weights: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_relative: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -325,10 +343,13 @@ impl ExperimentConfig {
             return Err(invalid("recipe", "need at least one [[recipe]]"));
         }
         for (i, r) in self.recipes.iter().enumerate() {
-            if !["none", "hessian", "sam", "fd-hessian"].contains(&r.regularizer.as_str()) {
+            if !["none", "hessian", "sam", "fd-hessian", "noise", "randbet"].contains(&r.regularizer.as_str()) {
                 return Err(invalid(
                     &format!("recipe[{i}].regularizer"),
-                    format!("{:?} is not none, hessian, sam or fd-hessian", r.regularizer),
+                    format!(
+                        "{:?} is not none, hessian, sam, fd-hessian, noise or randbet",
+                        r.regularizer
+                    ),
                 ));
             }
             if let Some(LambdaSetting::Named(s)) = &r.hessian_lambda {

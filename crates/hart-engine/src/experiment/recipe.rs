@@ -72,6 +72,26 @@ pub fn training(
     if let Some(v) = r.fd_sigma {
         reg.fd_sigma = v;
     }
+    if let Some(v) = r.noise_std {
+        reg.noise_std = v;
+    }
+    if let Some(v) = &r.noise_kind {
+        reg.noise_kind = keyed(i, "noise_kind", v.parse())?;
+    }
+    if let Some(v) = &r.scope {
+        reg.scope = keyed(i, "scope", v.parse())?;
+    }
+    if let Some(v) = &r.params {
+        reg.params = Some(v.clone());
+    }
+    if let Some(v) = &r.storage {
+        reg.storage = keyed(i, "storage", v.parse())?;
+    }
+    if let Some(v) = r.bit_error_rate {
+        reg.bit_error_rate = v;
+    }
+    reg.clip_weights = r.clip_weights;
+    reg.clip_relative = r.clip_relative.unwrap_or(false);
     if r.hessian_selective == Some(true) {
         let mut s = Selective::default();
         if let Some(p) = r.hessian_top_p {
@@ -84,4 +104,48 @@ pub fn training(
     }
     keyed(i, "regularizer", reg.validate())?;
     Ok((train, reg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::Storage;
+
+    const HARDENING: &str = r#"
+archs = ["lenet5"]
+[data]
+train_limit = 100
+[[recipe]]
+name = "plain"
+[[recipe]]
+name = "randbet"
+regularizer = "randbet"
+bit_error_rate = 0.03
+storage = "int8"
+clip_weights = 0.1
+params = ".*weight"
+[[recipe]]
+name = "noise"
+regularizer = "noise"
+noise_std = 0.1
+noise_kind = "relative"
+"#;
+
+    #[test]
+    fn hardening_recipes_reach_the_training_configuration() {
+        let c = ExperimentConfig::parse(HARDENING).unwrap();
+        let (_, r) = training(&c, 1, 0, tch::Device::Cpu, None).unwrap();
+        assert_eq!(r.kind, RegularizerKind::Randbet);
+        assert_eq!((r.bit_error_rate, r.storage, r.clip_weights), (0.03, Storage::Int8, Some(0.1)));
+        assert_eq!(r.params.as_deref(), Some(".*weight"));
+        let (_, r) = training(&c, 2, 0, tch::Device::Cpu, None).unwrap();
+        assert_eq!((r.kind, r.noise_std), (RegularizerKind::Noise, 0.1));
+        assert_eq!(r.noise_kind, crate::train::NoiseKind::Relative);
+        // A recipe without the new keys serialises as before: its cache key is unchanged.
+        let plain = serde_json::to_value(&c.recipes[0]).unwrap();
+        assert!(plain.get("clip_weights").is_none() && plain.get("noise_std").is_none());
+        let bad = ExperimentConfig::parse(&HARDENING.replace("0.03", "1.5")).unwrap();
+        let e = training(&bad, 1, 0, tch::Device::Cpu, None).unwrap_err().to_string();
+        assert!(e.contains("recipe[1]") && e.contains("1.5"), "{e}");
+    }
 }

@@ -25,6 +25,18 @@ pub enum Scope {
     Conv,
 }
 
+impl std::str::FromStr for Scope {
+    type Err = HartError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "all" => Ok(Scope::All),
+            "params" => Ok(Scope::Params),
+            "conv" => Ok(Scope::Conv),
+            _ => Err(HartError::Invalid(format!("unknown scope {s:?} (all, params or conv)"))),
+        }
+    }
+}
+
 /// `--sample-params`: a number of elements, or a share of the selected ones.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SampleSize {

@@ -130,3 +130,15 @@ pub fn zoo_model(arch: &str, c: i64, s: i64) -> Model {
     };
     seeded_zoo(&info, 11)
 }
+
+/// `cfg` on `model` is refused with one line naming `needle`.
+pub fn assert_refused(model: &Model, cfg: &hart::train::RegularizerConfig, needle: &str) {
+    let err = hart::train::Regularizer::new(model, cfg, 0)
+        .err()
+        .expect("must be refused")
+        .to_string();
+    assert!(
+        err.contains(needle) && !err.contains('\n'),
+        "{err:?} should name {needle:?}"
+    );
+}
