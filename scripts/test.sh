@@ -13,5 +13,9 @@ cargo clippy --release --locked --workspace --all-targets -q -- -D warnings
 # No new panicking tch call in the library without a reason (and the check itself can fail).
 .venv/bin/python scripts/check_tch_calls.py --self-test
 cargo test --release --locked --workspace
+# The GPU check (docs/gpu.md) without a GPU: stage the bundle a GPU machine carries, then run
+# every step of it on the CPU with tiny sizes, so the script a lent GPU runs once is proven here.
+bash scripts/gpu-check.sh --stage
+bash scripts/gpu-check.sh --dry-run target/gpu-check-dry
 # A short fuzz pass over every parser (docs/robustness.md has the long runs).
 cargo run --release --locked -q -p hart-fuzz -- all --iterations 2000 --seed 1

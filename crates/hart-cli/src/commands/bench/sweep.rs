@@ -4,6 +4,8 @@
 //! agree), for an MLP and LeNet-5 trained briefly on Fashion-MNIST and a
 //! BatchNorm+residual CNN (resnet18-cifar, random weights, 32×32 inputs),
 //! optionally also estimated by strata over its tensors (`--cnn-strata`).
+//! `--device` runs every row's sweeps and reference loops there (models are
+//! trained and labelled on the CPU first, then moved).
 
 use std::io::Write;
 use std::time::Instant;
@@ -16,6 +18,8 @@ use hart::model::{zoo, Model, ModelInfo};
 use hart::train::{train, OptimizerConfig, OptimizerKind, TrainConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+use crate::commands::common::parse_device;
 
 pub(super) fn fashion(split: Split, n: usize) -> Result<Dataset> {
     let mut spec = DataSpec::new("fashion-mnist", split);
@@ -44,11 +48,13 @@ pub(super) fn trained(arch: &str) -> Result<(Model, Dataset)> {
     Ok((model, fashion(Split::Test, 10_000)?))
 }
 
-/// Random 32×32 RGB images labelled by the model itself (CIFAR is not shipped).
-pub(super) fn residual_cnn() -> Result<(Model, Dataset)> {
+/// The first `n` (at most 2000) of a fixed draw of random 32×32 RGB images,
+/// labelled by the model itself (CIFAR is not shipped); the same images and
+/// labels whatever `n` (eval-mode predictions do not depend on the batch).
+pub(super) fn residual_cnn(n: usize) -> Result<(Model, Dataset)> {
     tch::manual_seed(0);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let (n, c, s) = (2000, 3, 32);
+    let (n, c, s) = (n.clamp(1, 2000), 3, 32);
     let mut data = Dataset {
         name: "cifar10".into(),
         images: (0..n * c * s * s).map(|_| rng.random()).collect(),
@@ -365,28 +371,35 @@ pub struct Options {
     /// and reference on one thread (about ten minutes).
     #[arg(long)]
     pub cnn_strata: bool,
+    /// Where the engine and the reference loops run: cpu, cuda or cuda:N (the TorchScript
+    /// row's plain PyTorch loop too).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 pub fn run(o: &Options, runs: usize) -> Result<Vec<Comparison>> {
+    let device = parse_device(&o.device)?;
+    let on_device = |(mut model, data): (Model, Dataset)| -> Result<(Model, Dataset)> {
+        model.to_device(device)?;
+        Ok((model, data))
+    };
     let mut out = vec![];
     for arch in o.archs.split(',').map(str::trim).filter(|a| !a.is_empty()) {
         let row = match arch {
             "mlp" | "lenet5" => {
-                let (model, mut test) = trained(arch)?;
+                let (model, mut test) = on_device(trained(arch)?)?;
                 test.truncate(o.images);
                 one(arch, &model, &test, o.elements, o.reference_flips, runs)?
             }
             "resnet18-cifar" => {
-                let (model, mut data) = residual_cnn()?;
-                data.truncate(o.cnn_images.clamp(1, data.len()));
+                let (model, data) = on_device(residual_cnn(o.cnn_images)?)?;
                 if o.cnn_strata {
                     out.push(strata(arch, &model, &data, o.reference_flips / 4 + 1)?);
                 }
                 one(arch, &model, &data, o.cnn_elements.max(1), o.reference_flips / 4 + 1, 1)?
             }
             "sequential" => {
-                let (model, mut data) = residual_cnn()?;
-                data.truncate(o.seq_images.clamp(1, data.len()));
+                let (model, data) = on_device(residual_cnn(o.seq_images)?)?;
                 let plan = super::sequential::Plan {
                     elements: o.seq_elements.max(1),
                     confidence: o.seq_confidence,
@@ -396,7 +409,7 @@ pub fn run(o: &Options, runs: usize) -> Result<Vec<Comparison>> {
                 super::sequential::row(&model, &data, &plan)?
             }
             "torchscript" => {
-                let mut rows = super::torchscript::rows(o.ts_images, o.ts_elements.max(1), runs.min(3))?;
+                let mut rows = super::torchscript::rows(o.ts_images, o.ts_elements.max(1), runs.min(3), device)?;
                 let last = rows.pop().ok_or_else(|| anyhow::anyhow!("no TorchScript rows"))?;
                 out.extend(rows);
                 last
