@@ -45,24 +45,31 @@ TRAIN_SUBSET = 10_000
 # Sizes: a GPU run, and the dry run (two CPU cores, a couple of minutes).
 SIZES = {
     "gpu": dict(
-        train_limit=4096, eval_limit=10_000, hessian_limit=1000, rel_stderr=0.05, campaign_limit=2000,
+        train_limit=4096, eval_limit=10_000, hessian=["--limit", "512", "--rel-stderr", "0.1", "--max-probes", "100",
+                                                     "--max-lanczos", "40"], campaign_limit=2000,
         campaign_trials=20, attack_limit=128, attack_eval=1000, attack_flips=30, attack_trials=3,
         bench=["--archs", "mlp,lenet5,resnet18-cifar,sequential,torchscript", "--runs", "3"],
-        cifar_train=2000, cifar_epochs=2, sample_images=1000, pilot_elements=32, sample_runs=4,
+        cifar_train=2000, cifar_epochs=2, sample_images=1000, sample_params=[], pilot_elements=32, sample_runs=4,
         sample_budget_s=48,
     ),
     "dry": dict(
-        train_limit=256, eval_limit=500, hessian_limit=128, rel_stderr=0.2, campaign_limit=200,
-        campaign_trials=4, attack_limit=32, attack_eval=200, attack_flips=5, attack_trials=2,
-        bench=["--archs", "mlp,resnet18-cifar,sequential,torchscript", "--runs", "1", "--images", "200",
-               "--elements", "4", "--cnn-images", "8", "--cnn-elements", "1", "--seq-images", "64",
-               "--seq-elements", "1", "--seq-check", "4", "--reference-flips", "8", "--ts-images", "200",
-               "--ts-elements", "2"],
-        cifar_train=64, cifar_epochs=1, sample_images=64, pilot_elements=1, sample_runs=2, sample_budget_s=4,
+        train_limit=512, eval_limit=500, hessian=["--limit", "32", "--rel-stderr", "0.5", "--max-probes", "20",
+                                                  "--max-lanczos", "10"], campaign_limit=200,
+        campaign_trials=4, attack_limit=32, attack_eval=100, attack_flips=3, attack_trials=2,
+        # The sequential row sweeps every conv tensor of resnet18-cifar on one thread: minutes on
+        # two cores whatever its sizes, and the same code path as the resnet18-cifar row.
+        bench=["--archs", "mlp,resnet18-cifar,torchscript", "--runs", "1", "--images", "200",
+               "--elements", "4", "--cnn-images", "8", "--cnn-elements", "1", "--reference-flips", "8",
+               "--ts-images", "200", "--ts-elements", "2"],
+        # Its last layer only: a flip in conv1 costs a whole forward, seconds on two cores.
+        cifar_train=32, cifar_epochs=1, sample_images=64, sample_params=["--params", r"fc\..*"],
+        pilot_elements=1, sample_runs=2, sample_budget_s=4,
     ),
 }
-# Per-step limits (seconds); the budget above cuts the last ones if need be.
-LIMITS = {"env": 60, "cuda-tests": 90, "eval": 30, "train": 90, "hessian": 60, "campaign": 40,
+# Per-step limits (seconds); the budget above cuts the last ones if need be. The dry run
+# proves the script, not the timing: it allows DRY_SLACK times as much (a shared CI machine).
+DRY_SLACK = 4
+LIMITS = {"env": 60, "cuda-tests": 90, "eval": 30, "train": 90, "hessian": 90, "campaign": 40,
           "attack": 60, "bench-sweep": 150, "exponent-sample": 100}
 
 
@@ -89,12 +96,13 @@ class Check:
         self.gpu_ok = True
         self.gpu_why = ""
         self.runs = 0
+        self.last_stderr = ""
 
     def hart(self):
         return self.bundle / "bin" / "hart"
 
     def left(self):
-        budget = BUDGET_S - (time.monotonic() - self.started)
+        budget = BUDGET_S * (DRY_SLACK if self.dry else 1) - (time.monotonic() - self.started)
         step = self.step_deadline - time.monotonic() if self.step_deadline else budget
         return min(budget, step)
 
@@ -116,6 +124,7 @@ class Check:
             raise StepError(f"{name}: timed out after {limit:.0f}s (log {log.name})") from None
         log.write_text(f"$ {' '.join(map(str, cmd))}\n# {time.monotonic() - started:.1f}s, exit {p.returncode}\n"
                        f"{p.stdout}\n--- stderr\n{p.stderr}")
+        self.last_stderr = p.stderr
         if p.returncode != 0:
             lines = [l for l in (p.stderr + p.stdout).splitlines() if l.strip()]
             raise StepError(f"{name}: exit {p.returncode}: {lines[-1] if lines else ''} (log {log.name})")
@@ -216,7 +225,7 @@ def step_cuda_tests(c):
     for binary, test in CUDA_TESTS:
         t = time.monotonic()
         out = c.run([c.bundle / "bin" / binary, test, "--exact", "--nocapture", "--test-threads=1"],
-                    f"test-{test}")
+                    f"test-{test}") + c.last_stderr  # the harness's `--nocapture` output is on stderr
         seconds = time.monotonic() - t
         if "1 passed" not in out:
             raise StepError(f"{test}: did not run (no `1 passed` in its output)")
@@ -231,7 +240,7 @@ def step_cuda_tests(c):
 
 def train_cmd(c, device, out, extra):
     return [c.hart(), "train", "--arch", "lenet5", "--limit", c.size["train_limit"], "--epochs", "1",
-            "--batch-size", "64", "--seed", "0", "--eval-limit", min(c.size["eval_limit"], 2000),
+            "--batch-size", "32", "--lr", "0.05", "--seed", "0", "--eval-limit", min(c.size["eval_limit"], 2000),
             "--device", device, "--out", out] + extra
 
 
@@ -243,22 +252,23 @@ VARIANTS = {
 
 
 def step_train(c):
-    """A few hundred steps of LeNet-5 from the same initialisation on both
+    """One epoch of LeNet-5 (batches of 32) from the same initialisation on both
     devices: plain, HAT (Gauss-Newton), HAT (Hutchinson). Rounding differs
     between the devices (and Hutchinson's probes are drawn where the model
-    is), so the epoch loss must agree to 2% (5% for Hutchinson) and test
-    accuracy to 1.5 points."""
+    is), so the epoch loss must agree to 2% and test accuracy to 1.5 points
+    (Hutchinson: 5% and 3 points)."""
     figures, details, ok = [], {}, True
     for name, extra in VARIANTS.items():
         def build(device, tag):
             path = c.work / f"{tag}.safetensors"
-            c.run(train_cmd(c, device, path, extra), tag)
+            if not path.exists():  # the plain CPU model may be trained already (model() below)
+                c.run(train_cmd(c, device, path, extra), tag)
             return json.loads(path.with_suffix(".train.json").read_text())
         g, p = c.both(build, f"train-{name}")
         lg, lp = g["epochs"][-1]["loss"], p["epochs"][-1]["loss"]
         ag, ap = g["test"]["accuracy"], p["test"]["accuracy"]
-        tol = 0.05 if name == "hat-hutchinson" else 0.02
-        good = rel(lg, lp) <= tol and abs(ag - ap) <= 0.015
+        tol = (0.05, 0.03) if name == "hat-hutchinson" else (0.02, 0.015)
+        good = rel(lg, lp) <= tol[0] and abs(ag - ap) <= tol[1]
         ok &= good
         details[name] = {"loss": [lg, lp], "test_accuracy": [ag, ap],
                          "trace_estimate": [g["epochs"][-1].get("trace_estimate"),
@@ -293,8 +303,8 @@ def step_hessian(c):
     figures, details, ok = [], {}, True
     for method in ["hutchinson", "gauss-newton"]:
         cmd = lambda d, tag: c.json_out(
-            [c.hart(), "hessian", "--model", m, "--limit", c.size["hessian_limit"], "--method", method,
-             "--rel-stderr", c.size["rel_stderr"], "--top-k", "1", "--seed", "0", "--device", d, "--json"], tag)
+            [c.hart(), "hessian", "--model", m, "--method", method, "--top-k", "1", "--seed", "0", "--device", d,
+             "--json"] + c.size["hessian"], tag)
         g, p = c.both(cmd, f"hessian-{method}")
         se = math.hypot(g["trace_stderr"], p["trace_stderr"])
         eig_g, eig_p = g["top_eigenvalues"][0], p["top_eigenvalues"][0]
@@ -422,7 +432,7 @@ def step_exponent_sample(c):
         text = c.run([c.hart(), "sweep", "--model", net, "--dataset", data, "--limit", s["sample_images"], "--bits",
                       "exponent", "--sample-params", elements, "--seed", seed, "--verdict", "sequential",
                       "--confidence", "0.999", "--batch-size", c.batch, "--format", "csv", "--device", c.gpu,
-                      "--out", out], f"sweep-sample-{seed}")
+                      "--out", out] + s["sample_params"], f"sweep-sample-{seed}")
         m = re.search(r"^(\d+) flips in ([0-9.]+)s", text, re.M)
         if not m:
             raise StepError("sweep printed no `N flips in Ts` line")
@@ -453,6 +463,8 @@ def step_exponent_sample(c):
            f"(clean {100 * accuracy:.1f}%): {1 / mean:,.0f} flips/s; the exhaustive exponent sweep "
            f"({population:,} flips) would take {days(mean):.2f} days (95% CI {days(max(mean - half, 0)):.2f}-"
            f"{days(mean + half):.2f}) on {c.gpu}")
+    if s["sample_params"]:
+        fig += f" (tensors matching {s['sample_params'][1]} only)"
     ok = all(math.isfinite(x) and x > 0 for x in per_flip)
     return verdict(ok), fig, details
 
@@ -506,7 +518,7 @@ def check(args):
     results = []
     for name, fn in STEPS:
         t = time.monotonic()
-        c.step_deadline = t + LIMITS[name]
+        c.step_deadline = t + LIMITS[name] * (DRY_SLACK if c.dry else 1)
         if not c.gpu_ok and name not in HOST_STEPS:
             res = ("SKIP", c.gpu_why, {})
         else:
