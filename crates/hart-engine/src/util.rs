@@ -29,3 +29,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         HartError::io(path, e)
     })
 }
+
+/// Reads an f64 that JSON may hold as null: serde_json writes NaN and the
+/// infinities as null, so a value written from a NaN reads back as NaN.
+pub fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(<Option<f64> as serde::Deserialize>::deserialize(d)?.unwrap_or(f64::NAN))
+}

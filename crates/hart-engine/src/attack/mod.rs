@@ -22,7 +22,7 @@ use crate::faults::inject::{BitFault, Injector};
 use crate::faults::storage::{stored_as_int, Storage};
 use crate::model::Model;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     Bfa,

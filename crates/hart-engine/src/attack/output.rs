@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Attack, Method, Trial};
 use crate::error::{HartError, Result};
@@ -12,7 +12,7 @@ use crate::plot::{save, Figure, LinePlot, Series, SeriesLabelPosition};
 use crate::util::write_atomic;
 
 /// What `--json` prints and summary.json holds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub method: Method,
     pub storage: String,
@@ -28,7 +28,7 @@ pub struct Summary {
     pub random_baseline: Vec<TrialSummary>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrialSummary {
     pub trial: usize,
     pub flips: usize,

@@ -2,9 +2,10 @@
 //! comparisons with the baseline: reproduced, not reproduced, or
 //! inconclusive when the 95% interval cannot tell.
 
-use super::fault_results::AttackStats;
+use super::measure::REGISTRY;
 use super::results::Group;
 use super::stats::MeanCi;
+use crate::error::Result;
 
 pub const EXPLANATION: &str = "Each claim of the HAT paper is judged per architecture and Hessian-aware recipe from per-seed paired comparisons with the baseline recipe (the same seed trained both ways). A reduction claim is reproduced when the 95% interval of the relative change lies below 0, not reproduced when the interval excludes a reduction as large as the paper's smallest, and inconclusive otherwise. An increase claim (flips the bit-flip attack needs to crush the model) is judged the same way with the signs reversed: reproduced when the interval lies above 0, not reproduced when it excludes an increase as large as the paper's smallest (2×, +100%); a trial that never reached the target counts its budget, a lower bound, so a verdict such bounds could overturn (not reproduced with the Hessian-aware recipe's trials cut off, reproduced with the baseline's) is inconclusive. The synergy claim (fewer erratic bits than the baseline under the same defence) names no size: it is not reproduced only when the interval excludes any reduction. Accuracy is compared as a difference in points; SAM is compared with the same recipe's change. Resilience is compared only at matched accuracy: when a recipe's accuracy is significantly more than a point below the baseline's, its resilience claims read \"not comparable\" (a collapsed model has few erratic bits because it has nothing left to lose).";
 
@@ -98,90 +99,71 @@ pub fn sam_no_better(sam: &MeanCi, hat: &MeanCi) -> Verdict {
     }
 }
 
-fn describe(c: &Option<MeanCi>) -> String {
+/// A paired change as the claims table prints it.
+pub fn describe(c: &Option<MeanCi>) -> String {
     c.map_or("—".into(), |c| c.signed_percent())
 }
 
-/// One row per (architecture, Hessian-aware recipe, claim).
-pub fn table(groups: &[Group]) -> Vec<Claim> {
-    let mut out = vec![];
-    for g in groups.iter().filter(|g| !g.baseline && g.regularizer == "hessian") {
-        let name = match g.lambda {
-            Some(l) => format!("{} (λ = {l})", g.recipe),
-            None => g.recipe.clone(),
-        };
-        let accuracy = g.accuracy_diff.map(|d| within(&d, 0.01));
-        let collapsed = accuracy == Some(Verdict::NotReproduced);
-        // Resilience claims stand only at matched accuracy.
-        let resilience = |v: Option<Verdict>| if collapsed { Some(Verdict::NotComparable) } else { v };
-        let mut push = |claim: String, measured: String, verdict: Option<Verdict>| {
-            out.push(Claim {
-                arch: g.arch.clone(),
-                claim,
-                measured,
-                verdict: verdict.unwrap_or(Verdict::Inconclusive),
-            })
-        };
-        push(
-            format!("{name}: 6–12% fewer erratic parameters"),
-            describe(&g.erratic_params_change),
-            resilience(g.erratic_params_change.map(|c| reduction(&c, -0.06))),
-        );
-        push(
-            format!("{name}: 20–50% fewer bits in the 90–100% RAD bin"),
-            describe(&g.severe_bits_change),
-            resilience(g.severe_bits_change.map(|c| reduction(&c, -0.20))),
-        );
-        push(
-            format!("{name}: test accuracy within 1 point"),
-            g.accuracy_diff.map_or("—".into(), |d| d.points()),
-            accuracy,
-        );
-        let bfa = |g: &Group| g.attack.iter().find(|a| a.method == "bfa").cloned();
-        let base = groups.iter().find(|b| b.baseline && b.arch == g.arch);
-        if let (Some(a), Some(b)) = (bfa(g), base.and_then(bfa)) {
-            let cut = |a: &AttackStats| a.reached < a.trials;
-            push(
-                format!("{name}: BFA needs 2–3× more flips to crush ({} storage)", a.storage),
-                format!(
-                    "flips: {} (target reached in {}/{} trials, baseline {}/{})",
-                    describe(&a.change),
-                    a.reached,
-                    a.trials,
-                    b.reached,
-                    b.trials
-                ),
-                resilience(a.change.map(|c| flips_increase(&c, 1.0, cut(&a), cut(&b)))),
-            );
-        }
-        for d in &g.defended {
-            push(
-                format!(
-                    "{name} with the {} defence: fewer erratic bits than the baseline with it",
-                    d.defense
-                ),
-                describe(&d.change),
-                resilience(d.change.map(|c| reduction(&c, 0.0))),
-            );
-        }
-        for sam in groups.iter().filter(|s| s.arch == g.arch && s.regularizer == "sam") {
-            let verdict = match (&sam.erratic_params_change, &g.erratic_params_change) {
-                (Some(s), Some(h)) => Some(sam_no_better(s, h)),
-                _ => None,
-            };
-            push(
-                format!("{name}: SAM ({}) gives no such benefit", sam.recipe),
-                format!(
-                    "erratic parameters: {} {}, {name} {}",
-                    sam.recipe,
-                    describe(&sam.erratic_params_change),
-                    describe(&g.erratic_params_change)
-                ),
-                resilience(verdict),
-            );
+/// One Hessian-aware recipe whose claims are judged, for the measurements' claims hooks.
+pub struct ClaimContext<'a> {
+    pub group: &'a Group,
+    /// Its baseline recipe on the same architecture.
+    pub base: Option<&'a Group>,
+    /// The recipe as the claims name it (with its λ).
+    pub name: String,
+    /// Its accuracy is significantly more than a point below the baseline's.
+    pub collapsed: bool,
+}
+
+impl ClaimContext<'_> {
+    /// Resilience claims stand only at matched accuracy.
+    pub fn resilience(&self, v: Option<Verdict>) -> Option<Verdict> {
+        if self.collapsed {
+            Some(Verdict::NotComparable)
+        } else {
+            v
         }
     }
-    out
+
+    pub fn claim(&self, claim: String, measured: String, verdict: Option<Verdict>) -> Claim {
+        Claim {
+            arch: self.group.arch.clone(),
+            claim,
+            measured,
+            verdict: verdict.unwrap_or(Verdict::Inconclusive),
+        }
+    }
+}
+
+/// One row per (architecture, Hessian-aware recipe, claim): the primary
+/// measurement's claims, the accuracy claim, then every other measurement's.
+pub fn table(groups: &[Group]) -> Result<Vec<Claim>> {
+    let mut out = vec![];
+    for g in groups.iter().filter(|g| !g.baseline && g.regularizer == "hessian") {
+        let accuracy = g.accuracy_diff.map(|d| within(&d, 0.01));
+        let cx = ClaimContext {
+            group: g,
+            base: groups.iter().find(|b| b.baseline && b.arch == g.arch),
+            name: match g.lambda {
+                Some(l) => format!("{} (λ = {l})", g.recipe),
+                None => g.recipe.clone(),
+            },
+            collapsed: accuracy == Some(Verdict::NotReproduced),
+        };
+        let (primary, rest) = REGISTRY.split_first().map_or((None, &[][..]), |(p, r)| (Some(p), r));
+        if let Some(p) = primary {
+            out.extend(p.claims(&cx, groups)?);
+        }
+        out.push(cx.claim(
+            format!("{}: test accuracy within 1 point", cx.name),
+            g.accuracy_diff.map_or("—".into(), |d| d.points()),
+            accuracy,
+        ));
+        for m in rest {
+            out.extend(m.claims(&cx, groups)?);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -244,7 +226,7 @@ mod tests {
 
     #[test]
     fn a_collapsed_recipe_is_not_comparable() {
-        let verdicts = |g: Group| table(&[g]).into_iter().map(|c| c.verdict).collect::<Vec<_>>();
+        let verdicts = |g: Group| table(&[g]).unwrap().into_iter().map(|c| c.verdict).collect::<Vec<_>>();
         // 77 points lost: fewer erratic parameters say nothing.
         assert_eq!(
             verdicts(hat(-0.77, -0.98)),

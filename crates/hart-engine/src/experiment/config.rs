@@ -5,7 +5,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::fault_config::{AttackSettings, CampaignSettings, DefenseSettings};
+use super::measure::attack::AttackSettings;
+use super::measure::campaign::CampaignSettings;
+use super::measure::defense::DefenseSettings;
+use super::measure::landscape::LandscapeConfig;
+use super::measure::sweep::SweepConfig;
+use super::measure::REGISTRY;
 use crate::error::{HartError, Result};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -200,37 +205,6 @@ pub struct Recipe {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct SweepConfig {
-    /// all, sign, exponent, exponent-msb, mantissa, or a list like "30,31".
-    #[serde(default = "default_bits")]
-    pub bits: String,
-    /// Evaluation images for the sweep (the first N of the test split).
-    #[serde(default = "default_sweep_limit")]
-    pub limit: usize,
-    /// Sample this many parameter elements (all bits of the class each); exhaustive when absent.
-    pub sample_params: Option<usize>,
-    #[serde(default = "default_threshold")]
-    pub threshold: f64,
-    /// Count every sample of every flip, so the RAD histogram above the
-    /// threshold is exact rather than cut off at the verdict.
-    #[serde(default = "yes")]
-    pub exact_rad: bool,
-}
-
-impl Default for SweepConfig {
-    fn default() -> Self {
-        SweepConfig {
-            bits: default_bits(),
-            limit: default_sweep_limit(),
-            sample_params: None,
-            threshold: default_threshold(),
-            exact_rad: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct AnalysisConfig {
     #[serde(default = "yes")]
     pub hessian: bool,
@@ -265,27 +239,6 @@ impl Default for AnalysisConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct LandscapeConfig {
-    #[serde(default = "default_steps")]
-    pub steps: usize,
-    #[serde(default = "default_range")]
-    pub range: f64,
-    #[serde(default = "default_landscape_limit")]
-    pub limit: usize,
-}
-
-impl Default for LandscapeConfig {
-    fn default() -> Self {
-        LandscapeConfig {
-            steps: default_steps(),
-            range: default_range(),
-            limit: default_landscape_limit(),
-        }
-    }
-}
-
 fn default_name() -> String {
     "experiment".into()
 }
@@ -316,15 +269,6 @@ fn default_momentum() -> f64 {
 fn default_regularizer() -> String {
     "none".into()
 }
-fn default_bits() -> String {
-    "all".into()
-}
-fn default_sweep_limit() -> usize {
-    1000
-}
-fn default_threshold() -> f64 {
-    0.1
-}
 fn yes() -> bool {
     true
 }
@@ -343,18 +287,22 @@ fn default_quant_bits() -> Vec<u32> {
 fn default_sparsity() -> Vec<f64> {
     vec![0.5, 0.7, 0.9]
 }
-fn default_steps() -> usize {
-    21
-}
-fn default_range() -> f64 {
-    1.0
-}
-fn default_landscape_limit() -> usize {
-    500
+
+/// An error naming the config key.
+pub(crate) fn invalid(key: &str, msg: impl std::fmt::Display) -> HartError {
+    HartError::Invalid(format!("config key `{key}`: {msg}"))
 }
 
-fn invalid(key: &str, msg: impl std::fmt::Display) -> HartError {
-    HartError::Invalid(format!("config key `{key}`: {msg}"))
+/// Parses `value` as `T`, an error naming `key` otherwise.
+pub(crate) fn parse<T: std::str::FromStr<Err = HartError>>(key: &str, value: &str) -> Result<T> {
+    value.parse().map_err(|e: HartError| invalid(key, e))
+}
+
+pub(crate) fn at_least_one(key: &str, v: usize) -> Result<()> {
+    if v == 0 {
+        return Err(invalid(key, "must be at least 1"));
+    }
+    Ok(())
 }
 
 impl ExperimentConfig {
@@ -425,12 +373,6 @@ impl ExperimentConfig {
                 ));
             }
         }
-        if !(self.sweep.threshold > 0.0 && self.sweep.threshold < 1.0) {
-            return Err(invalid("sweep.threshold", "must be between 0 and 1"));
-        }
-        if self.sweep.limit == 0 || self.data.test_limit == 0 {
-            return Err(invalid("sweep.limit / data.test_limit", "must be at least 1"));
-        }
         if self.train.epochs == 0 {
             return Err(invalid("train.epochs", "must be at least 1"));
         }
@@ -444,20 +386,8 @@ impl ExperimentConfig {
                 "epochs, val, sweep_params and sweep_images must be ≥ 1, and val < limit",
             ));
         }
-        if let Some(b) = self.analysis.quantize_bits.iter().find(|&&b| !(2..=16).contains(&b)) {
-            return Err(invalid("analysis.quantize_bits", format!("{b} is outside 2..=16")));
-        }
-        if let Some(s) = self.analysis.prune_sparsity.iter().find(|&&s| !(0.0..1.0).contains(&s)) {
-            return Err(invalid("analysis.prune_sparsity", format!("{s} is outside [0, 1)")));
-        }
-        if let Some(a) = &self.attack {
-            a.validate()?;
-        }
-        if let Some(d) = &self.defense {
-            d.validate()?;
-        }
-        if let Some(c) = &self.campaign {
-            c.validate()?;
+        for m in REGISTRY {
+            m.validate(self)?;
         }
         Ok(())
     }

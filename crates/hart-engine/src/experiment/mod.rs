@@ -1,23 +1,22 @@
 //! `hart experiment`: baseline vs Hessian-aware training, end to end —
-//! train every architecture × recipe × seed, sweep bit flips, measure
-//! curvature, compression robustness and landscapes, and report means and
-//! 95% intervals over seeds. Every stage is cached by its inputs.
+//! train every architecture × recipe × seed, then run every measurement of
+//! [`measure::REGISTRY`] (bit-flip sweeps, curvature, compression,
+//! landscapes, attacks, defences, campaigns) on each trained model, and
+//! report means and 95% intervals over seeds. Every stage is cached by its
+//! inputs. This loop, the aggregation and the report name no measurement.
 
 pub mod cache;
 pub mod claims;
 pub mod config;
-pub mod fault_config;
-pub mod fault_report;
-pub mod fault_results;
-pub mod fault_stages;
+pub mod measure;
 pub mod recipe;
 pub mod report;
 pub mod results;
 pub mod run;
-pub mod stages;
 pub mod stats;
 pub mod verdicts;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
@@ -27,24 +26,20 @@ pub use run::{Runner, StageLog};
 
 use crate::error::Result;
 use crate::util::write_atomic;
+use measure::REGISTRY;
 use results::{aggregate, Group, ModelResults, RecipeInfo};
 
 pub struct Output {
     pub groups: Vec<Group>,
     pub report: PathBuf,
     pub log: StageLog,
+    /// What `hart experiment` prints after the stage count: each measurement's console lines.
+    pub console: Vec<String>,
 }
 
-/// Stages per trained model, for the overall progress bar.
+/// Stages per trained model (its training and every measurement's), for the overall progress bar.
 fn stages_per_model(cfg: &ExperimentConfig) -> u64 {
-    let a = &cfg.analysis;
-    2 + a.hessian as u64
-        + !a.quantize_bits.is_empty() as u64
-        + !a.prune_sparsity.is_empty() as u64
-        + a.landscape.is_some() as u64
-        + cfg.attack.as_ref().map_or(0, |a| a.methods().len() as u64)
-        + cfg.defense.as_ref().map_or(0, |d| d.sweep.len() as u64)
-        + cfg.campaign.is_some() as u64
+    1 + REGISTRY.iter().map(|m| m.stages(cfg)).sum::<u64>()
 }
 
 pub fn run(cfg: &ExperimentConfig, out: &Path, device: tch::Device, bar: ProgressBar) -> Result<Output> {
@@ -53,37 +48,14 @@ pub fn run(cfg: &ExperimentConfig, out: &Path, device: tch::Device, bar: Progres
     let mut runner = Runner::new(cfg, out, device, bar)?;
     let trained = runner.train_all()?;
     let mut results = vec![];
-    for m in trained {
-        let sweep = runner.sweep(&m)?;
-        let hessian = if cfg.analysis.hessian {
-            Some(runner.hessian(&m)?)
-        } else {
-            None
-        };
-        let quantize = if cfg.analysis.quantize_bits.is_empty() {
-            vec![]
-        } else {
-            runner.quantize(&m)?
-        };
-        let prune = if cfg.analysis.prune_sparsity.is_empty() {
-            vec![]
-        } else {
-            runner.prune(&m)?
-        };
-        let landscape = runner.landscape(&m)?;
-        let attacks = runner.attacks(&m)?;
-        let defended = runner.defended_sweeps(&m)?;
-        let campaign = runner.campaign(&m)?;
+    for model in trained {
+        let mut measured = BTreeMap::new();
+        for m in REGISTRY {
+            measured.insert(m.name(), m.measure(&mut runner, &model)?);
+        }
         results.push(ModelResults {
-            model: m,
-            sweep,
-            hessian,
-            quantize,
-            prune,
-            landscape,
-            attacks,
-            defended,
-            campaign,
+            model,
+            results: measured,
         });
     }
     let recipes: Vec<RecipeInfo> = cfg
@@ -94,7 +66,7 @@ pub fn run(cfg: &ExperimentConfig, out: &Path, device: tch::Device, bar: Progres
             regularizer: r.regularizer.clone(),
         })
         .collect();
-    let groups = aggregate(&results, &cfg.archs, &recipes);
+    let groups = aggregate(&results, &cfg.archs, &recipes)?;
     let report = report::build(&cfg.name, &groups, &cfg.archs, &out.join("plots"))?;
     let html = out.join("report.html");
     write_atomic(&html, crate::report::to_html(&report).as_bytes())?;
@@ -103,13 +75,18 @@ pub fn run(cfg: &ExperimentConfig, out: &Path, device: tch::Device, bar: Progres
         "name": cfg.name,
         "config": cfg,
         "groups": groups,
-        "not_better": verdicts::not_better(&groups),
+        "not_better": verdicts::not_better(&groups)?,
     });
     let text = serde_json::to_string_pretty(&summary).map_err(|e| crate::HartError::Invalid(e.to_string()))?;
     write_atomic(&out.join("summary.json"), text.as_bytes())?;
+    let mut console = vec![];
+    for m in REGISTRY {
+        console.extend(m.console(&groups)?);
+    }
     Ok(Output {
         groups,
         report: html,
         log: runner.log,
+        console,
     })
 }

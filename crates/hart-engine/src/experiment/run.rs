@@ -9,11 +9,12 @@ use tch::Device;
 
 use super::cache::{hash_json, Cache, Outcome};
 use super::config::ExperimentConfig;
+use super::measure::REGISTRY;
 use super::recipe;
 use crate::data::{self, DataSpec, Dataset, Split};
 use crate::error::Result;
 use crate::eval::evaluate;
-use crate::model::{zoo, Model, ModelInfo};
+use crate::model::{load, zoo, LoadOptions, Model, ModelInfo};
 use crate::train::tune::{tune_lambda, TuneConfig};
 use crate::train::{train_with, RegularizerKind};
 
@@ -35,6 +36,15 @@ pub struct TrainedModel {
     /// Hash of the training stage's inputs: later stages key on it.
     pub key: String,
     pub path: PathBuf,
+}
+
+impl TrainedModel {
+    /// The trained model, loaded onto `device`.
+    pub fn open(&self, device: Device) -> Result<Model> {
+        let mut model = load(&self.path, &LoadOptions::default())?;
+        model.to_device(device)?;
+        Ok(model)
+    }
 }
 
 /// What each stage did, for the caller's display and the tests.
@@ -79,7 +89,7 @@ impl<'a> Runner<'a> {
         })
     }
 
-    pub(super) fn spec(&self, split: Split, limit: Option<usize>) -> DataSpec {
+    pub fn spec(&self, split: Split, limit: Option<usize>) -> DataSpec {
         let mut s = DataSpec::new(self.cfg.data.dataset.clone(), split);
         s.limit = limit;
         s.data_dir = self.cfg.data.data_dir.clone();
@@ -100,10 +110,8 @@ impl<'a> Runner<'a> {
             Some(d) => d,
             None => {
                 let c = self.cfg;
-                let limit = [c.data.test_limit, c.sweep.limit]
-                    .into_iter()
-                    .chain(c.attack.as_ref().map(|a| a.eval_limit))
-                    .chain(c.campaign.as_ref().map(|a| a.limit))
+                let limit = std::iter::once(c.data.test_limit)
+                    .chain(REGISTRY.iter().filter_map(|m| m.test_images(c)))
                     .max();
                 data::load(&self.spec(Split::Test, limit))?
             }
@@ -116,6 +124,18 @@ impl<'a> Runner<'a> {
         let mut d = self.test_data()?.clone();
         d.truncate(n);
         Ok(d)
+    }
+
+    /// A measurement stage's cache key: the model's training key and the stage's own settings.
+    pub fn key(&self, m: &TrainedModel, stage: &str, settings: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({"stage": stage, "model": m.key, "settings": settings})
+    }
+
+    /// Logs a measurement stage and advances the progress bar.
+    pub fn note(&mut self, stage: &str, m: &TrainedModel, outcome: Outcome) {
+        self.log
+            .record(format!("{stage} {}/{}/seed{}", m.arch, m.recipe, m.seed), outcome);
+        self.bar.inc(1);
     }
 
     /// The `[tune]` search's λ for recipe `i` on `arch` (a cached stage):

@@ -4,8 +4,10 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MeanCi {
+    #[serde(deserialize_with = "crate::util::f64_or_nan")]
     pub mean: f64,
     /// Half-width of the 95% interval (Student t, n−1 degrees of freedom); NaN for n < 2.
+    #[serde(deserialize_with = "crate::util::f64_or_nan")]
     pub ci95: f64,
     pub n: usize,
 }

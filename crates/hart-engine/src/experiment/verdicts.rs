@@ -1,14 +1,10 @@
 //! Plain statements of where a recipe is *not* better than the baseline:
 //! the report shows them before anything else, so no number is hidden.
 
+use super::measure::{Better, Comparison, REGISTRY};
 use super::results::Group;
 use super::stats::MeanCi;
-
-#[derive(Clone, Copy)]
-enum Better {
-    Lower,
-    Higher,
-}
+use crate::error::Result;
 
 /// Whether `x` beats `base` with non-overlapping 95% intervals; ties and
 /// overlaps are reported as "not better".
@@ -32,116 +28,58 @@ fn judge(x: &MeanCi, base: &MeanCi, better: Better) -> Option<&'static str> {
     }
 }
 
-pub fn not_better(groups: &[Group]) -> Vec<String> {
+/// Every statement, per non-baseline recipe: the primary measurement's
+/// quantities, clean accuracy and training time, then every other measurement's.
+pub fn not_better(groups: &[Group]) -> Result<Vec<String>> {
     let mut out = vec![];
     for g in groups.iter().filter(|g| !g.baseline) {
         let Some(base) = groups.iter().find(|b| b.baseline && b.arch == g.arch) else {
             continue;
         };
-        let mut check = |what: &str, x: Option<&MeanCi>, b: Option<&MeanCi>, better: Better| {
-            if let (Some(x), Some(b)) = (x, b) {
-                if let Some(verdict) = judge(x, b, better) {
-                    // Accuracies read as the tables print them.
-                    let show = |m: &MeanCi| {
-                        if what.contains("accuracy") {
-                            m.percent()
-                        } else {
-                            m.to_string()
-                        }
-                    };
-                    out.push(format!(
-                        "{}: {} is {verdict} {} on {what}: {} vs {}.",
-                        g.arch,
-                        g.recipe,
-                        base.recipe,
-                        show(x),
-                        show(b)
-                    ));
-                }
-            }
-        };
-        check(
-            "erratic bits",
-            Some(&g.erratic_bits),
-            Some(&base.erratic_bits),
-            Better::Lower,
-        );
-        check(
-            "erratic parameters",
-            Some(&g.erratic_params),
-            Some(&base.erratic_params),
-            Better::Lower,
-        );
-        check(
-            "clean test accuracy",
-            Some(&g.test_accuracy),
-            Some(&base.test_accuracy),
-            Better::Higher,
-        );
-        check(
-            "training time (s)",
-            Some(&g.train_seconds),
-            Some(&base.train_seconds),
-            Better::Lower,
-        );
-        check(
-            "Hessian trace",
-            g.hessian_trace.as_ref(),
-            base.hessian_trace.as_ref(),
-            Better::Lower,
-        );
-        check(
-            "top Hessian eigenvalue",
-            g.top_eigenvalue.as_ref(),
-            base.top_eigenvalue.as_ref(),
-            Better::Lower,
-        );
-        for ((s, x), (_, b)) in g.quantize.iter().zip(&base.quantize) {
-            check(
-                &format!("accuracy at {s}-bit quantization"),
-                Some(x),
-                Some(b),
+        let mut core = Some(vec![
+            Comparison::new(
+                "clean test accuracy",
+                g.test_accuracy,
+                Some(base.test_accuracy),
                 Better::Higher,
-            );
-        }
-        for ((s, x), (_, b)) in g.prune.iter().zip(&base.prune) {
-            check(
-                &format!("accuracy at {:.0}% sparsity", 100.0 * s),
-                Some(x),
-                Some(b),
-                Better::Higher,
-            );
-        }
-        for a in &g.attack {
-            let b = base.attack.iter().find(|b| b.method == a.method);
-            check(
-                &format!("{} flips to crush", a.method),
-                Some(&a.flips),
-                b.map(|b| &b.flips),
-                Better::Higher,
-            );
-        }
-        for d in &g.defended {
-            let b = base.defended.iter().find(|b| b.defense == d.defense);
-            check(
-                &format!("erratic bits with the {} defence", d.defense),
-                Some(&d.erratic_bits),
-                b.map(|b| &b.erratic_bits),
+            ),
+            Comparison::new(
+                "training time (s)",
+                g.train_seconds,
+                Some(base.train_seconds),
                 Better::Lower,
-            );
+            ),
+        ]);
+        let mut comparisons = vec![];
+        for m in REGISTRY {
+            comparisons.extend(m.comparisons(g, base)?);
+            // After the primary measurement's.
+            comparisons.extend(core.take().into_iter().flatten());
         }
-        if let (Some(c), Some(bc)) = (&g.campaign, &base.campaign) {
-            for (x, b) in c.levels.iter().zip(&bc.levels) {
-                check(
-                    &format!("accuracy under {} at level {}", c.fault, x.level),
-                    Some(&x.accuracy),
-                    Some(&b.accuracy),
-                    Better::Higher,
-                );
+        for c in comparisons {
+            let Some(b) = c.baseline else { continue };
+            if let Some(verdict) = judge(&c.value, &b, c.better) {
+                // Accuracies read as the tables print them.
+                let show = |m: &MeanCi| {
+                    if c.what.contains("accuracy") {
+                        m.percent()
+                    } else {
+                        m.to_string()
+                    }
+                };
+                out.push(format!(
+                    "{}: {} is {verdict} {} on {}: {} vs {}.",
+                    g.arch,
+                    g.recipe,
+                    base.recipe,
+                    c.what,
+                    show(&c.value),
+                    show(&b)
+                ));
             }
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -179,7 +117,7 @@ mod tests {
 
     #[test]
     fn notes_print_accuracies_as_the_tables_do() {
-        let notes = not_better(&[group("plain", 0.8566, 100.0), group("hat", 0.8505, 200.0)]);
+        let notes = not_better(&[group("plain", 0.8566, 100.0), group("hat", 0.8505, 200.0)]).unwrap();
         let acc = notes.iter().find(|n| n.contains("clean test accuracy")).unwrap();
         assert!(acc.contains(": 85.05 ± 0.85% vs 85.66 ± 0.86%"), "{acc}");
         let bits = notes.iter().find(|n| n.contains("on erratic bits")).unwrap();

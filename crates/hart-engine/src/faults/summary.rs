@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::bits::field;
 use super::journal::Manifest;
@@ -12,7 +12,7 @@ use super::record::Row;
 use super::stats::wilson;
 use super::verdict::erratic;
 
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Counts {
     pub flips: u64,
     pub erratic_bits: u64,
@@ -22,22 +22,22 @@ pub struct Counts {
     pub erratic_params: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LayerCounts {
     pub layer: String,
     #[serde(flatten)]
     pub counts: Counts,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BitCounts {
     pub bit: u8,
-    pub field: &'static str,
+    pub field: String,
     pub flips: u64,
     pub erratic_bits: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Histogram {
     pub bin_width: f64,
     /// Flips that raised accuracy (RAD < 0).
@@ -46,7 +46,7 @@ pub struct Histogram {
     pub counts: Vec<u64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Estimate {
     pub confidence: f64,
     pub population_flips: u64,
@@ -58,7 +58,7 @@ pub struct Estimate {
 }
 
 /// What sequential verdicts mean for the counts above.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct SequentialCounts {
     pub confidence: f64,
     /// Flips whose verdict the sequential rule settled from part of the
@@ -75,7 +75,7 @@ pub struct SequentialCounts {
     pub mean_samples: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub clean_correct: i64,
     pub total: i64,
@@ -235,7 +235,7 @@ impl<'a> SummaryBuilder<'a> {
                 .filter(|(_, b)| b.0 > 0)
                 .map(|(bit, b)| BitCounts {
                     bit: bit as u8,
-                    field: field(bit as u8),
+                    field: field(bit as u8).to_string(),
                     flips: b.0,
                     erratic_bits: b.1,
                 })

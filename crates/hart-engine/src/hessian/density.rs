@@ -16,7 +16,7 @@ use super::probe::rademacher;
 use crate::error::Result;
 use crate::plot::{self, Figure, LinePlot, Series};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Density {
     /// Eigenvalue grid and the smoothed density on it (integrates to 1).
     pub grid: Vec<f64>,

@@ -30,7 +30,7 @@ pub use trace::{hutchinson, hutchpp, TraceEstimate, TraceOptions};
 
 use crate::error::{HartError, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TraceMethod {
     Hutchinson,

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use serde::ser::SerializeMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{AnalysisConfig, Density, ParamSet, TopEigen, TraceEstimate, TraceMethod};
 
@@ -22,10 +22,32 @@ impl Serialize for Named {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+impl<'de> Deserialize<'de> for Named {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Pairs;
+        impl<'de> serde::de::Visitor<'de> for Pairs {
+            type Value = Named;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of numbers")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Named, A::Error> {
+                let mut out = vec![];
+                // JSON writes a NaN as null.
+                while let Some((k, v)) = m.next_entry::<String, Option<f64>>()? {
+                    out.push((k, v.unwrap_or(f64::NAN)));
+                }
+                Ok(Named(out))
+            }
+        }
+        d.deserialize_map(Pairs)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HessianReport {
     pub method: TraceMethod,
     pub trace: f64,
+    #[serde(deserialize_with = "crate::util::f64_or_nan")]
     pub trace_stderr: f64,
     pub rel_stderr_target: f64,
     pub converged: bool,

@@ -1,0 +1,196 @@
+//! `[defense]`: the `[sweep]` again under each run-time defence (`hart sweep
+//! --defense`), erratic bits per defence, and the HAT paper's synergy claim
+//! (HAT + a defence beats the baseline with it).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::sweep::{sweep_under, Sweep};
+use super::{stats, table_lines, Better, Comparison, Measurement, Table};
+use crate::error::Result;
+use crate::experiment::claims::{describe, reduction, Claim, ClaimContext};
+use crate::experiment::config::{invalid, parse, ExperimentConfig};
+use crate::experiment::report::paired_label;
+use crate::experiment::results::{mean_of, paired_change, per_seed, Group, Row};
+use crate::experiment::run::{Runner, TrainedModel};
+use crate::experiment::stats::MeanCi;
+use crate::faults::{Defense, Summary};
+use crate::report::Report;
+
+/// Defences the `[sweep]` is repeated under (the undefended sweep always runs).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DefenseSettings {
+    /// range, radar or radar:G.
+    pub sweep: Vec<String>,
+}
+
+impl DefenseSettings {
+    pub fn defenses(&self) -> Vec<Defense> {
+        self.sweep.iter().filter_map(|d| d.parse().ok()).collect()
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let key = "defense.sweep";
+        if self.sweep.is_empty() {
+            return Err(invalid(key, "name at least one defence (range, radar or radar:G)"));
+        }
+        let mut seen = vec![];
+        for d in &self.sweep {
+            let parsed: Defense = parse(key, d)?;
+            if parsed == Defense::None {
+                return Err(invalid(key, "\"none\" is the undefended sweep, which always runs"));
+            }
+            if seen.contains(&parsed) {
+                return Err(invalid(key, format!("{parsed} is listed twice")));
+            }
+            seen.push(parsed);
+        }
+        Ok(())
+    }
+}
+
+/// The sweep under one defence on one recipe.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DefendedStats {
+    pub defense: String,
+    pub erratic_bits: MeanCi,
+    pub per_seed: Vec<f64>,
+    /// Relative change against the baseline recipe under the same defence, paired by seed.
+    pub change: Option<MeanCi>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DefenseGroup {
+    /// `[defense]`: erratic bits under each defence.
+    #[serde(default)]
+    pub defended: Vec<DefendedStats>,
+}
+
+/// Per defence, the sweep's summary under it.
+pub type Defended = Vec<(String, Summary)>;
+
+fn erratic_bits(d: &Defended, defense: &str) -> f64 {
+    d.iter()
+        .find(|(n, _)| n == defense)
+        .map_or(f64::NAN, |(_, s)| s.counts.erratic_bits as f64)
+}
+
+/// Erratic bits per recipe, undefended and under each defence; None when no defence ran.
+pub fn defended_table(groups: &[Group]) -> Result<Option<Table>> {
+    let all = super::with_stats::<DefenseSection>(groups)?;
+    if all.iter().all(|(_, s)| s.defended.is_empty()) {
+        return Ok(None);
+    }
+    let header = ["architecture", "recipe", "defence", "erratic bits", "change"];
+    let mut rows = vec![];
+    for (g, s) in &all {
+        let sweep = stats::<Sweep>(g)?;
+        let undefended = ("none".to_string(), sweep.erratic_bits, sweep.erratic_bits_change);
+        let defended = s.defended.iter().map(|d| (d.defense.clone(), d.erratic_bits, d.change));
+        rows.extend(std::iter::once(undefended).chain(defended).map(|(d, bits, c)| {
+            vec![
+                g.arch.clone(),
+                g.recipe.clone(),
+                d,
+                bits.to_string(),
+                paired_label(g, &c),
+            ]
+        }));
+    }
+    Ok(Some((header.map(String::from).to_vec(), rows)))
+}
+
+pub struct DefenseSection;
+
+impl Measurement for DefenseSection {
+    const NAME: &'static str = "defense";
+    type Result = Defended;
+    type Stats = DefenseGroup;
+
+    fn validate(&self, cfg: &ExperimentConfig) -> Result<()> {
+        cfg.defense.as_ref().map_or(Ok(()), DefenseSettings::validate)
+    }
+
+    fn stages(&self, cfg: &ExperimentConfig) -> u64 {
+        cfg.defense.as_ref().map_or(0, |d| d.sweep.len() as u64)
+    }
+
+    fn measure(&self, run: &mut Runner, m: &TrainedModel) -> Result<Defended> {
+        let defenses = run.cfg.defense.as_ref().map(|d| d.defenses()).unwrap_or_default();
+        defenses
+            .into_iter()
+            .map(|d| Ok((d.to_string(), sweep_under(run, m, d)?)))
+            .collect()
+    }
+
+    fn aggregate(&self, rows: &[Row<Defended>], base: &[Row<Defended>], is_base: bool) -> DefenseGroup {
+        let names: Vec<String> = rows
+            .first()
+            .map(|r| r.result.iter().map(|(n, _)| n.clone()).collect())
+            .unwrap_or_default();
+        let defended = names
+            .into_iter()
+            .map(|defense| {
+                let d = defense.as_str();
+                DefendedStats {
+                    erratic_bits: mean_of(rows, |r| erratic_bits(r, d)),
+                    per_seed: per_seed(rows, |r| erratic_bits(r, d)),
+                    change: (!is_base)
+                        .then(|| paired_change(rows, base, |r| erratic_bits(r, d)))
+                        .flatten(),
+                    defense,
+                }
+            })
+            .collect();
+        DefenseGroup { defended }
+    }
+
+    fn comparisons(&self, g: &DefenseGroup, base: &DefenseGroup) -> Vec<Comparison> {
+        g.defended
+            .iter()
+            .map(|d| {
+                let b = base.defended.iter().find(|b| b.defense == d.defense);
+                Comparison::new(
+                    format!("erratic bits with the {} defence", d.defense),
+                    d.erratic_bits,
+                    b.map(|b| b.erratic_bits),
+                    Better::Lower,
+                )
+            })
+            .collect()
+    }
+
+    /// The synergy claim names no size: not reproduced only when the interval excludes any reduction.
+    fn claims(&self, cx: &ClaimContext, _groups: &[Group]) -> Result<Vec<Claim>> {
+        Ok(stats::<Self>(cx.group)?
+            .defended
+            .iter()
+            .map(|d| {
+                cx.claim(
+                    format!(
+                        "{} with the {} defence: fewer erratic bits than the baseline with it",
+                        cx.name, d.defense
+                    ),
+                    describe(&d.change),
+                    cx.resilience(d.change.map(|c| reduction(&c, 0.0))),
+                )
+            })
+            .collect())
+    }
+
+    fn report(&self, r: &mut Report, groups: &[Group], _archs: &[String], _plots: &Path) -> Result<()> {
+        let Some((header, rows)) = defended_table(groups)? else {
+            return Ok(());
+        };
+        r.heading("Erratic bits under each defence");
+        r.paragraph("The sweep again, every faulty word passed through the defence before the forward pass (range: a weight outside its tensor's clean range is set to 0; radar:G: a group of G words whose checksum changed is zeroed, key fixed by the model's seed). Changes are relative to the baseline recipe with the same seed under the same defence; the first row of each recipe is the undefended sweep.");
+        r.table(header, rows);
+        Ok(())
+    }
+
+    fn console(&self, groups: &[Group]) -> Result<Vec<String>> {
+        Ok(defended_table(groups)?.map(|t| table_lines(&t)).unwrap_or_default())
+    }
+}

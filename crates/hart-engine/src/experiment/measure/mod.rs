@@ -1,0 +1,230 @@
+//! The experiment's measurements, one module each.
+//!
+//! A measurement is everything the experiment does with one kind of result:
+//! its config section's validation, its cached stage(s) on every trained
+//! model, its typed per-model result (the type its command writes as
+//! summary.json, read back from the stage cache), its per-recipe statistics,
+//! its report and console sections, its "not better" comparisons and its
+//! claims. The run loop, the progress count, the aggregation, the report and
+//! the claims table iterate over [`REGISTRY`] and name no measurement.
+//!
+//! **Adding a measurement** is one new file here implementing
+//! [`Measurement`] and one line in [`REGISTRY`] (plus, when it has a config
+//! table of its own, its field in [`ExperimentConfig`]); see
+//! docs/architecture.md.
+
+pub mod attack;
+pub mod campaign;
+pub mod compress;
+pub mod defense;
+pub mod hessian;
+pub mod landscape;
+pub mod sweep;
+
+use std::any::Any;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::claims::{Claim, ClaimContext};
+use super::config::ExperimentConfig;
+use super::results::{Group, ModelResults, Row};
+use super::run::{Runner, TrainedModel};
+use super::stats::MeanCi;
+use crate::error::{HartError, Result};
+use crate::report::Report;
+
+/// Every measurement, in the order their stages run and their report
+/// sections, comparisons and claims appear. The first is the primary one
+/// (the sweep): its comparisons and claims come before the accuracy's.
+pub static REGISTRY: &[&dyn Section] = &[
+    &sweep::Sweep,
+    &hessian::Hessian,
+    &compress::Compress,
+    &landscape::Landscape,
+    &attack::AttackSection,
+    &defense::DefenseSection,
+    &campaign::CampaignSection,
+];
+
+/// Which way a quantity improves, for the "not better" statements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Better {
+    Lower,
+    Higher,
+}
+
+/// One quantity of a recipe set against the baseline's (None where the
+/// baseline lacks it): the report states it when the recipe is not better.
+pub struct Comparison {
+    pub what: String,
+    pub value: MeanCi,
+    pub baseline: Option<MeanCi>,
+    pub better: Better,
+}
+
+impl Comparison {
+    pub fn new(what: impl Into<String>, value: MeanCi, baseline: Option<MeanCi>, better: Better) -> Self {
+        Comparison {
+            what: what.into(),
+            value,
+            baseline,
+            better,
+        }
+    }
+}
+
+/// A measurement with its own result and statistics types.
+pub trait Measurement: Sync {
+    /// Internal name: keys the per-model result; never shown to users.
+    const NAME: &'static str;
+    /// One trained model's result, as its stage(s) cache it. A measurement
+    /// whose section is off returns its empty value (None, an empty list).
+    type Result: Send + 'static;
+    /// One recipe's statistics over seeds, flattened into the group's JSON
+    /// (summary.json's `groups`), so its field names are summary.json's keys.
+    type Stats: Serialize + DeserializeOwned;
+
+    /// Checks this measurement's part of the configuration (errors name the key).
+    fn validate(&self, _cfg: &ExperimentConfig) -> Result<()> {
+        Ok(())
+    }
+    /// Cached stages per trained model (0 when the section is off).
+    fn stages(&self, cfg: &ExperimentConfig) -> u64;
+    /// Test images it reads (a prefix of the test split).
+    fn test_images(&self, _cfg: &ExperimentConfig) -> Option<usize> {
+        None
+    }
+    /// Runs (or reads from the cache) its stages on one trained model.
+    fn measure(&self, run: &mut Runner, m: &TrainedModel) -> Result<Self::Result>;
+    /// A recipe's statistics; `base` is the baseline recipe's models (the
+    /// rows themselves for the baseline, with `is_base`).
+    fn aggregate(&self, rows: &[Row<Self::Result>], base: &[Row<Self::Result>], is_base: bool) -> Self::Stats;
+    /// Quantities the "not better" statements compare with the baseline.
+    fn comparisons(&self, _g: &Self::Stats, _base: &Self::Stats) -> Vec<Comparison> {
+        vec![]
+    }
+    /// Claims rows for one Hessian-aware recipe.
+    fn claims(&self, _cx: &ClaimContext, _groups: &[Group]) -> Result<Vec<Claim>> {
+        Ok(vec![])
+    }
+    /// Its sections of report.html / summary.md.
+    fn report(&self, r: &mut Report, groups: &[Group], archs: &[String], plots: &Path) -> Result<()>;
+    /// Lines `hart experiment` prints after the headline table.
+    fn console(&self, _groups: &[Group]) -> Result<Vec<String>> {
+        Ok(vec![])
+    }
+}
+
+/// A measurement's statistics in a group, typed (an error, not a NaN, when
+/// they do not read back).
+pub fn stats<M: Measurement>(g: &Group) -> Result<M::Stats> {
+    serde_json::from_value(Value::Object(g.sections.clone())).map_err(|e| {
+        HartError::Invalid(format!(
+            "{}/{}: the {} statistics do not read back: {e}",
+            g.arch,
+            g.recipe,
+            M::NAME
+        ))
+    })
+}
+
+/// The object-safe face of [`Measurement`] the shared code iterates over;
+/// implemented for every measurement.
+pub trait Section: Sync {
+    fn name(&self) -> &'static str;
+    fn validate(&self, cfg: &ExperimentConfig) -> Result<()>;
+    fn stages(&self, cfg: &ExperimentConfig) -> u64;
+    fn test_images(&self, cfg: &ExperimentConfig) -> Option<usize>;
+    fn measure(&self, run: &mut Runner, m: &TrainedModel) -> Result<Box<dyn Any + Send>>;
+    fn aggregate(&self, rows: &[&ModelResults], base: &[&ModelResults], is_base: bool) -> Result<Map<String, Value>>;
+    fn comparisons(&self, g: &Group, base: &Group) -> Result<Vec<Comparison>>;
+    fn claims(&self, cx: &ClaimContext, groups: &[Group]) -> Result<Vec<Claim>>;
+    fn report(&self, r: &mut Report, groups: &[Group], archs: &[String], plots: &Path) -> Result<()>;
+    fn console(&self, groups: &[Group]) -> Result<Vec<String>>;
+}
+
+/// The rows' results of measurement `M`, paired with their models.
+fn typed<'a, M: Measurement>(rows: &[&'a ModelResults]) -> Result<Vec<Row<'a, M::Result>>> {
+    rows.iter()
+        .map(|r| {
+            let result = r
+                .results
+                .get(M::NAME)
+                .and_then(|b| b.downcast_ref::<M::Result>())
+                .ok_or_else(|| HartError::Invalid(format!("internal: no {} result for {}", M::NAME, r.model.key)))?;
+            Ok(Row {
+                model: &r.model,
+                result,
+            })
+        })
+        .collect()
+}
+
+impl<M: Measurement> Section for M {
+    fn name(&self) -> &'static str {
+        M::NAME
+    }
+    fn validate(&self, cfg: &ExperimentConfig) -> Result<()> {
+        Measurement::validate(self, cfg)
+    }
+    fn stages(&self, cfg: &ExperimentConfig) -> u64 {
+        Measurement::stages(self, cfg)
+    }
+    fn test_images(&self, cfg: &ExperimentConfig) -> Option<usize> {
+        Measurement::test_images(self, cfg)
+    }
+    fn measure(&self, run: &mut Runner, m: &TrainedModel) -> Result<Box<dyn Any + Send>> {
+        Ok(Box::new(Measurement::measure(self, run, m)?))
+    }
+    fn aggregate(&self, rows: &[&ModelResults], base: &[&ModelResults], is_base: bool) -> Result<Map<String, Value>> {
+        let stats = Measurement::aggregate(self, &typed::<M>(rows)?, &typed::<M>(base)?, is_base);
+        match serde_json::to_value(stats).map_err(|e| HartError::Invalid(e.to_string()))? {
+            Value::Object(map) => Ok(map),
+            other => Err(HartError::Invalid(format!(
+                "internal: {} statistics are not a JSON object: {other}",
+                M::NAME
+            ))),
+        }
+    }
+    fn comparisons(&self, g: &Group, base: &Group) -> Result<Vec<Comparison>> {
+        Ok(Measurement::comparisons(self, &stats::<M>(g)?, &stats::<M>(base)?))
+    }
+    fn claims(&self, cx: &ClaimContext, groups: &[Group]) -> Result<Vec<Claim>> {
+        Measurement::claims(self, cx, groups)
+    }
+    fn report(&self, r: &mut Report, groups: &[Group], archs: &[String], plots: &Path) -> Result<()> {
+        Measurement::report(self, r, groups, archs, plots)
+    }
+    fn console(&self, groups: &[Group]) -> Result<Vec<String>> {
+        Measurement::console(self, groups)
+    }
+}
+
+/// Each group's statistics of `M`, beside the group (for report sections).
+pub fn with_stats<'a, M: Measurement>(groups: &'a [Group]) -> Result<Vec<(&'a Group, M::Stats)>> {
+    groups.iter().map(|g| Ok((g, stats::<M>(g)?))).collect()
+}
+
+/// A table's header and rows; the console and the report print the same ones.
+pub type Table = (Vec<String>, Vec<Vec<String>>);
+
+/// A table as console lines, in columns as wide as their widest cell, after a blank line.
+pub fn table_lines((header, rows): &Table) -> Vec<String> {
+    let width = |i: usize| {
+        rows.iter()
+            .chain([header])
+            .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..header.len()).map(width).collect();
+    let mut out = vec![String::new()];
+    for row in [header].into_iter().chain(rows) {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, &w)| format!("{c:<w$}")).collect();
+        out.push(cells.join("  ").trim_end().to_string());
+    }
+    out
+}
