@@ -21,6 +21,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -115,20 +116,24 @@ class Check:
         self.runs += 1
         log = self.logs / f"{self.runs:02d}-{name}.log"
         started = time.monotonic()
+        # Its own process group, so a timeout also ends what it started (bench's Python loop),
+        # which would otherwise hold the output pipes open.
+        p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=self.env, cwd=ROOT, start_new_session=True)
         try:
-            p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=limit,
-                               env=self.env, cwd=ROOT)
-        except subprocess.TimeoutExpired as e:
-            out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-            log.write_text(f"$ {' '.join(map(str, cmd))}\n{out}\n(timed out after {limit:.0f}s)\n")
+            stdout, stderr = p.communicate(timeout=limit)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            stdout, _ = p.communicate()
+            log.write_text(f"$ {' '.join(map(str, cmd))}\n{stdout}\n(timed out after {limit:.0f}s)\n")
             raise StepError(f"{name}: timed out after {limit:.0f}s (log {log.name})") from None
         log.write_text(f"$ {' '.join(map(str, cmd))}\n# {time.monotonic() - started:.1f}s, exit {p.returncode}\n"
-                       f"{p.stdout}\n--- stderr\n{p.stderr}")
-        self.last_stderr = p.stderr
+                       f"{stdout}\n--- stderr\n{stderr}")
+        self.last_stderr = stderr
         if p.returncode != 0:
-            lines = [l for l in (p.stderr + p.stdout).splitlines() if l.strip()]
+            lines = [l for l in (stderr + stdout).splitlines() if l.strip()]
             raise StepError(f"{name}: exit {p.returncode}: {lines[-1] if lines else ''} (log {log.name})")
-        return p.stdout
+        return stdout
 
     def json_out(self, cmd, name):
         """The JSON document a command prints last (after any progress lines)."""
