@@ -188,6 +188,7 @@ def step_env(c):
              "             count=torch.cuda.device_count())\n"
              "print(json.dumps(d))\n")
     info = json.loads(c.run([sys.executable, "-c", probe], "torch-probe"))
+    c.report_env = info
     lib = os.environ.get("HART_TORCH_LIB", "")
     missing = []
     for binary in [c.hart()] + [c.bundle / "bin" / t for t, _ in CUDA_TESTS]:
@@ -208,7 +209,6 @@ def step_env(c):
                 missing.append(f"{binary.name}: {so} {line.strip() or 'not linked'}")
     if missing:
         raise StepError(f"libtorch not resolved from {lib}: {missing[0]}")
-    c.report_env = info
     figure = f"torch {info['torch']}, libtorch from {lib}"
     if not c.dry:
         if not info["cuda"]:
@@ -465,7 +465,7 @@ def step_exponent_sample(c):
         "erratic_fraction": erratic, "images": s["sample_images"],
     }
     fig = (f"{len(runs)} samples of {elements} elements × 8 bits on {s['sample_images']} images "
-           f"(clean {100 * accuracy:.1f}%): {1 / mean:,.0f} flips/s; the exhaustive exponent sweep "
+           f"(clean {100 * accuracy:.1f}%): {1 / mean:,.{0 if mean < 0.01 else 2}f} flips/s; the exhaustive exponent sweep "
            f"({population:,} flips) would take {days(mean):.2f} days (95% CI {days(max(mean - half, 0)):.2f}-"
            f"{days(mean + half):.2f}) on {c.gpu}")
     if s["sample_params"]:
@@ -553,7 +553,7 @@ def check(args):
     lines = [f"# GPU check ({report['mode']}), {report['date']}", "",
              f"{c.report_env.get('gpu', 'no GPU')}; torch {c.report_env.get('torch', '?')}; "
              f"{total:.0f} s in all" + (f"; GPU memory in use {watch.start_mib:.0f} MiB before, "
-                                        f"{watch.peak_mib:.0f} MiB at the peak" if watch.peak_mib else "") + ".",
+                                        f"{watch.peak_mib:.0f} MiB at the peak" if watch.peak_mib and watch.start_mib is not None else "") + ".",
              "", "| step | verdict | seconds | figure |", "|---|---|---|---|"]
     lines += [f"| {r['step']} | {r['verdict']} | {r['seconds']} | {r['figure'].replace('|', '/')} |"
               for r in results]
