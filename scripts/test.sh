@@ -12,6 +12,8 @@ cargo fmt --all -- --check
 cargo clippy --release --locked --workspace --all-targets -q -- -D warnings
 # No new panicking tch call in the library without a reason (and the check itself can fail).
 .venv/bin/python scripts/check_tch_calls.py --self-test
+# Layers import only downward and no two files import each other (docs/architecture.md).
+.venv/bin/python scripts/check_layers.py --self-test
 cargo test --release --locked --workspace
 # The GPU check (docs/gpu.md) without a GPU: stage the bundle a GPU machine carries, then run
 # every step of it on the CPU with tiny sizes, so the script a lent GPU runs once is proven here.

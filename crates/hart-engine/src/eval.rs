@@ -5,8 +5,8 @@ use tch::{Device, Kind, Tensor};
 
 use crate::data::Dataset;
 use crate::error::{HartError, Result};
+use crate::loss::cross_entropy;
 use crate::model::{Mode, Model};
-use crate::train::regularizer::cross_entropy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct EvalResult {

@@ -10,9 +10,12 @@ pub mod experiment;
 pub mod faults;
 pub mod hessian;
 pub mod landscape;
+pub mod loss;
 pub mod model;
+pub mod outdir;
 pub mod plot;
 pub mod report;
+pub mod stats;
 pub mod train;
 pub mod util;
 

@@ -154,3 +154,20 @@ fn non_torchscript_files_give_a_one_line_error() {
         "error does not point to the state-dict route: {err}"
     );
 }
+
+/// Ranger clamps graph activations a TorchScript module does not expose:
+/// refused in one line, from the profile and from the protection alike.
+#[test]
+fn ranger_is_refused_on_torchscript() {
+    let f = fixtures();
+    let model = load_script(&f.dir.path().join("scripted.pt"));
+    let data = common::dataset(&model, 4, 3, 16, 1);
+    let e = hart::faults::ranger::profile(&model, &data, 4).unwrap_err().to_string();
+    assert!(e.contains("TorchScript") && !e.contains('\n'), "{e}");
+    let bounds = hart::faults::ranger::Bounds {
+        profile_images: 1,
+        layers: vec![],
+    };
+    let e = hart::faults::ranger::protect(model, &bounds).err().unwrap().to_string();
+    assert!(e.contains("TorchScript"), "{e}");
+}

@@ -8,9 +8,10 @@ use anyhow::Result;
 use clap::Args;
 use hart::attack::{output, Attack, AttackConfig, Method};
 use hart::data::Split;
-use hart::faults::{Defense, Storage};
+use hart::faults::ranger::DefenseChoice;
+use hart::faults::Storage;
 
-use super::common::{parse_device, progress_bar, DataArgs, ModelArgs};
+use super::common::{self, parse_device, progress_bar, DataArgs, ModelArgs, RangerArgs};
 
 #[derive(Args, Debug)]
 pub struct AttackArgs {
@@ -43,9 +44,11 @@ pub struct AttackArgs {
     pub trials: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// none, range (the attack then only considers flips that stay in range) or radar[:G] (not adaptive).
+    /// none, range (the attack then only considers flips that stay in range), radar[:G] (not adaptive) or ranger (activations clamped to their range on --profile-limit training images; the attack's gradients see the clamps).
     #[arg(long, default_value = "none")]
-    pub defense: Defense,
+    pub defense: DefenseChoice,
+    #[command(flatten)]
+    pub ranger: RangerArgs,
     #[arg(long, default_value_t = 1000)]
     pub batch_size: usize,
     #[arg(long, default_value = "cpu")]
@@ -58,6 +61,7 @@ pub struct AttackArgs {
 }
 
 pub fn run(a: AttackArgs) -> Result<()> {
+    let _out = common::hold_out(&a.out, hart::faults::Shard::WHOLE)?;
     let device = parse_device(&a.device)?;
     let n = a.data.limit.unwrap_or(128);
     let train = DataArgs {
@@ -71,11 +75,12 @@ pub fn run(a: AttackArgs) -> Result<()> {
     }
     .load(Split::Test)?;
     let model = a.model.load(&eval, device)?;
+    let (model, defense) = a.ranger.defend(a.defense, model, &a.data, &a.out, a.batch_size)?;
     let cfg = AttackConfig {
         method: a.method,
         storage: a.storage,
         per_channel: a.per_channel,
-        defense: a.defense,
+        defense,
         max_flips: a.max_flips,
         target: a.target_accuracy,
         top_k: a.top_k,
@@ -118,6 +123,9 @@ pub fn run(a: AttackArgs) -> Result<()> {
         summary.storage,
         summary.defense
     );
+    if let Some(r) = &summary.ranger {
+        println!("{}", common::ranger_line(summary.clean_accuracy, r));
+    }
     println!(
         "\n{:>5} {:>7} {:>7} {:>10} {:>8} {:>9}",
         "trial", "method", "flips", "accuracy", "reached", "detected"

@@ -11,9 +11,10 @@ use hart::campaign::model::parse_levels;
 use hart::campaign::run::Summary;
 use hart::campaign::{plot, prepare, replay, sbatch, CampaignConfig, FaultModel, LevelStats};
 use hart::data::Split;
-use hart::faults::{Defense, Format, Scope, Shard, Storage};
+use hart::faults::ranger::DefenseChoice;
+use hart::faults::{Format, Scope, Shard, Storage};
 
-use super::common::{self, parse_device, parse_scope, progress_bar, DataArgs, ModelArgs, ShardArgs};
+use super::common::{self, parse_device, parse_scope, progress_bar, DataArgs, ModelArgs, RangerArgs, ShardArgs};
 
 #[derive(Args, Debug)]
 pub struct CampaignArgs {
@@ -35,9 +36,11 @@ pub struct CampaignArgs {
     /// Gaussian σ from each output channel's max|W| rather than the tensor's; integer storage: one scale per output channel.
     #[arg(long)]
     pub per_channel: bool,
-    /// Bit faults: none, range or radar[:G], applied to the faulty stored words (as `hart sweep --defense`; RADAR's key is fixed by --seed).
+    /// Bit faults: none, range or radar[:G], applied to the faulty stored words (as `hart sweep --defense`; RADAR's key is fixed by --seed); any fault: ranger (activations clamped to their range on --profile-limit training images).
     #[arg(long, default_value = "none")]
-    pub defense: Defense,
+    pub defense: DefenseChoice,
+    #[command(flatten)]
+    pub ranger: RangerArgs,
     /// Random trials per level.
     #[arg(long, default_value_t = 100)]
     pub trials: u64,
@@ -99,9 +102,11 @@ pub fn run(a: CampaignArgs) -> Result<()> {
     if let Some(file) = &a.sharding.emit_sbatch {
         return emit_sbatch(&a, file);
     }
+    let _out = common::hold_out(&a.out, shard)?;
     let device = parse_device(&a.device)?;
     let data = a.data.load(a.split)?;
     let model = a.model.load(&data, device)?;
+    let (model, defense) = a.ranger.defend(a.defense, model, &a.data, &a.out, a.batch_size)?;
     let mut done = vec![];
     let started = Instant::now();
     for &storage in &storages {
@@ -125,7 +130,7 @@ pub fn run(a: CampaignArgs) -> Result<()> {
             params: a.params.clone(),
             per_channel: a.per_channel,
             storage,
-            defense: a.defense,
+            defense,
             threshold: a.threshold,
             confidence: a.confidence,
             batch: a.batch_size,
@@ -222,6 +227,9 @@ pub fn print_summary(s: &Summary) {
         s.weights,
         s.trials
     );
+    if let Some(r) = &s.ranger {
+        println!("{}", common::ranger_line(s.clean_accuracy, r));
+    }
     let conf = format!("{:.0}% CI", 100.0 * s.confidence);
     println!(
         "\n{:>10} {:>9} {:>8} {:>9} {:>17} {:>24} {:>12} {:>12}",

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hart::data::{self, DataSpec, Dataset, Split};
+use hart::faults::ranger::{self, DefenseChoice};
+use hart::faults::Defense;
 use hart::model::{LoadOptions, Model, ModelInfo, Normalization};
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::Device;
@@ -121,6 +123,13 @@ pub fn parse_device(s: &str) -> Result<Device> {
     Ok(device)
 }
 
+/// Holds `--out` for this run of a resumable command, taken before any work
+/// so that a second run on the same directory is refused at once; dropping
+/// it (on success or error) releases the directory.
+pub fn hold_out(out: &std::path::Path, shard: hart::faults::Shard) -> Result<hart::outdir::OutDirLock> {
+    Ok(hart::outdir::OutDirLock::acquire(out, shard.index, shard.count)?)
+}
+
 pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     let style = ProgressStyle::with_template(&format!(
@@ -200,4 +209,65 @@ pub fn parse_scope(s: &str) -> Result<hart::faults::Scope, String> {
         "conv" => Ok(hart::faults::Scope::Conv),
         _ => Err(format!("unknown scope {s:?} (all, params or conv)")),
     }
+}
+
+/// `--defense ranger`'s profile (`hart sweep`, `attack`, `campaign`).
+#[derive(Args, Debug, Clone)]
+pub struct RangerArgs {
+    /// --defense ranger: each activation's bounds are its [min, max] over the first N training images.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub profile_limit: usize,
+}
+
+impl RangerArgs {
+    /// The model the run measures and the word-level defence left to the
+    /// engine. Under `ranger` the bounds are profiled on the first
+    /// --profile-limit training images of `data`'s dataset, written to
+    /// `out/ranger.json` and built into the model's graph.
+    pub fn defend(
+        &self,
+        choice: DefenseChoice,
+        model: Model,
+        data: &DataArgs,
+        out: &std::path::Path,
+        batch: usize,
+    ) -> Result<(Model, Defense)> {
+        if let DefenseChoice::Words(d) = choice {
+            return Ok((model, d));
+        }
+        if self.profile_limit == 0 {
+            bail!("--profile-limit must be at least 1");
+        }
+        if model.graph().is_none() {
+            bail!(
+                "--defense ranger needs a graph model (zoo or ONNX): a TorchScript model's activations are not visible"
+            );
+        }
+        let profile = DataArgs {
+            limit: Some(self.profile_limit),
+            ..data.clone()
+        }
+        .load(Split::Train)?;
+        let bounds = ranger::profile(&model, &profile, batch)?;
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        let path = out.join("ranger.json");
+        write_json(&path, &bounds)?;
+        println!(
+            "ranger: {} activations clamped to their range on {} training images ({})",
+            bounds.layers.len(),
+            bounds.profile_images,
+            path.display()
+        );
+        Ok((ranger::protect(model, &bounds)?, Defense::None))
+    }
+}
+
+/// The clean accuracy line of a run under Ranger: defended beside undefended.
+pub fn ranger_line(clean_accuracy: f64, r: &ranger::Report) -> String {
+    format!(
+        "clean accuracy {:.2}% under ranger's bounds ({} activations), {:.2}% without them",
+        100.0 * clean_accuracy,
+        r.activations,
+        100.0 * r.undefended_accuracy
+    )
 }

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use hart::experiment::{self, cache::Outcome, ExperimentConfig};
 
-use super::common::{parse_device, progress_bar};
+use super::common::{self, parse_device, progress_bar};
 
 #[derive(Args, Debug)]
 pub struct ExperimentArgs {
@@ -28,6 +28,7 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
 pub fn execute(cfg: &ExperimentConfig, out: &Path, device: &str) -> Result<()> {
     let device = parse_device(device)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let _out = common::hold_out(out, hart::faults::Shard::WHOLE)?;
     let bar = progress_bar(0, "experiment");
     let result = experiment::run(cfg, out, device, bar.clone());
     bar.finish_and_clear();

@@ -7,12 +7,13 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use hart::data::Split;
+use hart::faults::{Scope, Storage};
 use hart::hessian::gauss_newton::gauss_newton_trace;
 use hart::hessian::{
     analyze_with_trace, data_hessian, AnalysisConfig, LayerSelection, ParamSet, TraceMethod, TraceOptions,
 };
 use hart::train::regularizer::{Reading, Selective};
-use hart::train::{HessianMethod, RegularizerConfig, RegularizerKind};
+use hart::train::{HessianMethod, NoiseKind, RegularizerConfig, RegularizerKind};
 
 use super::common::{parse_device, progress_bar, write_json, DataArgs, ModelArgs};
 
@@ -162,7 +163,9 @@ pub fn run(a: HessianArgs) -> Result<()> {
 /// `hart train` flags selecting and tuning the regulariser.
 #[derive(Args, Debug, Clone)]
 pub struct RegularizerArgs {
-    /// none, hessian (HAT: CE + λ·Tr(H)), sam (SAM/ASAM) or fd-hessian (finite-difference trace penalty).
+    /// none, hessian (HAT: CE + λ·Tr(H)), sam (SAM/ASAM), fd-hessian (finite-difference trace
+    /// penalty), noise (Gaussian weight noise in every training forward pass) or randbet (random bit
+    /// error training on integer codes); see docs/hessian.md and docs/hardening.md.
     #[arg(long, default_value = "none")]
     pub regularizer: String,
     /// λ, the weight of the trace penalty.
@@ -218,6 +221,34 @@ pub struct RegularizerArgs {
     /// Finite-difference step σ of fd-hessian.
     #[arg(long, default_value_t = 0.01)]
     pub fd_sigma: f64,
+    /// η of noise: each forward pass adds N(0, (η·max|W|)²) per tensor (additive) or
+    /// multiplies by 1 + η·N(0, 1) (relative).
+    #[arg(long, default_value_t = 0.05, allow_hyphen_values = true)]
+    pub noise_std: f64,
+    /// additive (σ = η·max|W| per tensor, as `hart campaign --fault gaussian`) or relative (σ = η·|w|).
+    #[arg(long, default_value = "additive")]
+    pub noise_kind: String,
+    /// Tensors noise perturbs and randbet hits, as in `hart campaign`: all, params or conv
+    /// (trainable tensors only; randbet only the integer-stored weights of rank ≥ 2).
+    #[arg(long, default_value = "all", value_parser = super::common::parse_scope)]
+    pub scope: Scope,
+    /// Only tensors whose full name matches this regular expression (noise, randbet).
+    #[arg(long)]
+    pub params: Option<String>,
+    /// Integer codes randbet trains on: int8 or int4 (the symmetric per-tensor codes of `hart quantize`).
+    #[arg(long, default_value = "int8")]
+    pub storage: String,
+    /// randbet's bit-error rate p: each step, every stored bit of the chosen weights flips with
+    /// probability p for the second of the two averaged losses.
+    #[arg(long, default_value_t = 0.01, allow_hyphen_values = true)]
+    pub bit_error_rate: f64,
+    /// Clamp every weight tensor (rank ≥ 2) to [−W, W] before training and after each update,
+    /// with any --regularizer or alone.
+    #[arg(long, value_name = "W", allow_hyphen_values = true)]
+    pub clip_weights: Option<f64>,
+    /// --clip-weights W bounds each tensor by W·max|W₀| (W₀: its weights when training starts).
+    #[arg(long)]
+    pub clip_relative: bool,
 }
 
 // Enumerations are parsed here rather than by clap so a bad value ends in one
@@ -242,6 +273,17 @@ impl RegularizerArgs {
             sam_rho: self.sam_rho,
             sam_adaptive: self.asam,
             fd_sigma: self.fd_sigma,
+            noise_std: self.noise_std,
+            noise_kind: self.noise_kind.parse::<NoiseKind>()?,
+            scope: self.scope,
+            params: self.params.clone(),
+            storage: self
+                .storage
+                .parse::<Storage>()
+                .map_err(|e| anyhow::anyhow!("--storage: {e}"))?,
+            bit_error_rate: self.bit_error_rate,
+            clip_weights: self.clip_weights,
+            clip_relative: self.clip_relative,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -15,7 +15,9 @@ use hart::faults::{
     SweepConfig, VerdictMode,
 };
 
-use super::common::{self, parse_device, parse_scope, progress_bar, DataArgs, ModelArgs, ShardArgs};
+use hart::faults::ranger::{DefenseChoice, Report};
+
+use super::common::{self, parse_device, parse_scope, progress_bar, DataArgs, ModelArgs, RangerArgs, ShardArgs};
 
 #[derive(Args, Debug)]
 pub struct SweepArgs {
@@ -87,9 +89,11 @@ pub struct SweepArgs {
     /// Integer storage: one scale per output channel instead of per tensor.
     #[arg(long)]
     pub per_channel: bool,
-    /// none, range (zero weights outside their tensor's clean [min, max]) or radar[:G] (RADAR checksums over interleaved groups of G, default 16; the key is fixed by --seed).
+    /// none, range (zero weights outside their tensor's clean [min, max]), radar[:G] (RADAR checksums over interleaved groups of G, default 16; the key is fixed by --seed) or ranger (every ReLU/clip/sigmoid/tanh output clamped to its range on --profile-limit training images; zoo and ONNX models).
     #[arg(long, default_value = "none")]
-    pub defense: Defense,
+    pub defense: DefenseChoice,
+    #[command(flatten)]
+    pub ranger: RangerArgs,
 }
 
 pub fn run(a: SweepArgs) -> Result<()> {
@@ -97,11 +101,12 @@ pub fn run(a: SweepArgs) -> Result<()> {
     if let Some(file) = &a.sharding.emit_sbatch {
         return emit_sbatch(&a, file);
     }
+    let _out = common::hold_out(&a.out, shard)?;
     let confidence = a.confidence.unwrap_or(match a.verdict {
         VerdictMode::Exact => 0.95,
         VerdictMode::Sequential => 0.999,
     });
-    let cfg = SweepConfig {
+    let mut cfg = SweepConfig {
         bits: BitSet::parse(&a.bits)?,
         scope: a.scope,
         params: a.params.clone(),
@@ -117,7 +122,7 @@ pub fn run(a: SweepArgs) -> Result<()> {
         jobs: a.jobs.map(|j| j as usize),
         storage: a.storage,
         per_channel: a.per_channel,
-        defense: a.defense,
+        defense: Defense::None,
         seed: a.seed,
         nan_policy: a.nan_policy,
         ..SweepConfig::new()
@@ -130,6 +135,8 @@ pub fn run(a: SweepArgs) -> Result<()> {
     let device = parse_device(&a.device)?;
     let data = a.data.load(a.split)?;
     let model = a.model.load(&data, device)?;
+    let (model, defense) = a.ranger.defend(a.defense, model, &a.data, &a.out, a.batch_size)?;
+    cfg.defense = defense;
     let sw = prepare(&model, &data, &cfg)?;
     if let Some(m) = a.margin {
         let n = leveugle_sample_size(sw.space.population(), m, confidence);
@@ -244,6 +251,13 @@ pub fn print_summary(s: &Summary) {
         s.counts.params,
         s.early_exit_rows
     );
+    if let Some(r) = s
+        .config
+        .get("ranger")
+        .and_then(|v| serde_json::from_value::<Report>(v.clone()).ok())
+    {
+        println!("{}", common::ranger_line(s.clean_accuracy, &r));
+    }
     if let Some(q) = &s.sequential {
         println!(
             "sequential verdicts at {}% confidence: {} flips settled from part of their samples (at most {:.2} wrong verdicts expected), {} stopped surely, {} run to the end; {:.1} of {} samples per flip",

@@ -183,6 +183,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
             100.0 * e.accuracy,
             e.seconds
         );
+        if let (Some(errors), Some(bits), Some(loss)) = (e.bit_errors, e.stored_bits, e.perturbed_loss) {
+            let steps = e.penalty_evaluated.unwrap_or(0).max(1);
+            println!(
+                "           {errors} bit errors over {steps} steps of {bits} stored bits (rate {:.3e}); loss at the errors {loss:.4}",
+                errors as f64 / (steps as f64 * bits.max(1) as f64)
+            );
+        }
         if let (Some(t), Some(n), Some(f)) = (e.trace_estimate, e.penalty_evaluated, e.penalty_fired) {
             println!("           minibatch Tr(H) estimate {t:.4e}, penalty fired on {f} of {n} evaluated steps");
         }

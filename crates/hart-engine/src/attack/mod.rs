@@ -111,6 +111,8 @@ pub struct Attack<'a> {
     pub inject: Injector,
     pub cfg: AttackConfig,
     pub clean_accuracy: f64,
+    /// Ranger's bounds and the clean accuracy without them, when the model carries them.
+    pub ranger: Option<crate::faults::ranger::Report>,
     pub target: f64,
     /// Stored tensors the attack flips: the weights (the int-stored rule, whatever the storage).
     pub layers: Vec<usize>,
@@ -160,6 +162,7 @@ impl<'a> Attack<'a> {
         }
         let device = model.device();
         let clean_accuracy = evaluate(model, eval, cfg.batch, device)?.accuracy;
+        let ranger = crate::faults::ranger::report(model, eval, cfg.batch, crate::eval::NanPolicy::Wrong)?;
         let target = cfg.target.unwrap_or(1.0 / eval.num_classes.max(1) as f64 + 0.01);
         Ok(Attack {
             model,
@@ -168,6 +171,7 @@ impl<'a> Attack<'a> {
             inject,
             cfg,
             clean_accuracy,
+            ranger,
             target,
             layers,
             device,

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Attack, Method, Trial};
 use crate::error::{HartError, Result};
-use crate::experiment::stats::{mean_ci, MeanCi};
 use crate::plot::{save, Figure, LinePlot, Series, SeriesLabelPosition};
+use crate::stats::{mean_ci, MeanCi};
 use crate::util::write_atomic;
 
 /// What `--json` prints and summary.json holds.
@@ -18,6 +18,9 @@ pub struct Summary {
     pub storage: String,
     pub defense: String,
     pub clean_accuracy: f64,
+    /// Under Ranger: its bounds and the clean accuracy without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranger: Option<crate::faults::ranger::Report>,
     pub target_accuracy: f64,
     pub trials: Vec<TrialSummary>,
     /// Flips to reach the target over the method's trials (all trials, reached or not).
@@ -64,8 +67,9 @@ pub fn summarize(attack: &Attack, trials: &[Trial]) -> Summary {
     Summary {
         method: attack.cfg.method,
         storage: attack.cfg.storage.to_string(),
-        defense: attack.cfg.defense.to_string(),
+        defense: crate::faults::ranger::label(attack.cfg.defense, attack.ranger.as_ref()),
         clean_accuracy: attack.clean_accuracy,
+        ranger: attack.ranger.clone(),
         target_accuracy: attack.target,
         trials: main,
         mean_flips: mean,
@@ -128,7 +132,8 @@ fn plot(dir: &Path, attack: &Attack, trials: &[Trial]) -> Result<()> {
         Figure::new(
             format!(
                 "accuracy against bit flips ({} storage, defense {})",
-                attack.cfg.storage, attack.cfg.defense
+                attack.cfg.storage,
+                crate::faults::ranger::label(attack.cfg.defense, attack.ranger.as_ref())
             ),
             "flips",
             "accuracy on the evaluation slice (%)",

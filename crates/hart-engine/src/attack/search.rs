@@ -11,6 +11,7 @@ use crate::error::{HartError, Result};
 use crate::faults::bits::read_elements;
 use crate::faults::inject::{BitFault, BitOp};
 use crate::faults::storage::flip_word;
+use crate::loss::cross_entropy;
 use crate::model::Mode;
 
 /// Cross-entropy of the model as it is on (x, y); a NaN loss (NaN logits)
@@ -20,10 +21,6 @@ fn loss(attack: &Attack, x: &Tensor, y: &Tensor) -> Result<f64> {
         Ok(cross_entropy(&attack.model.forward(x, Mode::Eval)?, y)?.f_double_value(&[])?)
     })?;
     Ok(if l.is_nan() { f64::INFINITY } else { l })
-}
-
-fn cross_entropy(logits: &Tensor, y: &Tensor) -> Result<Tensor> {
-    Ok(logits.f_cross_entropy_loss::<Tensor>(y, None, tch::Reduction::Mean, -100, 0.0)?)
 }
 
 /// Gradients of the attack-batch loss with respect to each attacked tensor, flat.

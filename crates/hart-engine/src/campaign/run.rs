@@ -22,6 +22,7 @@ use crate::faults::clean::{clean_pass, Clean, STORE_BYTES};
 use crate::faults::hash::{bytes_hash, data_hash, model_hash};
 use crate::faults::inject::Injector;
 use crate::faults::journal::Hashes;
+use crate::faults::ranger::{self, Report};
 use crate::faults::space::{select_targets, Scope, Target};
 use crate::faults::sweep::float_tensors;
 use crate::faults::verdict::rad;
@@ -109,6 +110,8 @@ pub struct Campaign<'a> {
     pub stored_of: Vec<usize>,
     pub cfg: CampaignConfig,
     pub manifest: Manifest,
+    /// Ranger's bounds, when the model carries them.
+    pub ranger: Option<Report>,
     /// Integer storage quantizes the model in place; this puts it back on drop.
     _restore: Option<Snapshot>,
 }
@@ -162,7 +165,8 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &CampaignConfig) ->
         .collect();
     let bits = StoredBits::new(&numel, &widths);
     let clean = clean_pass(model, data, cfg.batch, model.device(), STORE_BYTES)?;
-    let config = serde_json::json!({
+    let ranger = ranger::report(model, data, cfg.batch, crate::eval::NanPolicy::Wrong)?;
+    let mut config = serde_json::json!({
         "fault": cfg.fault,
         "levels": cfg.levels,
         "trials": cfg.trials,
@@ -175,6 +179,10 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &CampaignConfig) ->
         "threshold": cfg.threshold,
         "batch_size": cfg.batch,
     });
+    // Only present under Ranger, so campaigns begun before it resume.
+    if let Some(r) = &ranger {
+        config["ranger"] = serde_json::json!(r);
+    }
     let manifest = Manifest {
         version: VERSION,
         hashes: Hashes {
@@ -199,6 +207,7 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &CampaignConfig) ->
         stored_of,
         cfg: cfg.clone(),
         manifest,
+        ranger,
         _restore: restore,
     };
     c.manifest.units = c.units().len();
@@ -364,7 +373,8 @@ impl Campaign<'_> {
         let summary = Summary {
             fault: self.cfg.fault,
             storage: self.cfg.storage,
-            defense: self.cfg.defense.to_string(),
+            defense: ranger::label(self.cfg.defense, self.ranger.as_ref()),
+            ranger: self.ranger.clone(),
             clean_accuracy: self.clean.correct_count as f64 / self.manifest.total as f64,
             clean_correct: self.clean.correct_count,
             total: self.manifest.total,
@@ -387,6 +397,9 @@ pub struct Summary {
     pub fault: FaultModel,
     pub storage: Storage,
     pub defense: String,
+    /// Under Ranger: its bounds and the clean accuracy without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranger: Option<Report>,
     pub clean_accuracy: f64,
     pub clean_correct: i64,
     pub total: i64,

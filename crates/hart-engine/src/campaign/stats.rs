@@ -125,7 +125,7 @@ pub fn level_stats(level: f64, trials: &[Trial], expected_faults: f64, threshold
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::experiment::stats::t975;
+    use crate::stats::t975;
 
     #[test]
     fn t_matches_the_table_and_known_quantiles() {

@@ -2,10 +2,8 @@
 //! comparisons with the baseline: reproduced, not reproduced, or
 //! inconclusive when the 95% interval cannot tell.
 
-use super::measure::REGISTRY;
 use super::results::Group;
-use super::stats::MeanCi;
-use crate::error::Result;
+use crate::stats::MeanCi;
 
 pub const EXPLANATION: &str = "Each claim of the HAT paper is judged per architecture and Hessian-aware recipe from per-seed paired comparisons with the baseline recipe (the same seed trained both ways). A reduction claim is reproduced when the 95% interval of the relative change lies below 0, not reproduced when the interval excludes a reduction as large as the paper's smallest, and inconclusive otherwise. An increase claim (flips the bit-flip attack needs to crush the model) is judged the same way with the signs reversed: reproduced when the interval lies above 0, not reproduced when it excludes an increase as large as the paper's smallest (2×, +100%); a trial that never reached the target counts its budget, a lower bound, so a verdict such bounds could overturn (not reproduced with the Hessian-aware recipe's trials cut off, reproduced with the baseline's) is inconclusive. The synergy claim (fewer erratic bits than the baseline under the same defence) names no size: it is not reproduced only when the interval excludes any reduction. Accuracy is compared as a difference in points; SAM is compared with the same recipe's change. Resilience is compared only at matched accuracy: when a recipe's accuracy is significantly more than a point below the baseline's, its resilience claims read \"not comparable\" (a collapsed model has few erratic bits because it has nothing left to lose).";
 
@@ -135,37 +133,6 @@ impl ClaimContext<'_> {
     }
 }
 
-/// One row per (architecture, Hessian-aware recipe, claim): the primary
-/// measurement's claims, the accuracy claim, then every other measurement's.
-pub fn table(groups: &[Group]) -> Result<Vec<Claim>> {
-    let mut out = vec![];
-    for g in groups.iter().filter(|g| !g.baseline && g.regularizer == "hessian") {
-        let accuracy = g.accuracy_diff.map(|d| within(&d, 0.01));
-        let cx = ClaimContext {
-            group: g,
-            base: groups.iter().find(|b| b.baseline && b.arch == g.arch),
-            name: match g.lambda {
-                Some(l) => format!("{} (λ = {l})", g.recipe),
-                None => g.recipe.clone(),
-            },
-            collapsed: accuracy == Some(Verdict::NotReproduced),
-        };
-        let (primary, rest) = REGISTRY.split_first().map_or((None, &[][..]), |(p, r)| (Some(p), r));
-        if let Some(p) = primary {
-            out.extend(p.claims(&cx, groups)?);
-        }
-        out.push(cx.claim(
-            format!("{}: test accuracy within 1 point", cx.name),
-            g.accuracy_diff.map_or("—".into(), |d| d.points()),
-            accuracy,
-        ));
-        for m in rest {
-            out.extend(m.claims(&cx, groups)?);
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,33 +176,5 @@ mod tests {
         // SAM −12 ± 2 % beats HAT's −10 %: claim fails.
         assert_eq!(sam_no_better(&m(-0.12, 0.02), &m(-0.10, 0.02)), Verdict::NotReproduced);
         assert_eq!(sam_no_better(&m(-0.05, 0.08), &m(-0.04, 0.08)), Verdict::Inconclusive);
-    }
-
-    fn hat(accuracy_diff: f64, change: f64) -> Group {
-        let ci = |mean: f64| serde_json::json!({"mean": mean, "ci95": 0.005, "n": 5});
-        serde_json::from_value(serde_json::json!({
-            "arch": "lenet5", "recipe": "hat", "baseline": false, "seeds": [0, 1, 2, 3, 4],
-            "test_accuracy": ci(0.8), "train_seconds": ci(10.0), "flips": 100.0,
-            "erratic_bits": ci(10.0), "erratic_params": ci(10.0), "severe_bits": ci(10.0),
-            "erratic_params_change": ci(change), "severe_bits_change": ci(change),
-            "accuracy_diff": ci(accuracy_diff), "regularizer": "hessian", "lambda": 1.0,
-            "rad_histogram": [], "erratic_per_bit": [], "erratic_per_layer": {}, "quantize": [], "prune": [],
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn a_collapsed_recipe_is_not_comparable() {
-        let verdicts = |g: Group| table(&[g]).unwrap().into_iter().map(|c| c.verdict).collect::<Vec<_>>();
-        // 77 points lost: fewer erratic parameters say nothing.
-        assert_eq!(
-            verdicts(hat(-0.77, -0.98)),
-            [Verdict::NotComparable, Verdict::NotComparable, Verdict::NotReproduced]
-        );
-        // Matched accuracy: judged as usual.
-        assert_eq!(
-            verdicts(hat(0.002, -0.10)),
-            [Verdict::Reproduced, Verdict::Reproduced, Verdict::Reproduced]
-        );
     }
 }

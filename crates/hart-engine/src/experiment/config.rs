@@ -5,12 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::measure::attack::AttackSettings;
-use super::measure::campaign::CampaignSettings;
-use super::measure::defense::DefenseSettings;
-use super::measure::landscape::LandscapeConfig;
-use super::measure::sweep::SweepConfig;
-use super::measure::REGISTRY;
+use super::sections::invalid;
+pub use super::sections::{AttackSettings, CampaignSettings, DefenseSettings, LandscapeConfig, SweepConfig};
 use crate::error::{HartError, Result};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -288,23 +284,6 @@ fn default_sparsity() -> Vec<f64> {
     vec![0.5, 0.7, 0.9]
 }
 
-/// An error naming the config key.
-pub(crate) fn invalid(key: &str, msg: impl std::fmt::Display) -> HartError {
-    HartError::Invalid(format!("config key `{key}`: {msg}"))
-}
-
-/// Parses `value` as `T`, an error naming `key` otherwise.
-pub(crate) fn parse<T: std::str::FromStr<Err = HartError>>(key: &str, value: &str) -> Result<T> {
-    value.parse().map_err(|e: HartError| invalid(key, e))
-}
-
-pub(crate) fn at_least_one(key: &str, v: usize) -> Result<()> {
-    if v == 0 {
-        return Err(invalid(key, "must be at least 1"));
-    }
-    Ok(())
-}
-
 impl ExperimentConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| HartError::io(path, e))?;
@@ -386,8 +365,26 @@ impl ExperimentConfig {
                 "epochs, val, sweep_params and sweep_images must be ≥ 1, and val < limit",
             ));
         }
-        for m in REGISTRY {
-            m.validate(self)?;
+        if !(self.sweep.threshold > 0.0 && self.sweep.threshold < 1.0) {
+            return Err(invalid("sweep.threshold", "must be between 0 and 1"));
+        }
+        if self.sweep.limit == 0 || self.data.test_limit == 0 {
+            return Err(invalid("sweep.limit / data.test_limit", "must be at least 1"));
+        }
+        if let Some(b) = self.analysis.quantize_bits.iter().find(|&&b| !(2..=16).contains(&b)) {
+            return Err(invalid("analysis.quantize_bits", format!("{b} is outside 2..=16")));
+        }
+        if let Some(s) = self.analysis.prune_sparsity.iter().find(|&&s| !(0.0..1.0).contains(&s)) {
+            return Err(invalid("analysis.prune_sparsity", format!("{s} is outside [0, 1)")));
+        }
+        if let Some(a) = &self.attack {
+            a.validate()?;
+        }
+        if let Some(d) = &self.defense {
+            d.validate()?;
+        }
+        if let Some(c) = &self.campaign {
+            c.validate()?;
         }
         Ok(())
     }

@@ -9,11 +9,12 @@ pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod measure;
+pub mod present;
 pub mod recipe;
 pub mod report;
 pub mod results;
 pub mod run;
-pub mod stats;
+pub mod sections;
 pub mod verdicts;
 
 use std::collections::BTreeMap;
@@ -45,7 +46,8 @@ fn stages_per_model(cfg: &ExperimentConfig) -> u64 {
 pub fn run(cfg: &ExperimentConfig, out: &Path, device: tch::Device, bar: ProgressBar) -> Result<Output> {
     let models = (cfg.archs.len() * cfg.recipes.len() * cfg.seeds.len()) as u64;
     bar.set_length(models * stages_per_model(cfg));
-    let mut runner = Runner::new(cfg, out, device, bar)?;
+    let test_images = REGISTRY.iter().filter_map(|m| m.test_images(cfg)).max().unwrap_or(0);
+    let mut runner = Runner::new(cfg, out, device, bar, test_images)?;
     let trained = runner.train_all()?;
     let mut results = vec![];
     for model in trained {
@@ -66,7 +68,14 @@ pub fn run(cfg: &ExperimentConfig, out: &Path, device: tch::Device, bar: Progres
             regularizer: r.regularizer.clone(),
         })
         .collect();
-    let groups = aggregate(&results, &cfg.archs, &recipes)?;
+    let sections = |rows: &[&ModelResults], base: &[&ModelResults], is_base: bool| {
+        let mut map = serde_json::Map::new();
+        for m in REGISTRY {
+            map.extend(m.aggregate(rows, base, is_base)?);
+        }
+        Ok(map)
+    };
+    let groups = aggregate(&results, &cfg.archs, &recipes, &sections)?;
     let report = report::build(&cfg.name, &groups, &cfg.archs, &out.join("plots"))?;
     let html = out.join("report.html");
     write_atomic(&html, crate::report::to_html(&report).as_bytes())?;

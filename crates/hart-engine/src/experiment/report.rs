@@ -7,40 +7,14 @@ use std::path::Path;
 use super::claims;
 use super::measure::REGISTRY;
 use super::results::Group;
-use super::stats::MeanCi;
-use super::verdicts::not_better;
+use super::verdicts::{claims_table, not_better};
 use crate::error::{HartError, Result};
-use crate::plot::{self, LinePlot};
 use crate::report::Report;
-
-/// Draws `chart` to `dir/name.png` and adds it to the report.
-pub fn figure(r: &mut Report, dir: &Path, name: &str, chart: LinePlot, caption: String) -> Result<()> {
-    let path = dir.join(format!("{name}.png"));
-    plot::save(&chart, &path)?;
-    let png = std::fs::read(&path).map_err(|e| HartError::io(&path, e))?;
-    r.image(png, caption, format!("plots/{name}.png"));
-    Ok(())
-}
-
-/// The items of one architecture's groups, in the groups' order.
-pub fn per_arch<'a, T>(items: &'a [(&'a Group, T)], arch: &'a str) -> impl Iterator<Item = &'a (&'a Group, T)> {
-    items.iter().filter(move |(g, _)| g.arch == arch)
-}
-
-/// A recipe's paired change as the fault tables print it; "—" where no seed
-/// pairs (a baseline of 0).
-pub fn paired_label(g: &Group, c: &Option<MeanCi>) -> String {
-    match c {
-        Some(c) => c.signed_percent(),
-        None if g.baseline => "baseline".into(),
-        None => "—".into(),
-    }
-}
 
 pub fn build(title: &str, groups: &[Group], archs: &[String], plots: &Path) -> Result<Report> {
     std::fs::create_dir_all(plots).map_err(|e| HartError::io(plots, e))?;
     let mut r = Report::new(title);
-    let claims = claims::table(groups)?;
+    let claims = claims_table(groups)?;
     if !claims.is_empty() {
         r.heading("The HAT paper's claims, tested");
         r.paragraph(claims::EXPLANATION);

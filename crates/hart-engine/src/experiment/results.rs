@@ -10,10 +10,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::measure::REGISTRY;
 use super::run::TrainedModel;
-use super::stats::{mean_ci, MeanCi};
 use crate::error::Result;
+use crate::stats::{mean_ci, MeanCi};
 
 /// One model's measurements, by measurement name (typed per measurement,
 /// see [`super::measure::Measurement::Result`]).
@@ -117,7 +116,16 @@ fn trained<'a>(rows: &[&'a ModelResults]) -> Vec<Row<'a, TrainedModel>> {
         .collect()
 }
 
-pub fn aggregate(results: &[ModelResults], archs: &[String], recipes: &[RecipeInfo]) -> Result<Vec<Group>> {
+/// The statistics a recipe's rows add to its group, given the baseline's rows.
+pub type Sections<'a> = dyn Fn(&[&ModelResults], &[&ModelResults], bool) -> Result<Map<String, Value>> + 'a;
+
+/// Groups per architecture and recipe; `sections` adds the measurements' statistics.
+pub fn aggregate(
+    results: &[ModelResults],
+    archs: &[String],
+    recipes: &[RecipeInfo],
+    sections: &Sections,
+) -> Result<Vec<Group>> {
     let mut groups = vec![];
     for arch in archs {
         let pick = |recipe: &str| -> Vec<&ModelResults> {
@@ -132,10 +140,7 @@ pub fn aggregate(results: &[ModelResults], archs: &[String], recipes: &[RecipeIn
             if rows.is_empty() {
                 continue;
             }
-            let mut sections = Map::new();
-            for m in REGISTRY {
-                sections.extend(m.aggregate(&rows, &base, i == 0)?);
-            }
+            let sections = sections(&rows, &base, i == 0)?;
             let (models, base_models) = (trained(&rows), trained(&base));
             groups.push(Group {
                 arch: arch.clone(),

@@ -9,7 +9,6 @@ use tch::Device;
 
 use super::cache::{hash_json, Cache, Outcome};
 use super::config::ExperimentConfig;
-use super::measure::REGISTRY;
 use super::recipe;
 use crate::data::{self, DataSpec, Dataset, Split};
 use crate::error::Result;
@@ -73,10 +72,19 @@ pub struct Runner<'a> {
     pub bar: ProgressBar,
     train_data: Option<Dataset>,
     test_data: Option<Dataset>,
+    /// The most test images any measurement reads.
+    test_images: usize,
 }
 
 impl<'a> Runner<'a> {
-    pub fn new(cfg: &'a ExperimentConfig, out: &Path, device: Device, bar: ProgressBar) -> Result<Self> {
+    /// `test_images`: the most test images a measurement reads (the test split is read once).
+    pub fn new(
+        cfg: &'a ExperimentConfig,
+        out: &Path,
+        device: Device,
+        bar: ProgressBar,
+        test_images: usize,
+    ) -> Result<Self> {
         Ok(Runner {
             cfg,
             out: out.to_path_buf(),
@@ -86,6 +94,7 @@ impl<'a> Runner<'a> {
             bar,
             train_data: None,
             test_data: None,
+            test_images,
         })
     }
 
@@ -109,10 +118,7 @@ impl<'a> Runner<'a> {
         let d = match self.test_data.take() {
             Some(d) => d,
             None => {
-                let c = self.cfg;
-                let limit = std::iter::once(c.data.test_limit)
-                    .chain(REGISTRY.iter().filter_map(|m| m.test_images(c)))
-                    .max();
+                let limit = Some(self.cfg.data.test_limit.max(self.test_images));
                 data::load(&self.spec(Split::Test, limit))?
             }
         };

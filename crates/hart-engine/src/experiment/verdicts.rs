@@ -1,10 +1,11 @@
 //! Plain statements of where a recipe is *not* better than the baseline:
 //! the report shows them before anything else, so no number is hidden.
 
+use super::claims::{within, Claim, ClaimContext, Verdict};
 use super::measure::{Better, Comparison, REGISTRY};
 use super::results::Group;
-use super::stats::MeanCi;
 use crate::error::Result;
+use crate::stats::MeanCi;
 
 /// Whether `x` beats `base` with non-overlapping 95% intervals; ties and
 /// overlaps are reported as "not better".
@@ -26,6 +27,37 @@ fn judge(x: &MeanCi, base: &MeanCi, better: Better) -> Option<&'static str> {
         // Separated intervals, or a single seed taken at face value.
         None
     }
+}
+
+/// One row per (architecture, Hessian-aware recipe, claim): the primary
+/// measurement's claims, the accuracy claim, then every other measurement's.
+pub fn claims_table(groups: &[Group]) -> Result<Vec<Claim>> {
+    let mut out = vec![];
+    for g in groups.iter().filter(|g| !g.baseline && g.regularizer == "hessian") {
+        let accuracy = g.accuracy_diff.map(|d| within(&d, 0.01));
+        let cx = ClaimContext {
+            group: g,
+            base: groups.iter().find(|b| b.baseline && b.arch == g.arch),
+            name: match g.lambda {
+                Some(l) => format!("{} (λ = {l})", g.recipe),
+                None => g.recipe.clone(),
+            },
+            collapsed: accuracy == Some(Verdict::NotReproduced),
+        };
+        let (primary, rest) = REGISTRY.split_first().map_or((None, &[][..]), |(p, r)| (Some(p), r));
+        if let Some(p) = primary {
+            out.extend(p.claims(&cx, groups)?);
+        }
+        out.push(cx.claim(
+            format!("{}: test accuracy within 1 point", cx.name),
+            g.accuracy_diff.map_or("—".into(), |d| d.points()),
+            accuracy,
+        ));
+        for m in rest {
+            out.extend(m.claims(&cx, groups)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Every statement, per non-baseline recipe: the primary measurement's
@@ -122,5 +154,39 @@ mod tests {
         assert!(acc.contains(": 85.05 ± 0.85% vs 85.66 ± 0.86%"), "{acc}");
         let bits = notes.iter().find(|n| n.contains("on erratic bits")).unwrap();
         assert!(bits.contains(": 200"), "{bits}");
+    }
+
+    fn hat(accuracy_diff: f64, change: f64) -> Group {
+        let ci = |mean: f64| serde_json::json!({"mean": mean, "ci95": 0.005, "n": 5});
+        serde_json::from_value(serde_json::json!({
+            "arch": "lenet5", "recipe": "hat", "baseline": false, "seeds": [0, 1, 2, 3, 4],
+            "test_accuracy": ci(0.8), "train_seconds": ci(10.0), "flips": 100.0,
+            "erratic_bits": ci(10.0), "erratic_params": ci(10.0), "severe_bits": ci(10.0),
+            "erratic_params_change": ci(change), "severe_bits_change": ci(change),
+            "accuracy_diff": ci(accuracy_diff), "regularizer": "hessian", "lambda": 1.0,
+            "rad_histogram": [], "erratic_per_bit": [], "erratic_per_layer": {}, "quantize": [], "prune": [],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_collapsed_recipe_is_not_comparable() {
+        let verdicts = |g: Group| {
+            claims_table(&[g])
+                .unwrap()
+                .into_iter()
+                .map(|c| c.verdict)
+                .collect::<Vec<_>>()
+        };
+        // 77 points lost: fewer erratic parameters say nothing.
+        assert_eq!(
+            verdicts(hat(-0.77, -0.98)),
+            [Verdict::NotComparable, Verdict::NotComparable, Verdict::NotReproduced]
+        );
+        // Matched accuracy: judged as usual.
+        assert_eq!(
+            verdicts(hat(0.002, -0.10)),
+            [Verdict::Reproduced, Verdict::Reproduced, Verdict::Reproduced]
+        );
     }
 }

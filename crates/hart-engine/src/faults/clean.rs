@@ -3,7 +3,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::fast::plan::{axes, Axis};
+use super::axes::{axes, Axis};
 use crate::data::Dataset;
 use crate::error::{HartError, Result};
 use crate::eval::{check_logits, NanPolicy};

@@ -1,12 +1,13 @@
-//! What every engine shares: the evaluation context, the per-flip outcome,
+//! What every engine shares: the evaluation context, the engine trait,
 //! and applying a flip with a guaranteed bit-exact restore.
 
 use tch::{Device, Tensor};
 
 use super::bits::{flip, gather_elements, read_elements, write_element};
 use super::clean::Clean;
-use super::space::{Flip, FlipSpace};
-use super::verdict::Sequential;
+use super::record::Row;
+use super::space::{Flip, FlipSpace, Unit};
+use super::verdict::{rad, Outcome, Sequential};
 use crate::data::Dataset;
 use crate::error::{HartError, Result};
 use crate::model::{Mode, Model};
@@ -45,34 +46,6 @@ impl Ctx<'_> {
         let (x, y) = self.images(start, end)?;
         let logits = tch::no_grad(|| self.model.forward(&x, Mode::Eval))?;
         Ok(self.clean.policy.correct(&logits, &y).f_to_device(Device::Cpu)?)
-    }
-}
-
-/// One flip's measurement: the faulty correct count over the `total` samples,
-/// exact or (after an early exit) on the verdict's side of the threshold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Outcome {
-    pub correct: i64,
-    pub exact: bool,
-    /// Samples whose faulty outcome is known (evaluated or proven unchanged).
-    pub samples: i64,
-    /// Bound on the net lost samples on the verdict's side of the threshold
-    /// (the count itself when exact).
-    pub bound: i64,
-    /// False when the sequential rule settled the verdict at its confidence.
-    pub sure: bool,
-}
-
-impl Outcome {
-    /// Every one of `n` samples counted.
-    pub fn exact(clean_correct: i64, correct: i64, n: i64) -> Self {
-        Outcome {
-            correct,
-            exact: true,
-            samples: n,
-            bound: clean_correct - correct,
-            sure: true,
-        }
     }
 }
 
@@ -132,4 +105,31 @@ pub fn with_flip<T>(tensor: &Tensor, index: i64, old: f32, new: f32, body: impl 
         )));
     }
     out
+}
+
+/// Rows of one unit, computed by `engine`.
+pub fn unit_rows(space: &FlipSpace, clean: &Clean, engine: &mut dyn Engine, unit: &Unit) -> Result<Vec<Row>> {
+    let flips = space.unit_flips(unit);
+    let values = old_new(space, &flips)?;
+    let outcomes = engine.run(space, &flips, &values)?;
+    let cc = clean.correct_count;
+    Ok(flips
+        .iter()
+        .zip(values)
+        .zip(outcomes)
+        .map(|((f, (old, new)), o)| Row {
+            param: space.targets[f.target].name.clone(),
+            index: f.index,
+            bit: f.bit,
+            old,
+            new,
+            correct: o.correct,
+            total: clean.n as i64,
+            rad: rad(cc, o.correct),
+            exact: o.exact,
+            samples: o.samples,
+            bound: o.bound,
+            sure: o.sure,
+        })
+        .collect())
 }

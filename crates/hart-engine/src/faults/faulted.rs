@@ -4,10 +4,11 @@
 //! does, restore.
 
 use super::defense::Recovery;
-use super::engine::{Ctx, Engine, Outcome};
+use super::engine::{Ctx, Engine};
 use super::generic::one_flip;
 use super::inject::{BitFault, BitOp, Injector};
 use super::space::{Flip, FlipSpace};
+use super::verdict::Outcome;
 use crate::error::{HartError, Result};
 
 pub struct Faulted<'a> {

@@ -2,9 +2,9 @@
 //! engine cannot cut at): the reference loop plus the one speed-up that needs
 //! no structure, stopping once the remaining batches cannot change the verdict.
 
-use super::engine::{with_flip, Ctx, Engine, Outcome};
+use super::engine::{with_flip, Ctx, Engine};
 use super::space::{Flip, FlipSpace};
-use super::verdict::Tally;
+use super::verdict::{Outcome, Tally};
 use crate::error::Result;
 
 pub struct Generic<'a> {

@@ -5,12 +5,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::engine::Outcome;
 use super::faulted::{bit_faults, group_outcome};
 use super::faultlist::Group;
 use super::storage::Storage;
 use super::sweep::Sweep;
 use super::verdict::rad;
+use super::verdict::Outcome;
 use crate::error::{HartError, Result};
 use crate::util::write_atomic;
 

@@ -2,9 +2,11 @@
 //! Relative Accuracy Drop, measured exactly and fast, resumably and in shards.
 //! See docs/sweep.md for the method and its guarantees.
 
+pub mod axes;
 pub mod bits;
 pub mod clean;
 pub mod defense;
+pub mod draw;
 pub mod engine;
 pub mod fast;
 pub mod faulted;
@@ -15,8 +17,11 @@ pub mod hash;
 pub mod hypergeom;
 pub mod inject;
 pub mod journal;
+pub mod kind;
 pub mod merge;
+pub mod noise;
 pub mod output;
+pub mod ranger;
 pub mod record;
 pub mod reference;
 pub mod sbatch;
@@ -31,11 +36,12 @@ pub mod workers;
 
 pub use bits::BitSet;
 pub use defense::Defense;
-pub use engine::{Engine, EngineStats, Outcome};
+pub use engine::{Engine, EngineStats};
+pub use kind::EngineKind;
 pub use output::Format;
 pub use shard::Shard;
 pub use space::{Flip, FlipSpace, SampleSize, Scope};
 pub use storage::Storage;
 pub use summary::Summary;
-pub use sweep::{prepare, EngineKind, Sweep, SweepConfig};
-pub use verdict::VerdictMode;
+pub use sweep::{prepare, Sweep, SweepConfig};
+pub use verdict::{Outcome, VerdictMode};

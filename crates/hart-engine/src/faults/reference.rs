@@ -2,8 +2,9 @@
 //! full forward over all N images in fixed batches, count correct, restore.
 //! Every faster engine is tested against it.
 
-use super::engine::{with_flip, Ctx, Engine, Outcome};
+use super::engine::{with_flip, Ctx, Engine};
 use super::space::{Flip, FlipSpace};
+use super::verdict::Outcome;
 use crate::error::Result;
 use crate::model::Mode;
 

@@ -7,27 +7,24 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use super::bits::BitSet;
 use super::clean::{clean_pass, Clean};
 use super::defense::Defense;
-use super::engine::{old_new, Ctx, Engine};
+use super::engine::{unit_rows, Ctx, Engine};
 use super::faulted::Faulted;
 use super::faultlist::Group;
-use super::generic::Generic;
 use super::hash::{bytes_hash, data_hash, model_hash};
 use super::inject::Injector;
 use super::journal::{new_version, part_path, read_manifest, Hashes, Journal, Manifest};
+use super::kind::EngineKind;
 use super::output::{create, Format};
 use super::record::{read_csv, Row};
-use super::reference::Reference;
 use super::shard::Shard;
 use super::space::{select_targets, FlipSpace, SampleSize, Scope, Unit};
 use super::storage::Storage;
 use super::summary::{Summary, SummaryBuilder};
-use super::verdict::{rad, Sequential, VerdictMode};
-use super::{fast, faultlist, workers};
+use super::verdict::{Sequential, VerdictMode};
+use super::{faultlist, workers};
 use crate::compress::quantize::Granularity;
 use crate::compress::targets::Snapshot;
 use crate::data::Dataset;
@@ -35,42 +32,6 @@ use crate::error::{HartError, Result};
 use crate::eval::NanPolicy;
 use crate::model::Model;
 use crate::util::write_atomic;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EngineKind {
-    /// The fast engine where the graph allows it, the generic one elsewhere.
-    Auto,
-    /// Flip in place, full forward, early exit: no structure needed.
-    Generic,
-    /// The brute-force loop (no early exit): slow, the definition.
-    Reference,
-}
-
-impl std::str::FromStr for EngineKind {
-    type Err = HartError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "auto" => Ok(EngineKind::Auto),
-            "generic" => Ok(EngineKind::Generic),
-            "reference" => Ok(EngineKind::Reference),
-            _ => Err(HartError::Invalid(format!(
-                "unknown engine {s:?} (auto, generic or reference)"
-            ))),
-        }
-    }
-}
-
-impl EngineKind {
-    /// This kind's engine over `ctx` (the fast one only for graph models).
-    pub fn build(self, ctx: Ctx<'_>) -> Box<dyn Engine + '_> {
-        match (self, ctx.model.graph()) {
-            (EngineKind::Reference, _) => Box::new(Reference { ctx }),
-            (EngineKind::Auto, Some(gm)) => Box::new(fast::Fast::new(ctx, gm)),
-            _ => Box::new(Generic { ctx }),
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct SweepConfig {
@@ -254,6 +215,10 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &SweepConfig) -> Re
     if cfg.nan_policy != NanPolicy::Wrong {
         config["nan_policy"] = serde_json::json!(cfg.nan_policy);
     }
+    // Likewise Ranger's bounds (carried by the graph), with the clean accuracy without them.
+    if let Some(r) = super::ranger::report(model, &data, cfg.batch, cfg.nan_policy)? {
+        config["ranger"] = serde_json::json!(r);
+    }
     let layers: BTreeMap<String, String> = space
         .targets
         .iter()
@@ -407,9 +372,15 @@ impl Sweep<'_> {
 
     /// Computes `units`, in parallel where [`workers::count`] allows.
     fn process(&self, units: &[Unit], done: &mut dyn FnMut(&Unit, Vec<Row>) -> Result<()>) -> Result<()> {
-        let workers = workers::count(self, units.len(), self.cfg.jobs);
+        let workers = workers::count(
+            &self.ctx(),
+            self.cfg.engine,
+            self.multi_write(),
+            units.len(),
+            self.cfg.jobs,
+        );
         if workers > 1 {
-            return workers::run(self, units, workers, done);
+            return workers::run(self.ctx(), self.cfg.engine, &self.space, units, workers, done);
         }
         let mut engine = self.engine();
         for unit in units {
@@ -448,33 +419,6 @@ impl Sweep<'_> {
     pub fn owned_flips(&self) -> u64 {
         self.owned().iter().map(|u| u.len()).sum()
     }
-}
-
-/// Rows of one unit, computed by `engine`.
-pub fn unit_rows(space: &FlipSpace, clean: &Clean, engine: &mut dyn Engine, unit: &Unit) -> Result<Vec<Row>> {
-    let flips = space.unit_flips(unit);
-    let values = old_new(space, &flips)?;
-    let outcomes = engine.run(space, &flips, &values)?;
-    let cc = clean.correct_count;
-    Ok(flips
-        .iter()
-        .zip(values)
-        .zip(outcomes)
-        .map(|((f, (old, new)), o)| Row {
-            param: space.targets[f.target].name.clone(),
-            index: f.index,
-            bit: f.bit,
-            old,
-            new,
-            correct: o.correct,
-            total: clean.n as i64,
-            rad: rad(cc, o.correct),
-            exact: o.exact,
-            samples: o.samples,
-            bound: o.bound,
-            sure: o.sure,
-        })
-        .collect())
 }
 
 /// Streams the parts of this shard's finished sweep into its table and summary.

@@ -4,7 +4,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::engine::Outcome;
 use super::hypergeom::Draw;
 use crate::error::{HartError, Result};
 
@@ -20,6 +19,34 @@ pub fn rad(clean_correct: i64, faulty_correct: i64) -> f64 {
 
 pub fn erratic(rad: f64, threshold: f64) -> bool {
     rad > threshold
+}
+
+/// One flip's measurement: the faulty correct count over the `total` samples,
+/// exact or (after an early exit) on the verdict's side of the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub correct: i64,
+    pub exact: bool,
+    /// Samples whose faulty outcome is known (evaluated or proven unchanged).
+    pub samples: i64,
+    /// Bound on the net lost samples on the verdict's side of the threshold
+    /// (the count itself when exact).
+    pub bound: i64,
+    /// False when the sequential rule settled the verdict at its confidence.
+    pub sure: bool,
+}
+
+impl Outcome {
+    /// Every one of `n` samples counted.
+    pub fn exact(clean_correct: i64, correct: i64, n: i64) -> Self {
+        Outcome {
+            correct,
+            exact: true,
+            samples: n,
+            bound: clean_correct - correct,
+            sure: true,
+        }
+    }
 }
 
 /// How verdicts are reached: every sample (or a sure early exit), or at a

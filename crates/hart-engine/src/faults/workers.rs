@@ -9,11 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use super::clean::Clean;
-use super::engine::Ctx;
+use super::engine::{unit_rows, Ctx};
+use super::kind::EngineKind;
 use super::record::Row;
 use super::space::{FlipSpace, Unit};
-use super::sweep::{unit_rows, Sweep};
-use super::EngineKind;
 use crate::error::Result;
 use crate::model::Model;
 
@@ -35,10 +34,10 @@ impl Drop for Threads {
 
 /// Workers a sweep of `units` units can use on this machine: one per
 /// libtorch intra-op thread, on the CPU, for every engine but the reference
-/// loop (kept as the plain definition).
-pub fn count(sweep: &Sweep, units: usize, requested: Option<usize>) -> usize {
-    let possible =
-        sweep.cfg.engine != EngineKind::Reference && sweep.model.device() == tch::Device::Cpu && !sweep.multi_write();
+/// loop (kept as the plain definition) and a defence whose recovery rewrites
+/// other elements (`multi_write`: only the faulted engine computes it).
+pub fn count(ctx: &Ctx, engine: EngineKind, multi_write: bool, units: usize, requested: Option<usize>) -> usize {
+    let possible = engine != EngineKind::Reference && ctx.model.device() == tch::Device::Cpu && !multi_write;
     if !possible {
         return 1;
     }
@@ -46,29 +45,31 @@ pub fn count(sweep: &Sweep, units: usize, requested: Option<usize>) -> usize {
     want.clamp(1, units.max(1))
 }
 
-/// Computes `units` on `workers` threads, handing each unit's rows to
-/// `done` (on the calling thread, in completion order).
+/// Computes `units` of `space` on `workers` threads, each with its own copy
+/// of `ctx`'s model, handing each unit's rows to `done` (on the calling
+/// thread, in completion order).
 pub fn run(
-    sweep: &Sweep,
+    ctx: Ctx<'_>,
+    engine: EngineKind,
+    space: &FlipSpace,
     units: &[Unit],
     workers: usize,
     done: &mut dyn FnMut(&Unit, Vec<Row>) -> Result<()>,
 ) -> Result<()> {
     let mut owned = vec![];
     for _ in 0..workers {
-        let model = sweep.model.deep_copy()?;
-        let space = sweep.space.rebind(&model)?;
+        let model = ctx.model.deep_copy()?;
+        let space = space.rebind(&model)?;
         owned.push(Worker {
             model,
             space,
-            clean: sweep.clean.share(),
+            clean: ctx.clean.share(),
         });
     }
     let _restore = Threads(tch::get_num_threads());
     tch::set_num_threads(1);
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let (data, cfg, sequential) = (&*sweep.data, &sweep.cfg, sweep.sequential());
     let (tx, rx) = mpsc::channel::<Result<(usize, Vec<Row>)>>();
     std::thread::scope(|scope| {
         for w in owned {
@@ -76,15 +77,11 @@ pub fn run(
             scope.spawn(move || {
                 let ctx = Ctx {
                     model: &w.model,
-                    data,
                     clean: &w.clean,
-                    batch: cfg.batch,
                     device: tch::Device::Cpu,
-                    threshold: cfg.threshold,
-                    exact_rad: cfg.exact_rad,
-                    sequential,
+                    ..ctx
                 };
-                let mut engine = cfg.engine.build(ctx);
+                let mut engine = engine.build(ctx);
                 while !stop.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(unit) = units.get(i) else { break };

@@ -25,8 +25,8 @@ use super::trace::{sample_until, TraceEstimate, TraceOptions};
 use crate::data::Dataset;
 use crate::error::{HartError, Result};
 use crate::eval::check_logits;
+use crate::loss::accumulate_grad;
 use crate::model::{Mode, Model};
-use crate::train::regularizer::accumulate_grad;
 
 /// `r = B u` row by row, `B = diag(√p) − p√pᵀ`, p = softmax(logits): a draw
 /// whose covariance over Rademacher u is the softmax Hessian diag p − ppᵀ.

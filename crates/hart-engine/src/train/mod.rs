@@ -19,7 +19,7 @@ use crate::error::{HartError, Result};
 use crate::eval::correct_mask;
 use crate::model::Model;
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind};
-pub use regularizer::{HessianMethod, Regularizer, RegularizerConfig, RegularizerKind};
+pub use regularizer::{HessianMethod, NoiseKind, Regularizer, RegularizerConfig, RegularizerKind, WeightClip};
 
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
@@ -52,6 +52,14 @@ pub struct EpochLog {
     /// Readings audit checkpoints of this epoch (`audit_every`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub audit: Vec<regularizer::audit::AuditRow>,
+    /// `randbet`: bit errors drawn over the epoch, the stored bits each step
+    /// exposed to them, and the mean cross-entropy at the faulty weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bit_errors: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_bits: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perturbed_loss: Option<f64>,
 }
 
 /// The order in which an epoch visits the training set: a seeded shuffle, so
@@ -93,6 +101,13 @@ pub fn train_with(
     let mut opt = Optimizer::new(params, cfg.optimizer);
     let mut reg = Regularizer::new(model, reg, cfg.seed)?;
     let regularized = reg.config().kind != RegularizerKind::None;
+    let clip = match reg.config().clip_weights {
+        Some(w) => Some(WeightClip::new(model, w, reg.config().clip_relative)?),
+        None => None,
+    };
+    if let Some(c) = &clip {
+        c.apply()?;
+    }
     bar.set_length((cfg.epochs * data.len()) as u64);
     let mut logs = Vec::with_capacity(cfg.epochs);
     for epoch in 1..=cfg.epochs {
@@ -101,6 +116,7 @@ pub fn train_with(
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0i64, 0usize);
         let (mut trace_sum, mut traced, mut evaluated, mut fired) = (0f64, 0usize, 0usize, 0usize);
         let (mut readings, mut audit) = (vec![], vec![]);
+        let mut injected: Option<(u64, u64, f64, usize)> = None;
         for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
             let (x, y) = data.batch(idx);
             let (x, y) = (x.to_device(cfg.device), y.to_device(cfg.device));
@@ -114,6 +130,13 @@ pub fn train_with(
             }
             readings.extend(out.reading);
             audit.extend(reg.take_audit());
+            if let Some(i) = reg.take_injected() {
+                let (errors, bits, loss, n) = injected.get_or_insert((0, 0, 0.0, 0));
+                *errors += i.bit_errors;
+                *bits = i.stored_bits;
+                *loss += i.perturbed_loss;
+                *n += 1;
+            }
             evaluated += usize::from(out.trace.is_some() || out.fired);
             fired += usize::from(out.fired);
             if !loss_value.is_finite() {
@@ -125,6 +148,9 @@ pub fn train_with(
                 opt.clip_grad_norm(max)?;
             }
             opt.step();
+            if let Some(c) = &clip {
+                c.apply()?;
+            }
             loss_sum += loss_value * idx.len() as f64;
             correct += tch::no_grad(|| correct_mask(&logits, &y).sum(Kind::Int64).f_int64_value(&[]))?;
             seen += idx.len();
@@ -146,6 +172,9 @@ pub fn train_with(
             penalty_fired: regularized.then_some(fired),
             readings,
             audit,
+            bit_errors: injected.map(|i| i.0),
+            stored_bits: injected.map(|i| i.1),
+            perturbed_loss: injected.map(|i| i.2 / i.3 as f64),
         };
         model
             .check_finite()

@@ -13,7 +13,7 @@ use hart::faults::bits::{flip, read_elements, write_element};
 use hart::model::Model;
 use tch::Tensor;
 
-use super::sweep::trained;
+use super::workload::trained;
 
 #[derive(clap::Args, Debug)]
 pub struct Options {

@@ -12,11 +12,12 @@ use hart::data::{DataSpec, Split};
 use hart::hessian::gauss_newton::gauss_newton_penalty;
 use hart::hessian::probe::rademacher;
 use hart::hessian::{data_hessian, hutchinson, hutchpp, LayerSelection, ParamSet, TraceOptions};
+use hart::loss::cross_entropy;
 use hart::model::{zoo, Mode, Model, ModelInfo};
-use hart::train::regularizer::{cross_entropy, hutchinson_penalty};
+use hart::train::regularizer::hutchinson_penalty;
 use hart::train::{
     train, HessianMethod, Optimizer, OptimizerConfig, OptimizerKind, Regularizer, RegularizerConfig, RegularizerKind,
-    TrainConfig,
+    TrainConfig, WeightClip,
 };
 use indicatif::ProgressBar;
 use rand::SeedableRng;
@@ -81,8 +82,9 @@ fn trace_cost(images: usize, rel: f64, runs: usize) -> Result<Comparison> {
     ))
 }
 
-/// `window` optimiser steps of `arch` on a fixed random batch under `reg`.
-fn steps(arch: &str, batch: i64, reg: &RegularizerConfig, window: usize) -> Result<impl FnMut()> {
+/// `window` optimiser steps of `arch` on a fixed random batch under `reg`
+/// (with its weight clipping after each update, as `hart train` does).
+pub(super) fn steps(arch: &str, batch: i64, reg: &RegularizerConfig, window: usize) -> Result<impl FnMut()> {
     tch::manual_seed(0);
     let i = info(arch);
     let model = Model::Graph(zoo::build(&i)?);
@@ -99,12 +101,19 @@ fn steps(arch: &str, batch: i64, reg: &RegularizerConfig, window: usize) -> Resu
         weight_decay: 0.0,
     };
     let mut opt = Optimizer::new(params, cfg);
+    let clip = match reg.clip_weights {
+        Some(w) => Some(WeightClip::new(&model, w, reg.clip_relative)?),
+        None => None,
+    };
     let mut reg = Regularizer::new(&model, reg, 0)?;
     Ok(move || {
         for _ in 0..window {
             opt.zero_grad();
             reg.step(&model, &x, &y).expect("training step");
             opt.step();
+            if let Some(c) = &clip {
+                c.apply().expect("weight clipping");
+            }
         }
     })
 }

@@ -8,6 +8,8 @@ mod landscape;
 mod sequential;
 mod sweep;
 mod torchscript;
+mod train;
+mod workload;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -65,6 +67,15 @@ pub enum BenchWhat {
     /// (MLP, LeNet-5, resnet18-cifar, resnet18-cifar with sequential verdicts) and a
     /// TorchScript MLP against a plain PyTorch loop. The engine is timed --runs times, the reference once.
     Sweep(sweep::Options),
+    /// One training step per recipe (noise, randbet, clipping, SAM, HAT) against a plain step of
+    /// the same model and batch, timed in the same run (docs/hardening.md). Ratios below 1 = overhead.
+    Train {
+        /// Zoo architectures (comma-separated).
+        #[arg(long, default_value = "lenet5")]
+        archs: String,
+        #[arg(long, default_value_t = 64)]
+        batch_size: i64,
+    },
     /// `hart campaign` trials/s against a plain loop (copy weights, inject, evaluate every image,
     /// restore) on the same bit-flip trials (MLP, LeNet-5); both must count the same.
     Campaign(campaign::Options),
@@ -84,6 +95,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             images,
             rel_stderr,
         } => hessian::run(&archs, batch_size, images, rel_stderr, a.runs)?,
+        BenchWhat::Train { archs, batch_size } => train::run(&archs, batch_size, a.runs)?,
         BenchWhat::Sweep(o) => sweep::run(&o, a.runs)?,
         BenchWhat::Campaign(o) => campaign::run(&o, a.runs.min(5))?,
     };

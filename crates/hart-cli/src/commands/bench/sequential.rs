@@ -15,7 +15,7 @@ use rand::seq::index::sample;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::sweep::{by_strata, configured_rows, one_thread, per_flip, reference_on, tempfile_dir, write_list};
+use super::workload::{by_strata, configured_rows, one_thread, per_flip, reference_on, tempfile_dir, write_list};
 
 /// What the row needs besides the model.
 pub struct Plan {

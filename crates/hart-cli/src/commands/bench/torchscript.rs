@@ -17,7 +17,7 @@ use hart::faults::record::Row;
 use hart::faults::{SweepConfig, VerdictMode};
 use hart::model::LoadOptions;
 
-use super::sweep::{configured_rows, fashion, flips, per_flip, tempfile_dir};
+use super::workload::{configured_rows, fashion, flips, per_flip, tempfile_dir};
 
 /// The loop needs torch 2.11, which lives in the project's venv: an active
 /// venv wins, then the repo's own `.venv` (a shell that never sourced

@@ -6,103 +6,23 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{stats, table_lines, Better, Comparison, Measurement, Table};
+use super::{stats, Better, Comparison, Measurement};
 use crate::attack::output::{self, Summary};
-use crate::attack::{Attack, AttackConfig, Method};
+use crate::attack::{Attack, AttackConfig};
 use crate::data::{self, Split};
 use crate::error::{HartError, Result};
 use crate::experiment::claims::{describe, flips_increase, Claim, ClaimContext};
-use crate::experiment::config::{at_least_one, invalid, parse, ExperimentConfig};
-use crate::experiment::report::paired_label;
+use crate::experiment::config::ExperimentConfig;
+use crate::experiment::present::paired_label;
+use crate::experiment::present::{table_lines, Table};
 use crate::experiment::results::{mean_of, paired_change, per_seed, Group, Row};
 use crate::experiment::run::{Runner, TrainedModel};
-use crate::experiment::stats::MeanCi;
-use crate::faults::{Defense, Storage};
+use crate::faults::Defense;
 use crate::report::Report;
+use crate::stats::MeanCi;
 
 /// Images per forward pass, as the CLI's `--batch-size` default.
 pub const BATCH: usize = 1000;
-
-/// `hart attack` on every trained model (its seed is the attack's seed).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct AttackSettings {
-    /// bfa (with the random baseline at each trial's budget), random, or both.
-    #[serde(default = "default_method")]
-    pub method: String,
-    /// int8, int4 or fp32.
-    #[serde(default = "default_attack_storage")]
-    pub storage: String,
-    #[serde(default = "default_attack_trials")]
-    pub trials: usize,
-    #[serde(default = "default_max_flips")]
-    pub max_flips: usize,
-    /// Attack batch: images per trial, drawn from the first 10·limit training images.
-    #[serde(default = "default_attack_limit")]
-    pub limit: usize,
-    /// Accuracy is measured on the first `eval_limit` test images.
-    #[serde(default = "default_eval_limit")]
-    pub eval_limit: usize,
-    #[serde(default = "default_top_k")]
-    pub top_k: usize,
-    /// Stop at or below this accuracy (default chance + 1 point).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_accuracy: Option<f64>,
-}
-
-impl AttackSettings {
-    pub fn methods(&self) -> Vec<Method> {
-        match self.method.as_str() {
-            "both" => vec![Method::Bfa, Method::Random],
-            m => m.parse().map(|m| vec![m]).unwrap_or_default(),
-        }
-    }
-
-    pub fn storage(&self) -> Storage {
-        self.storage.parse().unwrap_or(Storage::Int8)
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        if self.method != "both" {
-            parse::<Method>("attack.method", &self.method)
-                .map_err(|_| invalid("attack.method", format!("{:?} is not bfa, random or both", self.method)))?;
-        }
-        parse::<Storage>("attack.storage", &self.storage)?;
-        at_least_one("attack.trials", self.trials)?;
-        at_least_one("attack.max_flips", self.max_flips)?;
-        at_least_one("attack.limit", self.limit)?;
-        at_least_one("attack.eval_limit", self.eval_limit)?;
-        at_least_one("attack.top_k", self.top_k)?;
-        if let Some(t) = self.target_accuracy {
-            if !(0.0..=1.0).contains(&t) {
-                return Err(invalid("attack.target_accuracy", format!("{t} is outside [0, 1]")));
-            }
-        }
-        Ok(())
-    }
-}
-
-fn default_method() -> String {
-    "bfa".into()
-}
-fn default_attack_storage() -> String {
-    "int8".into()
-}
-fn default_attack_trials() -> usize {
-    5
-}
-fn default_max_flips() -> usize {
-    100
-}
-fn default_attack_limit() -> usize {
-    128
-}
-pub(crate) fn default_eval_limit() -> usize {
-    1000
-}
-fn default_top_k() -> usize {
-    10
-}
 
 /// One attack method on one recipe.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -201,10 +121,6 @@ impl Measurement for AttackSection {
     const NAME: &'static str = "attack";
     type Result = Attacks;
     type Stats = AttackGroup;
-
-    fn validate(&self, cfg: &ExperimentConfig) -> Result<()> {
-        cfg.attack.as_ref().map_or(Ok(()), AttackSettings::validate)
-    }
 
     fn stages(&self, cfg: &ExperimentConfig) -> u64 {
         cfg.attack.as_ref().map_or(0, |a| a.methods().len() as u64)

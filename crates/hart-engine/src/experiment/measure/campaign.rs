@@ -6,63 +6,19 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::attack::{default_eval_limit, BATCH};
+use super::attack::BATCH;
 use super::{with_stats, Better, Comparison, Measurement};
-use crate::campaign::model::check_levels;
 use crate::campaign::run::Summary;
-use crate::campaign::{self, CampaignConfig, FaultModel};
+use crate::campaign::{self, CampaignConfig};
 use crate::error::Result;
-use crate::experiment::config::{at_least_one, invalid, parse, ExperimentConfig};
-use crate::experiment::report::{figure, per_arch};
+use crate::experiment::config::ExperimentConfig;
+use crate::experiment::present::{figure, per_arch};
 use crate::experiment::results::{mean_of, paired_diff, per_seed, Group, Row};
 use crate::experiment::run::{Runner, TrainedModel};
-use crate::experiment::stats::MeanCi;
-use crate::faults::{Format, Storage};
+use crate::faults::Format;
 use crate::plot::{Figure, LinePlot, Series, SeriesLabelPosition};
 use crate::report::Report;
-
-/// `hart campaign` on every trained model (its seed draws the faults).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct CampaignSettings {
-    /// bitflip, stuck-at-0, stuck-at-1 or gaussian.
-    pub fault: String,
-    /// Bit-error rates, or relative σ for gaussian.
-    pub levels: Vec<f64>,
-    /// fp32, int8 or int4.
-    #[serde(default = "default_campaign_storage")]
-    pub storage: String,
-    #[serde(default = "default_campaign_trials")]
-    pub trials: u64,
-    /// Evaluation images (the first N of the test split).
-    #[serde(default = "default_eval_limit")]
-    pub limit: usize,
-}
-
-impl CampaignSettings {
-    pub fn fault(&self) -> FaultModel {
-        self.fault.parse().unwrap_or(FaultModel::Bitflip)
-    }
-
-    pub fn storage(&self) -> Storage {
-        self.storage.parse().unwrap_or(Storage::Fp32)
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        let fault: FaultModel = parse("campaign.fault", &self.fault)?;
-        check_levels(&self.levels, fault).map_err(|m| invalid("campaign.levels", m))?;
-        parse::<Storage>("campaign.storage", &self.storage)?;
-        at_least_one("campaign.trials", self.trials as usize)?;
-        at_least_one("campaign.limit", self.limit)
-    }
-}
-
-fn default_campaign_storage() -> String {
-    "fp32".into()
-}
-fn default_campaign_trials() -> u64 {
-    100
-}
+use crate::stats::MeanCi;
 
 /// The campaign on one recipe.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,10 +59,6 @@ impl Measurement for CampaignSection {
     /// None without `[campaign]`.
     type Result = Option<Summary>;
     type Stats = CampaignGroup;
-
-    fn validate(&self, cfg: &ExperimentConfig) -> Result<()> {
-        cfg.campaign.as_ref().map_or(Ok(()), CampaignSettings::validate)
-    }
 
     fn stages(&self, cfg: &ExperimentConfig) -> u64 {
         cfg.campaign.is_some() as u64

@@ -10,14 +10,14 @@ use super::{with_stats, Better, Comparison, Measurement};
 use crate::compress::prune::{prune_in_place, Scope as PruneScope};
 use crate::compress::quantize::{quantize_in_place, Granularity};
 use crate::compress::{self, Selection};
-use crate::error::{HartError, Result};
+use crate::error::Result;
 use crate::experiment::config::ExperimentConfig;
-use crate::experiment::report::{figure, per_arch};
+use crate::experiment::present::{figure, per_arch};
 use crate::experiment::results::{mean_of, Group, Row};
 use crate::experiment::run::{Runner, TrainedModel};
-use crate::experiment::stats::MeanCi;
 use crate::plot::{Figure, LinePlot, Series, SeriesLabelPosition};
 use crate::report::Report;
+use crate::stats::MeanCi;
 
 /// Accuracy at each compression setting (quantization bits or pruning sparsity).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,18 +91,6 @@ impl Measurement for Compress {
     const NAME: &'static str = "compress";
     type Result = Curves;
     type Stats = CompressStats;
-
-    fn validate(&self, cfg: &ExperimentConfig) -> Result<()> {
-        let invalid = |key: &str, msg: String| HartError::Invalid(format!("config key `{key}`: {msg}"));
-        let a = &cfg.analysis;
-        if let Some(b) = a.quantize_bits.iter().find(|&&b| !(2..=16).contains(&b)) {
-            return Err(invalid("analysis.quantize_bits", format!("{b} is outside 2..=16")));
-        }
-        if let Some(s) = a.prune_sparsity.iter().find(|&&s| !(0.0..1.0).contains(&s)) {
-            return Err(invalid("analysis.prune_sparsity", format!("{s} is outside [0, 1)")));
-        }
-        Ok(())
-    }
 
     fn stages(&self, cfg: &ExperimentConfig) -> u64 {
         !cfg.analysis.quantize_bits.is_empty() as u64 + !cfg.analysis.prune_sparsity.is_empty() as u64

@@ -7,49 +7,17 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::sweep::{sweep_under, Sweep};
-use super::{stats, table_lines, Better, Comparison, Measurement, Table};
+use super::{stats, Better, Comparison, Measurement};
 use crate::error::Result;
 use crate::experiment::claims::{describe, reduction, Claim, ClaimContext};
-use crate::experiment::config::{invalid, parse, ExperimentConfig};
-use crate::experiment::report::paired_label;
+use crate::experiment::config::ExperimentConfig;
+use crate::experiment::present::paired_label;
+use crate::experiment::present::{table_lines, Table};
 use crate::experiment::results::{mean_of, paired_change, per_seed, Group, Row};
 use crate::experiment::run::{Runner, TrainedModel};
-use crate::experiment::stats::MeanCi;
-use crate::faults::{Defense, Summary};
+use crate::faults::Summary;
 use crate::report::Report;
-
-/// Defences the `[sweep]` is repeated under (the undefended sweep always runs).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct DefenseSettings {
-    /// range, radar or radar:G.
-    pub sweep: Vec<String>,
-}
-
-impl DefenseSettings {
-    pub fn defenses(&self) -> Vec<Defense> {
-        self.sweep.iter().filter_map(|d| d.parse().ok()).collect()
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        let key = "defense.sweep";
-        if self.sweep.is_empty() {
-            return Err(invalid(key, "name at least one defence (range, radar or radar:G)"));
-        }
-        let mut seen = vec![];
-        for d in &self.sweep {
-            let parsed: Defense = parse(key, d)?;
-            if parsed == Defense::None {
-                return Err(invalid(key, "\"none\" is the undefended sweep, which always runs"));
-            }
-            if seen.contains(&parsed) {
-                return Err(invalid(key, format!("{parsed} is listed twice")));
-            }
-            seen.push(parsed);
-        }
-        Ok(())
-    }
-}
+use crate::stats::MeanCi;
 
 /// The sweep under one defence on one recipe.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,10 +76,6 @@ impl Measurement for DefenseSection {
     const NAME: &'static str = "defense";
     type Result = Defended;
     type Stats = DefenseGroup;
-
-    fn validate(&self, cfg: &ExperimentConfig) -> Result<()> {
-        cfg.defense.as_ref().map_or(Ok(()), DefenseSettings::validate)
-    }
 
     fn stages(&self, cfg: &ExperimentConfig) -> u64 {
         cfg.defense.as_ref().map_or(0, |d| d.sweep.len() as u64)

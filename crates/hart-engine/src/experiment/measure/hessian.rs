@@ -11,9 +11,9 @@ use crate::error::Result;
 use crate::experiment::config::ExperimentConfig;
 use crate::experiment::results::{mean_of, Group, Row};
 use crate::experiment::run::{Runner, TrainedModel};
-use crate::experiment::stats::MeanCi;
 use crate::hessian::{self, data_hessian, HessianReport, LayerSelection, ParamSet};
 use crate::report::Report;
+use crate::stats::MeanCi;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HessianStats {

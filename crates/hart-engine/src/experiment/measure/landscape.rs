@@ -9,43 +9,12 @@ use super::{with_stats, Measurement};
 use crate::compress::{self, Selection};
 use crate::error::Result;
 use crate::experiment::config::ExperimentConfig;
-use crate::experiment::report::{figure, per_arch};
+use crate::experiment::present::{figure, per_arch};
 use crate::experiment::results::{Group, Row};
 use crate::experiment::run::{Runner, TrainedModel};
 use crate::landscape::{self, GridSpec};
 use crate::plot::{Figure, LinePlot, Series, SeriesLabelPosition};
 use crate::report::Report;
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct LandscapeConfig {
-    #[serde(default = "default_steps")]
-    pub steps: usize,
-    #[serde(default = "default_range")]
-    pub range: f64,
-    #[serde(default = "default_landscape_limit")]
-    pub limit: usize,
-}
-
-impl Default for LandscapeConfig {
-    fn default() -> Self {
-        LandscapeConfig {
-            steps: default_steps(),
-            range: default_range(),
-            limit: default_landscape_limit(),
-        }
-    }
-}
-
-fn default_steps() -> usize {
-    21
-}
-fn default_range() -> f64 {
-    1.0
-}
-fn default_landscape_limit() -> usize {
-    500
-}
 
 /// Loss and accuracy along one filter-normalised direction.
 #[derive(Debug, Clone, Serialize, Deserialize)]

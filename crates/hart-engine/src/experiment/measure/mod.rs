@@ -1,7 +1,7 @@
 //! The experiment's measurements, one module each.
 //!
 //! A measurement is everything the experiment does with one kind of result:
-//! its config section's validation, its cached stage(s) on every trained
+//! its cached stage(s) on every trained
 //! model, its typed per-model result (the type its command writes as
 //! summary.json, read back from the stage cache), its per-recipe statistics,
 //! its report and console sections, its "not better" comparisons and its
@@ -10,8 +10,8 @@
 //!
 //! **Adding a measurement** is one new file here implementing
 //! [`Measurement`] and one line in [`REGISTRY`] (plus, when it has a config
-//! table of its own, its field in [`ExperimentConfig`]); see
-//! docs/architecture.md.
+//! table of its own, its struct in `experiment/sections.rs` and its field in
+//! [`ExperimentConfig`]); see docs/architecture.md.
 
 pub mod attack;
 pub mod campaign;
@@ -32,9 +32,9 @@ use super::claims::{Claim, ClaimContext};
 use super::config::ExperimentConfig;
 use super::results::{Group, ModelResults, Row};
 use super::run::{Runner, TrainedModel};
-use super::stats::MeanCi;
 use crate::error::{HartError, Result};
 use crate::report::Report;
+use crate::stats::MeanCi;
 
 /// Every measurement, in the order their stages run and their report
 /// sections, comparisons and claims appear. The first is the primary one
@@ -87,10 +87,6 @@ pub trait Measurement: Sync {
     /// (summary.json's `groups`), so its field names are summary.json's keys.
     type Stats: Serialize + DeserializeOwned;
 
-    /// Checks this measurement's part of the configuration (errors name the key).
-    fn validate(&self, _cfg: &ExperimentConfig) -> Result<()> {
-        Ok(())
-    }
     /// Cached stages per trained model (0 when the section is off).
     fn stages(&self, cfg: &ExperimentConfig) -> u64;
     /// Test images it reads (a prefix of the test split).
@@ -135,7 +131,6 @@ pub fn stats<M: Measurement>(g: &Group) -> Result<M::Stats> {
 /// implemented for every measurement.
 pub trait Section: Sync {
     fn name(&self) -> &'static str;
-    fn validate(&self, cfg: &ExperimentConfig) -> Result<()>;
     fn stages(&self, cfg: &ExperimentConfig) -> u64;
     fn test_images(&self, cfg: &ExperimentConfig) -> Option<usize>;
     fn measure(&self, run: &mut Runner, m: &TrainedModel) -> Result<Box<dyn Any + Send>>;
@@ -166,9 +161,6 @@ fn typed<'a, M: Measurement>(rows: &[&'a ModelResults]) -> Result<Vec<Row<'a, M:
 impl<M: Measurement> Section for M {
     fn name(&self) -> &'static str {
         M::NAME
-    }
-    fn validate(&self, cfg: &ExperimentConfig) -> Result<()> {
-        Measurement::validate(self, cfg)
     }
     fn stages(&self, cfg: &ExperimentConfig) -> u64 {
         Measurement::stages(self, cfg)
@@ -204,27 +196,6 @@ impl<M: Measurement> Section for M {
 }
 
 /// Each group's statistics of `M`, beside the group (for report sections).
-pub fn with_stats<'a, M: Measurement>(groups: &'a [Group]) -> Result<Vec<(&'a Group, M::Stats)>> {
+pub fn with_stats<M: Measurement>(groups: &[Group]) -> Result<Vec<(&Group, M::Stats)>> {
     groups.iter().map(|g| Ok((g, stats::<M>(g)?))).collect()
-}
-
-/// A table's header and rows; the console and the report print the same ones.
-pub type Table = (Vec<String>, Vec<Vec<String>>);
-
-/// A table as console lines, in columns as wide as their widest cell, after a blank line.
-pub fn table_lines((header, rows): &Table) -> Vec<String> {
-    let width = |i: usize| {
-        rows.iter()
-            .chain([header])
-            .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
-            .max()
-            .unwrap_or(0)
-    };
-    let widths: Vec<usize> = (0..header.len()).map(width).collect();
-    let mut out = vec![String::new()];
-    for row in [header].into_iter().chain(rows) {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, &w)| format!("{c:<w$}")).collect();
-        out.push(cells.join("  ").trim_end().to_string());
-    }
-    out
 }

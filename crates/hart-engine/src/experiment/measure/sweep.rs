@@ -8,60 +8,16 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{stats, with_stats, Better, Comparison, Measurement};
-use crate::error::{HartError, Result};
+use crate::error::Result;
 use crate::experiment::claims::{describe, reduction, sam_no_better, Claim, ClaimContext};
 use crate::experiment::config::ExperimentConfig;
-use crate::experiment::report::{figure, per_arch};
+use crate::experiment::present::{figure, per_arch};
 use crate::experiment::results::{elementwise_mean, mean_of, paired_change, Group, Row};
 use crate::experiment::run::{Runner, TrainedModel};
-use crate::experiment::stats::MeanCi;
 use crate::faults::{self, BitSet, Defense, Format, Summary};
 use crate::plot::{Figure, LinePlot, Series, SeriesLabelPosition};
 use crate::report::Report;
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SweepConfig {
-    /// all, sign, exponent, exponent-msb, mantissa, or a list like "30,31".
-    #[serde(default = "default_bits")]
-    pub bits: String,
-    /// Evaluation images for the sweep (the first N of the test split).
-    #[serde(default = "default_sweep_limit")]
-    pub limit: usize,
-    /// Sample this many parameter elements (all bits of the class each); exhaustive when absent.
-    pub sample_params: Option<usize>,
-    #[serde(default = "default_threshold")]
-    pub threshold: f64,
-    /// Count every sample of every flip, so the RAD histogram above the
-    /// threshold is exact rather than cut off at the verdict.
-    #[serde(default = "yes")]
-    pub exact_rad: bool,
-}
-
-impl Default for SweepConfig {
-    fn default() -> Self {
-        SweepConfig {
-            bits: default_bits(),
-            limit: default_sweep_limit(),
-            sample_params: None,
-            threshold: default_threshold(),
-            exact_rad: true,
-        }
-    }
-}
-
-fn default_bits() -> String {
-    "all".into()
-}
-fn default_sweep_limit() -> usize {
-    1000
-}
-fn default_threshold() -> f64 {
-    0.1
-}
-fn yes() -> bool {
-    true
-}
+use crate::stats::MeanCi;
 
 /// A recipe's sweep over seeds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -158,17 +114,6 @@ impl Measurement for Sweep {
     const NAME: &'static str = "sweep";
     type Result = Summary;
     type Stats = SweepStats;
-
-    fn validate(&self, cfg: &ExperimentConfig) -> Result<()> {
-        let invalid = |key: &str, msg: &str| HartError::Invalid(format!("config key `{key}`: {msg}"));
-        if !(cfg.sweep.threshold > 0.0 && cfg.sweep.threshold < 1.0) {
-            return Err(invalid("sweep.threshold", "must be between 0 and 1"));
-        }
-        if cfg.sweep.limit == 0 || cfg.data.test_limit == 0 {
-            return Err(invalid("sweep.limit / data.test_limit", "must be at least 1"));
-        }
-        Ok(())
-    }
 
     fn stages(&self, _cfg: &ExperimentConfig) -> u64 {
         1

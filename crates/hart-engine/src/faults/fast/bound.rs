@@ -1,8 +1,8 @@
 //! A sound bound on how far the logits can move when the first affected
 //! node's output moves: `Σ_j |Δlogit_j| ≤ Σ_e g_e |Δout_e|`, with `g`
 //! propagated backwards from the logits using absolute weights (|W| for
-//! convolution and linear layers, the BatchNorm scale), 1 through ReLU and
-//! tanh, ¼ through sigmoid, window sums through max-pooling, and the
+//! convolution and linear layers, the BatchNorm scale), 1 through ReLU,
+//! clip and tanh, ¼ through sigmoid, window sums through max-pooling, and the
 //! coefficients of any other linear op. Ops with no such rule (softmax,
 //! LayerNorm, GELU, products of two moving values) give no bound, and then
 //! nothing is pruned. `g` does not depend on the sample.
@@ -10,8 +10,9 @@
 use tch::{Kind, Tensor};
 
 use super::delta::pad;
-use super::plan::{affected, rearranging, Axis};
+use super::plan::{affected, rearranging};
 use crate::error::Result;
+use crate::faults::axes::Axis;
 use crate::model::graph::{Graph, Mode, Op};
 use crate::model::{ParamKind, ParamStore};
 
@@ -88,7 +89,8 @@ fn rule(
 ) -> Result<Option<Tensor>> {
     let node = &graph.nodes[u];
     Ok(match &node.op {
-        Op::Relu | Op::Tanh | Op::Identity => Some(gu.shallow_clone()),
+        // 1-Lipschitz elementwise: |f(a + d) − f(a)| ≤ |d| (clip covers Ranger's clamps).
+        Op::Relu | Op::Clip { .. } | Op::Tanh | Op::Identity => Some(gu.shallow_clone()),
         Op::Sigmoid => Some(gu * 0.25),
         Op::MaxPool2d {
             kernel,

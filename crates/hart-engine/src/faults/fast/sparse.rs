@@ -9,8 +9,9 @@
 use tch::Tensor;
 
 use super::delta::{pad, Delta};
-use super::plan::{plan, Axis, Plan};
+use super::plan::{plan, Plan};
 use crate::error::{HartError, Result};
+use crate::faults::axes::Axis;
 use crate::model::graph::{Graph, Mode, Op};
 use crate::model::ParamStore;
 

@@ -1,9 +1,14 @@
 //! ONNX import into HART's layer graph.
 //!
 //! The protobuf messages are declared by hand in [`proto`] (no `protoc` at
-//! build time); [`convert`] maps the ONNX graph onto [`super::graph::Op`]s.
+//! build time); [`convert`] maps the ONNX graph onto [`super::graph::Op`]s,
+//! node by node through the op families in [`ops`], each built from the
+//! steps in [`converter`].
 
+mod attrs;
 mod convert;
+mod converter;
+mod ops;
 mod proto;
 mod tensor;
 

@@ -1,6 +1,7 @@
 //! Extra forward passes in training mode (SAM's perturbed pass, the finite
-//! differences, a penalty sub-batch) would also move BatchNorm's running
-//! statistics; a snapshot puts them back so only the real step counts.
+//! differences, a penalty sub-batch, randbet's pass at bit errors) would also
+//! move BatchNorm's running statistics; a snapshot puts them back so only the
+//! real step counts. Perturbed weights are put back bit for bit the same way.
 
 use tch::Tensor;
 
@@ -36,17 +37,10 @@ impl Snapshot {
     }
 }
 
-/// Runs `f` with the parameters shifted by `delta` (one per tensor), then
-/// restores their exact values (not `p + δ − δ`, which rounds) and the buffers.
-pub fn with_shifted<T>(model: &Model, params: &[Tensor], delta: &[Tensor], f: impl FnOnce() -> Result<T>) -> Result<T> {
+/// Runs `f`, then writes back the exact values `params` had before it (not
+/// `p + δ − δ`, which rounds), whatever `f` did to them in place.
+pub fn with_restored<T>(params: &[Tensor], f: impl FnOnce() -> Result<T>) -> Result<T> {
     let originals: Vec<Tensor> = params.iter().map(|p| p.detach().copy()).collect();
-    let buffers = Snapshot::take(model);
-    tch::no_grad(|| -> Result<()> {
-        for (p, d) in params.iter().zip(delta) {
-            let _ = p.shallow_clone().f_add_(d)?;
-        }
-        Ok(())
-    })?;
     let out = f();
     tch::no_grad(|| -> Result<()> {
         for (p, o) in params.iter().zip(&originals) {
@@ -54,6 +48,37 @@ pub fn with_shifted<T>(model: &Model, params: &[Tensor], delta: &[Tensor], f: im
         }
         Ok(())
     })?;
+    out
+}
+
+/// Runs `f` with the parameters set to `values` (one per tensor), then
+/// restores them; buffers are left as `f` moved them (a training forward
+/// pass at perturbed weights that is the step itself).
+pub fn with_values<T>(params: &[Tensor], values: &[Tensor], f: impl FnOnce() -> Result<T>) -> Result<T> {
+    with_restored(params, || {
+        tch::no_grad(|| -> Result<()> {
+            for (p, v) in params.iter().zip(values) {
+                p.shallow_clone().f_copy_(v)?;
+            }
+            Ok(())
+        })?;
+        f()
+    })
+}
+
+/// Runs `f` with the parameters shifted by `delta` (one per tensor), then
+/// restores their exact values and the buffers: an extra pass beside the step.
+pub fn with_shifted<T>(model: &Model, params: &[Tensor], delta: &[Tensor], f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let buffers = Snapshot::take(model);
+    let out = with_restored(params, || {
+        tch::no_grad(|| -> Result<()> {
+            for (p, d) in params.iter().zip(delta) {
+                let _ = p.shallow_clone().f_add_(d)?;
+            }
+            Ok(())
+        })?;
+        f()
+    });
     buffers.restore()?;
     out
 }

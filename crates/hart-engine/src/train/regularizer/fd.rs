@@ -9,9 +9,10 @@
 use tch::Tensor;
 
 use super::buffers::with_shifted;
-use super::{accumulate_grad, cross_entropy, Regularizer, StepOutcome};
+use super::{Regularizer, StepOutcome};
 use crate::error::Result;
 use crate::hessian::probe::rademacher;
+use crate::loss::{accumulate_grad, cross_entropy};
 use crate::model::{Mode, Model};
 
 /// Loss and gradient w.r.t. all trainable tensors at the current weights.

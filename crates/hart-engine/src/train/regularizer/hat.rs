@@ -8,12 +8,13 @@ use tch::{Kind, Tensor};
 
 use super::buffers::Snapshot;
 use super::selective::{lanczos_reading, power_update, top_share_mean, Reading};
-use super::{cross_entropy, HessianMethod, Regularizer, StepOutcome};
+use super::{HessianMethod, Regularizer, StepOutcome};
 use crate::error::Result;
 use crate::hessian::gauss_newton::gauss_newton_penalty;
 use crate::hessian::operator::{dot_parts, GraphHessian, HvpOperator};
 use crate::hessian::probe::rademacher;
 use crate::hessian::ParamSet;
+use crate::loss::cross_entropy;
 use crate::model::{Mode, Model};
 
 /// The Hutchinson penalty of one loss, with its graph kept for differentiation.

@@ -2,7 +2,10 @@
 //! training (`hessian`: CE + λ·Tr(H) by Hutchinson with exact double
 //! back-propagation, optionally selective), and the baselines SAM/ASAM
 //! (`sam`) and a first-order finite-difference Hessian penalty
-//! (`fd-hessian`, NSO-style). docs/hessian.md says what each does and why.
+//! (`fd-hessian`, NSO-style), docs/hessian.md; and the hardware-fault
+//! recipes, docs/hardening.md: Gaussian weight noise in every forward pass
+//! (`noise`, Joshi et al. 2020) and random bit error training on quantised
+//! weights (`randbet`, Stutz et al. 2021), with optional weight clipping.
 //!
 //! A regulariser owns the gradient computation of a step: it runs the
 //! forward pass(es) and leaves the gradient of its objective in the
@@ -10,8 +13,11 @@
 
 pub mod audit;
 mod buffers;
+pub mod clip;
 mod fd;
 mod hat;
+mod noise;
+mod randbet;
 mod sam;
 pub mod selective;
 
@@ -20,13 +26,17 @@ use std::str::FromStr;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::error::{HartError, Result};
+use crate::faults::{Scope, Storage};
 pub use crate::hessian::gauss_newton::GnPenalty;
 use crate::hessian::{LayerSelection, ParamSet};
+use crate::loss::cross_entropy;
 use crate::model::{Mode, Model};
+pub use clip::WeightClip;
 pub use hat::{hutchinson_penalty, Penalty};
+pub use randbet::Injected;
 pub use selective::{Reading, Selective};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -37,6 +47,10 @@ pub enum RegularizerKind {
     Hessian,
     Sam,
     FdHessian,
+    /// Gaussian weight noise drawn afresh in every training forward pass.
+    Noise,
+    /// Quantised weights, the loss averaged with the loss at random bit errors.
+    Randbet,
 }
 
 impl FromStr for RegularizerKind {
@@ -47,8 +61,10 @@ impl FromStr for RegularizerKind {
             "hessian" => Ok(Self::Hessian),
             "sam" => Ok(Self::Sam),
             "fd-hessian" => Ok(Self::FdHessian),
+            "noise" => Ok(Self::Noise),
+            "randbet" => Ok(Self::Randbet),
             _ => Err(HartError::Invalid(format!(
-                "unknown regularizer {s:?} (none, hessian, sam, fd-hessian)"
+                "unknown regularizer {s:?} (none, hessian, sam, fd-hessian, noise, randbet)"
             ))),
         }
     }
@@ -74,6 +90,31 @@ impl FromStr for HessianMethod {
             "gauss-newton" | "gn" => Ok(Self::GaussNewton),
             _ => Err(HartError::Invalid(format!(
                 "unknown Hessian method {s:?} (hutchinson, gauss-newton)"
+            ))),
+        }
+    }
+}
+
+/// How `noise` scales its Gaussian draws ξ ~ N(0, 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoiseKind {
+    /// w + η·max|W|·ξ, max over the tensor (aihwkit's additive noise
+    /// relative to the actual max weight; `hart campaign --fault gaussian`).
+    #[default]
+    Additive,
+    /// w·(1 + η·ξ): noise proportional to each weight.
+    Relative,
+}
+
+impl FromStr for NoiseKind {
+    type Err = HartError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "additive" => Ok(Self::Additive),
+            "relative" => Ok(Self::Relative),
+            _ => Err(HartError::Invalid(format!(
+                "unknown noise kind {s:?} (additive, relative)"
             ))),
         }
     }
@@ -106,6 +147,22 @@ pub struct RegularizerConfig {
     pub sam_adaptive: bool,
     /// Finite-difference step σ of `fd-hessian`.
     pub fd_sigma: f64,
+    /// η of `noise`: σ = η·max|W| (additive) or η·|w| (relative).
+    pub noise_std: f64,
+    pub noise_kind: NoiseKind,
+    /// The tensors `noise` perturbs and `randbet` puts errors into, chosen as
+    /// `hart campaign --scope/--params` chooses them (trainable ones only).
+    pub scope: Scope,
+    pub params: Option<String>,
+    /// The integer format `randbet` trains in (int8 or int4).
+    pub storage: Storage,
+    /// `randbet`'s bit-error rate p per stored bit.
+    pub bit_error_rate: f64,
+    /// Clamp every weight tensor to [−W, W] before training and after each
+    /// update (any regulariser, or none).
+    pub clip_weights: Option<f64>,
+    /// The clip bound is W·max|W₀| per tensor, W₀ the weights training starts from.
+    pub clip_relative: bool,
 }
 
 impl Default for RegularizerConfig {
@@ -124,6 +181,14 @@ impl Default for RegularizerConfig {
             sam_rho: 0.05,
             sam_adaptive: false,
             fd_sigma: 0.01,
+            noise_std: 0.05,
+            noise_kind: NoiseKind::Additive,
+            scope: Scope::All,
+            params: None,
+            storage: Storage::Int8,
+            bit_error_rate: 0.01,
+            clip_weights: None,
+            clip_relative: false,
         }
     }
 }
@@ -158,6 +223,31 @@ impl RegularizerConfig {
         if self.audit_every > 0 && self.kind != RegularizerKind::Hessian {
             return bad("--audit-readings needs --regularizer hessian".into());
         }
+        if !(self.noise_std >= 0.0 && self.noise_std.is_finite()) {
+            return bad(format!(
+                "--noise-std must be a finite number ≥ 0, got {}",
+                self.noise_std
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.bit_error_rate) {
+            return bad(format!(
+                "--bit-error-rate must be in [0, 1], got {}",
+                self.bit_error_rate
+            ));
+        }
+        if self.kind == RegularizerKind::Randbet && self.storage.int_bits().is_none() {
+            return bad(format!(
+                "--storage {}: randbet trains on integer codes (int8 or int4)",
+                self.storage
+            ));
+        }
+        if let Some(w) = self.clip_weights {
+            if !(w > 0.0 && w.is_finite()) {
+                return bad(format!("--clip-weights must be positive, got {w}"));
+            }
+        } else if self.clip_relative {
+            return bad("--clip-relative needs --clip-weights W".into());
+        }
         Ok(())
     }
 }
@@ -176,13 +266,6 @@ pub struct StepOutcome {
     pub reading: Option<f64>,
 }
 
-/// Mean cross-entropy, in the logits' precision (so float64 checks stay float64).
-pub fn cross_entropy(logits: &Tensor, y: &Tensor) -> Result<Tensor> {
-    Ok(logits
-        .f_log_softmax(-1, logits.kind())?
-        .f_nll_loss(y, None::<Tensor>, tch::Reduction::Mean, -100)?)
-}
-
 /// A regulariser bound to a model: its parameter selection and running state.
 pub struct Regularizer {
     cfg: RegularizerConfig,
@@ -194,6 +277,11 @@ pub struct Regularizer {
     selective: selective::State,
     audit: Option<audit::Audit>,
     step: usize,
+    /// The tensors `noise` perturbs.
+    noisy: Vec<Tensor>,
+    /// `randbet`'s stored tensors and the bits errors can hit.
+    randbet: Option<randbet::Targets>,
+    injected: Option<Injected>,
 }
 
 impl Regularizer {
@@ -205,6 +293,14 @@ impl Regularizer {
             0 => None,
             every => Some(audit::Audit::new(every, s.top_p, s.diag_frac, seed)?),
         };
+        let noisy = match cfg.kind {
+            RegularizerKind::Noise => noise::targets(model, cfg)?,
+            _ => vec![],
+        };
+        let randbet = match cfg.kind {
+            RegularizerKind::Randbet => Some(randbet::Targets::new(model, cfg)?),
+            _ => None,
+        };
         Ok(Regularizer {
             cfg: cfg.clone(),
             all: model.trainable().into_iter().map(|(_, t)| t).collect(),
@@ -213,6 +309,9 @@ impl Regularizer {
             selective: selective::State::default(),
             audit,
             step: 0,
+            noisy,
+            randbet,
+            injected: None,
         })
     }
 
@@ -226,6 +325,11 @@ impl Regularizer {
             .as_mut()
             .map(|a| std::mem::take(&mut a.rows))
             .unwrap_or_default()
+    }
+
+    /// What the last `randbet` step injected (None for other regularisers).
+    pub fn take_injected(&mut self) -> Option<Injected> {
+        self.injected.take()
     }
 
     /// The share of λ this step applies under the warm-up (`step` already counts it).
@@ -249,6 +353,8 @@ impl Regularizer {
             RegularizerKind::Hessian => hat::step(self, model, x, y),
             RegularizerKind::Sam => sam::step(self, model, x, y),
             RegularizerKind::FdHessian => fd::step(self, model, x, y),
+            RegularizerKind::Noise => noise::step(self, model, x, y),
+            RegularizerKind::Randbet => randbet::step(self, model, x, y),
         }
     }
 }
@@ -266,19 +372,4 @@ pub fn plain_step(model: &Model, x: &Tensor, y: &Tensor) -> Result<StepOutcome> 
         fired: false,
         reading: None,
     })
-}
-
-/// Adds `grads` (one per tensor, undefined = nothing) to the tensors' `.grad`,
-/// through a surrogate whose gradient they are (tch cannot assign `.grad`).
-pub(crate) fn accumulate_grad(params: &[Tensor], grads: &[Tensor]) -> Result<()> {
-    let surrogate = params
-        .iter()
-        .zip(grads)
-        .filter(|(_, g)| g.defined())
-        .map(|(p, g)| (p * g.detach()).sum(Kind::Double))
-        .reduce(|a, b| a + b);
-    if let Some(s) = surrogate {
-        s.f_backward()?;
-    }
-    Ok(())
 }

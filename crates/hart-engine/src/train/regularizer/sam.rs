@@ -6,8 +6,9 @@
 use tch::{Kind, Tensor};
 
 use super::buffers::with_shifted;
-use super::{cross_entropy, Regularizer, StepOutcome};
+use super::{Regularizer, StepOutcome};
 use crate::error::Result;
+use crate::loss::cross_entropy;
 use crate::model::{Mode, Model};
 
 /// ASAM's η, as in the reference implementation.

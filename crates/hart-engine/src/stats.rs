@@ -1,4 +1,4 @@
-//! Means and 95% confidence intervals over seeds.
+//! Means and 95% confidence intervals over seeds, for the experiment and the attack alike.
 
 use serde::{Deserialize, Serialize};
 

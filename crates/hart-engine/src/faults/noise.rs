@@ -37,12 +37,17 @@ pub fn sigma(w: &Tensor, level: f64, per_channel: bool) -> Result<Tensor> {
     Ok(amax.f_mul_scalar(level)?)
 }
 
+/// Standard normals in `w`'s shape, on its device.
+pub fn normals_like(w: &Tensor, rng: &mut impl Rng) -> Result<Tensor> {
+    Ok(Tensor::from_slice(&normals(w.numel(), rng))
+        .f_view(w.size().as_slice())?
+        .f_to_device(w.device())?)
+}
+
 /// `w` plus this trial's noise (a new tensor; `w` is left alone).
 pub fn noisy(w: &Tensor, level: f64, per_channel: bool, rng: &mut impl Rng) -> Result<Tensor> {
     let w = w.detach();
-    let z = Tensor::from_slice(&normals(w.numel(), rng))
-        .f_view(w.size().as_slice())?
-        .f_to_device(w.device())?;
+    let z = normals_like(&w, rng)?;
     let s = sigma(&w, level, per_channel)?;
     Ok(w.f_add(&z.f_mul(&s)?)?.f_to_kind(Kind::Float)?)
 }
@@ -50,7 +55,7 @@ pub fn noisy(w: &Tensor, level: f64, per_channel: bool, rng: &mut impl Rng) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::campaign::draw::trial_rng;
+    use crate::faults::draw::trial_rng;
 
     #[test]
     fn normals_have_unit_moments() {
