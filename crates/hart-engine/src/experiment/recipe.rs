@@ -136,7 +136,10 @@ noise_kind = "relative"
         let c = ExperimentConfig::parse(HARDENING).unwrap();
         let (_, r) = training(&c, 1, 0, tch::Device::Cpu, None).unwrap();
         assert_eq!(r.kind, RegularizerKind::Randbet);
-        assert_eq!((r.bit_error_rate, r.storage, r.clip_weights), (0.03, Storage::Int8, Some(0.1)));
+        assert_eq!(
+            (r.bit_error_rate, r.storage, r.clip_weights),
+            (0.03, Storage::Int8, Some(0.1))
+        );
         assert_eq!(r.params.as_deref(), Some(".*weight"));
         let (_, r) = training(&c, 2, 0, tch::Device::Cpu, None).unwrap();
         assert_eq!((r.kind, r.noise_std), (RegularizerKind::Noise, 0.1));
