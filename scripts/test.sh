@@ -15,5 +15,9 @@ cargo clippy --release --locked --workspace --all-targets -q -- -D warnings
 # Layers import only downward and no two files import each other (docs/architecture.md).
 .venv/bin/python scripts/check_layers.py --self-test
 cargo test --release --locked --workspace
+# The GPU check (docs/gpu.md) without a GPU: stage the bundle a GPU machine carries, then run
+# every step of it on the CPU with tiny sizes, so the script a lent GPU runs once is proven here.
+bash scripts/gpu-check.sh --stage
+bash scripts/gpu-check.sh --dry-run target/gpu-check-dry
 # A short fuzz pass over every parser (docs/robustness.md has the long runs).
 cargo run --release --locked -q -p hart-fuzz -- all --iterations 2000 --seed 1

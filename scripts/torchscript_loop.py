@@ -5,10 +5,11 @@
       writes a torch.jit.script 784-256-128-10 ReLU MLP (seeded weights),
       trained for one epoch of SGD on TRAIN's images when given: a sweep of
       a random-weight model (10% accuracy) measures little a user runs.
-  torchscript_loop.py time MODEL.pt IMAGES.safetensors FAULTS.csv
+  torchscript_loop.py time MODEL.pt IMAGES.safetensors FAULTS.csv [DEVICE]
       flips each (param, index, bit) of the CSV in place, evaluates every
       image in one batch, restores, and prints one JSON line: seconds (the
-      loop only), flips and the correct count of each flip.
+      loop only), flips and the correct count of each flip; model and
+      images on DEVICE (a torch.device name, default cpu).
 
 IMAGES.safetensors and TRAIN.safetensors hold `x` (float32 N×1×28×28, as
 HART feeds the model) and `y` (int64 labels).
@@ -20,8 +21,26 @@ import sys
 import time
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
+
+DTYPES = {"F32": torch.float32, "I64": torch.int64}
+
+
+def load_file(path):
+    """The tensors of a safetensors file, read with torch alone: the GPU
+    machines scripts/gpu-check.sh runs on have torch but not necessarily
+    the safetensors package."""
+    with open(path, "rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        data = f.read()
+    tensors = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = meta["data_offsets"]
+        flat = torch.frombuffer(bytearray(data[begin:end]), dtype=DTYPES[meta["dtype"]])
+        tensors[name] = flat.reshape(meta["shape"])
+    return tensors
 
 
 class Mlp(nn.Module):
@@ -51,10 +70,10 @@ def export(out, train=None):
 
 
 @torch.no_grad()
-def time_loop(model_path, images_path, faults_path):
-    model = torch.jit.load(model_path).eval()
+def time_loop(model_path, images_path, faults_path, device="cpu"):
+    model = torch.jit.load(model_path, map_location=device).eval()
     data = load_file(images_path)
-    x, y = data["x"], data["y"]
+    x, y = data["x"].to(device), data["y"].to(device)
     params = dict(model.named_parameters())
     with open(faults_path) as f:
         flips = [(r["param"], int(r["index"]), int(r["bit"])) for r in csv.DictReader(f)]
@@ -74,4 +93,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "export":
         export(*sys.argv[2:4])
     else:
-        time_loop(*sys.argv[2:5])
+        time_loop(*sys.argv[2:6])

@@ -186,3 +186,12 @@ fn state_dict_needs_matching_arch() {
         "lenet5",
     );
 }
+
+/// `hart bench sweep --device` (what scripts/gpu-check.sh times on a GPU) is
+/// checked before any row is built: an unknown device, and a GPU index this
+/// machine lacks, end in one line naming it.
+#[test]
+fn bench_sweep_checks_its_device_first() {
+    assert_one_line_error(&hart(&["bench", "sweep", "--device", "tpu"]), "tpu");
+    assert_one_line_error(&hart(&["bench", "sweep", "--device", "cuda:63"]), "cuda:63");
+}

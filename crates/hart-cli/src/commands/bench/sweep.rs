@@ -4,12 +4,16 @@
 //! agree), for an MLP and LeNet-5 trained briefly on Fashion-MNIST and a
 //! BatchNorm+residual CNN (resnet18-cifar, random weights, 32×32 inputs),
 //! optionally also estimated by strata over its tensors (`--cnn-strata`).
+//! `--device` runs every row's sweeps and reference loops there (models are
+//! trained and labelled on the CPU first, then moved).
 
 use anyhow::Result;
 use hart::bench::{median, Comparison};
 use hart::data::Dataset;
 use hart::faults::{EngineKind, SweepConfig};
 use hart::model::Model;
+
+use crate::commands::common::parse_device;
 
 use super::workload::{
     by_strata, flips, one_thread, per_flip, reference_on, residual_cnn, sweep_rows, tempfile_dir, trained,
@@ -119,28 +123,35 @@ pub struct Options {
     /// and reference on one thread (about ten minutes).
     #[arg(long)]
     pub cnn_strata: bool,
+    /// Where the engine and the reference loops run: cpu, cuda or cuda:N (the TorchScript
+    /// row's plain PyTorch loop too).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 pub fn run(o: &Options, runs: usize) -> Result<Vec<Comparison>> {
+    let device = parse_device(&o.device)?;
+    let on_device = |(mut model, data): (Model, Dataset)| -> Result<(Model, Dataset)> {
+        model.to_device(device)?;
+        Ok((model, data))
+    };
     let mut out = vec![];
     for arch in o.archs.split(',').map(str::trim).filter(|a| !a.is_empty()) {
         let row = match arch {
             "mlp" | "lenet5" => {
-                let (model, mut test) = trained(arch)?;
+                let (model, mut test) = on_device(trained(arch)?)?;
                 test.truncate(o.images);
                 one(arch, &model, &test, o.elements, o.reference_flips, runs)?
             }
             "resnet18-cifar" => {
-                let (model, mut data) = residual_cnn()?;
-                data.truncate(o.cnn_images.clamp(1, data.len()));
+                let (model, data) = on_device(residual_cnn(o.cnn_images)?)?;
                 if o.cnn_strata {
                     out.push(strata(arch, &model, &data, o.reference_flips / 4 + 1)?);
                 }
                 one(arch, &model, &data, o.cnn_elements.max(1), o.reference_flips / 4 + 1, 1)?
             }
             "sequential" => {
-                let (model, mut data) = residual_cnn()?;
-                data.truncate(o.seq_images.clamp(1, data.len()));
+                let (model, data) = on_device(residual_cnn(o.seq_images)?)?;
                 let plan = super::sequential::Plan {
                     elements: o.seq_elements.max(1),
                     confidence: o.seq_confidence,
@@ -150,7 +161,7 @@ pub fn run(o: &Options, runs: usize) -> Result<Vec<Comparison>> {
                 super::sequential::row(&model, &data, &plan)?
             }
             "torchscript" => {
-                let mut rows = super::torchscript::rows(o.ts_images, o.ts_elements.max(1), runs.min(3))?;
+                let mut rows = super::torchscript::rows(o.ts_images, o.ts_elements.max(1), runs.min(3), device)?;
                 let last = rows.pop().ok_or_else(|| anyhow::anyhow!("no TorchScript rows"))?;
                 out.extend(rows);
                 last

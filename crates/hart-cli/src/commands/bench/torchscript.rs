@@ -3,7 +3,7 @@
 //! images, swept by HART's generic engine (exact, then sequential verdicts)
 //! against the plain PyTorch loop a user would write (flip, evaluate every
 //! image in one batch, restore: scripts/torchscript_loop.py in the venv's
-//! Python), on the same flips, in the same run.
+//! Python), on the same flips, in the same run, both on one device.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,8 +33,15 @@ fn python() -> PathBuf {
     PathBuf::from("python3")
 }
 
+/// The loop script of the checkout this binary was built in, else of the
+/// one it runs in (a prebuilt binary carried to another machine, as
+/// scripts/gpu-check.sh does, starts in the repository root).
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/torchscript_loop.py")
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/torchscript_loop.py");
+    if built.exists() {
+        return built;
+    }
+    PathBuf::from("scripts/torchscript_loop.py")
 }
 
 fn python_out(args: &[&std::ffi::OsStr]) -> Result<String> {
@@ -85,13 +92,22 @@ fn write_images(data: &Dataset, path: &Path) -> Result<()> {
     Ok(tch::Tensor::write_safetensors(&[("x", &x), ("y", &y)], path)?)
 }
 
-pub fn rows(images: usize, elements: usize, runs: usize) -> Result<Vec<Comparison>> {
+/// libtorch's name for `device`, as the loop script passes it to `torch.device`.
+fn torch_device(device: tch::Device) -> String {
+    match device {
+        tch::Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".into(),
+    }
+}
+
+pub fn rows(images: usize, elements: usize, runs: usize, device: tch::Device) -> Result<Vec<Comparison>> {
     let dir = tempfile_dir()?;
     let model_path = dir.join("mlp.pt");
     let train = dir.join("train.safetensors");
     write_images(&fashion(Split::Train, 10_000)?, &train)?;
     python_out(&["export".as_ref(), model_path.as_os_str(), train.as_os_str()])?;
-    let model = hart::model::load(&model_path, &LoadOptions::default())?;
+    let mut model = hart::model::load(&model_path, &LoadOptions::default())?;
+    model.to_device(device)?;
     let data = fashion(Split::Test, images)?;
     let io = dir.join("images.safetensors");
     write_images(&data, &io)?;
@@ -102,13 +118,14 @@ pub fn rows(images: usize, elements: usize, runs: usize) -> Result<Vec<Compariso
         model_path.as_os_str(),
         io.as_os_str(),
         faults.as_os_str(),
+        torch_device(device).as_ref(),
     ])?;
     let loop_out: serde_json::Value = serde_json::from_str(text.trim())?;
     let loop_s = loop_out["seconds"].as_f64().context("loop output")?;
     let n = loop_out["flips"].as_u64().context("loop output")? as usize;
     let loop_correct: Vec<i64> = serde_json::from_value(loop_out["correct"].clone()).context("loop output")?;
     let baseline = Timing {
-        name: "plain PyTorch loop".into(),
+        name: format!("plain PyTorch loop on {}", torch_device(device)),
         median_s: loop_s / n.max(1) as f64,
         min_s: loop_s / n.max(1) as f64,
         max_s: loop_s / n.max(1) as f64,

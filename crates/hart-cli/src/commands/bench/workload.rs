@@ -41,11 +41,13 @@ pub(super) fn trained(arch: &str) -> Result<(Model, Dataset)> {
     Ok((model, fashion(Split::Test, 10_000)?))
 }
 
-/// Random 32×32 RGB images labelled by the model itself (CIFAR is not shipped).
-pub(super) fn residual_cnn() -> Result<(Model, Dataset)> {
+/// The first `n` (at most 2000) of a fixed draw of random 32×32 RGB images,
+/// labelled by the model itself (CIFAR is not shipped); the same images and
+/// labels whatever `n` (eval-mode predictions do not depend on the batch).
+pub(super) fn residual_cnn(n: usize) -> Result<(Model, Dataset)> {
     tch::manual_seed(0);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let (n, c, s) = (2000, 3, 32);
+    let (n, c, s) = (n.clamp(1, 2000), 3, 32);
     let mut data = Dataset {
         name: "cifar10".into(),
         images: (0..n * c * s * s).map(|_| rng.random()).collect(),

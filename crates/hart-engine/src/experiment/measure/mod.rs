@@ -196,6 +196,6 @@ impl<M: Measurement> Section for M {
 }
 
 /// Each group's statistics of `M`, beside the group (for report sections).
-pub fn with_stats<'a, M: Measurement>(groups: &'a [Group]) -> Result<Vec<(&'a Group, M::Stats)>> {
+pub fn with_stats<M: Measurement>(groups: &[Group]) -> Result<Vec<(&Group, M::Stats)>> {
     groups.iter().map(|g| Ok((g, stats::<M>(g)?))).collect()
 }
