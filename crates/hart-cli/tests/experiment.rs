@@ -5,46 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 mod common;
-use common::{stderr, stdout};
-
-const TINY: &str = r#"
-name = "tiny"
-archs = ["mlp"]
-seeds = [0, 1]
-
-[data]
-train_limit = 300
-test_limit = 100
-
-[train]
-epochs = 1
-optimizer = "rmsprop"
-lr = 0.001
-momentum = 0.0
-
-[[recipe]]
-name = "plain"
-
-[[recipe]]
-name = "hat"
-regularizer = "hessian"
-hessian_lambda = 0.001
-hessian_every = 2
-
-[sweep]
-bits = "23-31"
-limit = 20
-sample_params = 8
-
-[analysis]
-hessian_limit = 40
-quantize_bits = [8, 4]
-prune_sparsity = [0.5]
-
-[analysis.landscape]
-steps = 5
-limit = 40
-"#;
+use common::{stderr, stdout, TINY_EXPERIMENT as TINY};
 
 fn experiment(config: &Path, out: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hart"))

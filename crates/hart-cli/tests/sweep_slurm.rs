@@ -4,60 +4,13 @@
 //! must equal the unsharded run byte for byte. The daemons are stopped
 //! however the test ends.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
 
 mod common;
 use common::random_model;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn ok(o: Output) -> Output {
-    assert!(
-        o.status.success(),
-        "failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-/// Stops the daemons it started when dropped.
-struct Cluster(PathBuf);
-
-impl Cluster {
-    fn start(dir: &Path) -> Cluster {
-        let c = Cluster(dir.to_path_buf());
-        ok(Command::new("bash")
-            .arg(repo().join("scripts/slurm-test-cluster.sh"))
-            .arg("start")
-            .arg(dir)
-            .output()
-            .unwrap());
-        c
-    }
-    fn cmd(&self, prog: &str) -> Command {
-        let mut c = Command::new(prog);
-        c.env("SLURM_CONF", self.0.join("slurm.conf"));
-        c
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(repo().join("scripts/slurm-test-cluster.sh"))
-            .arg("stop")
-            .arg(&self.0)
-            .output();
-    }
-}
+use common::slurm::{ok, Cluster};
 
 #[test]
 fn slurm_array_sweep_merges_to_the_unsharded_table() {
@@ -111,18 +64,7 @@ fn slurm_array_sweep_merges_to_the_unsharded_table() {
         .next()
         .unwrap_or("")
         .to_string();
-    let t0 = Instant::now();
-    loop {
-        let q = ok(cluster.cmd("squeue").args(["-h", "-j", &job]).output().unwrap());
-        if String::from_utf8_lossy(&q.stdout).trim().is_empty() {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(300),
-            "array job {job} did not finish in 5 minutes"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    cluster.wait(&[job], Duration::from_secs(300));
     drop(cluster);
 
     let shards: Vec<PathBuf> = (0..4).map(|i| array.join(format!("shard-{i}"))).collect();

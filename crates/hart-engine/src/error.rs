@@ -22,6 +22,10 @@ pub enum HartError {
     /// A bad argument or configuration value.
     #[error("{0}")]
     Invalid(String),
+    /// `hart experiment`: a stage that was to be read from the cache is not
+    /// there and this run may not compute it (the cache directory's name).
+    #[error("{0} is not in the stage cache")]
+    NotCached(String),
     #[error("libtorch: {}", first_line(&.0.to_string()))]
     Torch(#[from] tch::TchError),
 }

@@ -196,8 +196,9 @@ pub fn run(a: CampaignArgs) -> Result<()> {
 }
 
 fn emit_sbatch(a: &CampaignArgs, file: &std::path::Path) -> Result<()> {
+    let res = a.sharding.resources()?;
     let out = common::emit_sbatch("campaign", &a.out, file, a.sharding.shards, |hart, args, out| {
-        sbatch::script(hart, args, out, a.sharding.shards, a.sharding.cpus_per_task)
+        sbatch::script(hart, args, out, a.sharding.shards, &res)
     })?;
     println!(
         "wrote {} ({} array tasks); submit with `sbatch {}`; when all have finished, run this command without --emit-sbatch to assemble {}",

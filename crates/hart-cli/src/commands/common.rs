@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tch::Device;
 
 /// Splitting a long job over a Slurm job array: run one shard of it, or
-/// write the array script (`hart sweep`, `hart campaign`).
+/// write the array script (`hart sweep`, `hart campaign`, `hart experiment`).
 #[derive(Args, Debug, Clone)]
 pub struct ShardArgs {
     /// Run shard I of N (default: the Slurm array task, if any).
@@ -27,6 +27,12 @@ pub struct ShardArgs {
     /// CPUs per array task for --emit-sbatch.
     #[arg(long, default_value_t = 2)]
     pub cpus_per_task: u32,
+    /// Time limit of each job for --emit-sbatch (Slurm's format: 30, 2:00:00, 1-12:00:00).
+    #[arg(long, value_name = "LIMIT")]
+    pub time: Option<String>,
+    /// Partition the jobs go to for --emit-sbatch (default: the cluster's).
+    #[arg(long)]
+    pub partition: Option<String>,
 }
 
 impl ShardArgs {
@@ -36,6 +42,15 @@ impl ShardArgs {
             Some(s) => hart::faults::Shard::parse(s)?,
             None => hart::faults::Shard::from_env(|k| std::env::var(k).ok())?.unwrap_or(hart::faults::Shard::WHOLE),
         })
+    }
+
+    /// What each emitted job asks for (--cpus-per-task, --time, --partition), checked.
+    pub fn resources(&self) -> Result<hart::faults::sbatch::Resources> {
+        Ok(hart::faults::sbatch::Resources::new(
+            self.cpus_per_task,
+            self.time.clone(),
+            self.partition.clone(),
+        )?)
     }
 }
 
@@ -146,8 +161,8 @@ pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Resu
 }
 
 /// `--emit-sbatch FILE`: writes `script(hart, args, out)` for this command's
-/// arguments minus `--out`, `--shard` and the emitting options; returns the
-/// absolute output directory (created).
+/// arguments minus `--out`, `--shard`, `--phase` and the emitting options;
+/// returns the absolute output directory (created).
 pub fn emit_sbatch(
     subcommand: &str,
     out: &std::path::Path,
@@ -158,10 +173,23 @@ pub fn emit_sbatch(
     if shards == 0 {
         bail!("--shards must be at least 1");
     }
+    // The script is written by a rename, which would replace a device such as /dev/null.
+    if file.exists() && !file.is_file() {
+        bail!("--emit-sbatch {}: not a regular file", file.display());
+    }
     // The same command minus what differs per task or only concerns emitting.
     let args = forwarded_args(
         subcommand,
-        &["--out", "--shard", "--emit-sbatch", "--shards", "--cpus-per-task"],
+        &[
+            "--out",
+            "--shard",
+            "--phase",
+            "--emit-sbatch",
+            "--shards",
+            "--cpus-per-task",
+            "--time",
+            "--partition",
+        ],
     );
     let hart = std::env::current_exe().context("locating the hart binary")?;
     let out = std::path::absolute(out)?;

@@ -37,5 +37,5 @@ pub fn run(a: DemoArgs) -> Result<()> {
         cfg.name,
         a.out.display()
     );
-    execute(&cfg, &a.out, &a.device)
+    execute(&cfg, &a.out, &a.device, true)
 }

@@ -224,8 +224,9 @@ fn run_groups(sw: &Sweep, list: &[Group], a: &SweepArgs) -> Result<()> {
 }
 
 fn emit_sbatch(a: &SweepArgs, file: &std::path::Path) -> Result<()> {
+    let res = a.sharding.resources()?;
     let out = common::emit_sbatch("sweep", &a.out, file, a.sharding.shards, |hart, args, out| {
-        script(hart, args, out, a.sharding.shards, a.sharding.cpus_per_task)
+        script(hart, args, out, a.sharding.shards, &res)
     })?;
     println!(
         "wrote {} ({} array tasks); submit with `sbatch {}`, then `hart merge {}/shard-* --out {}`",

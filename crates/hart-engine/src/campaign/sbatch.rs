@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use crate::faults::sbatch::shell_quote;
+use crate::faults::sbatch::{shell_quote, Resources};
 
-pub fn script(hart: &Path, args: &[String], out: &Path, shards: u32, cpus: u32) -> String {
+pub fn script(hart: &Path, args: &[String], out: &Path, shards: u32, res: &Resources) -> String {
     let q = |s: &str| shell_quote(s);
     let args: Vec<String> = args.iter().map(|a| q(a)).collect();
     let hart = q(&hart.display().to_string());
@@ -18,11 +18,12 @@ pub fn script(hart: &Path, args: &[String], out: &Path, shards: u32, cpus: u32) 
          # When all tasks have finished, assemble with: {hart} campaign {args} --out {out}\n\
          #SBATCH --job-name=hart-campaign\n\
          #SBATCH --array=0-{last}\n\
-         #SBATCH --cpus-per-task={cpus}\n\
+         {resources}\
          #SBATCH --output={out}/slurm-%A_%a.out\n\
          set -euo pipefail\n\
          # Each task resumes where it stopped if Slurm requeues it.\n\
          exec {hart} campaign {args} --out {out} \\\n    --shard \"$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT\"\n",
         last = shards.saturating_sub(1),
+        resources = res.directives(),
     )
 }

@@ -412,10 +412,11 @@ impl ExperimentConfig {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"
+    /// Also the base of other modules' test configs.
+    pub(crate) const MINIMAL: &str = r#"
 archs = ["lenet5"]
 [data]
 train_limit = 100

@@ -4,17 +4,24 @@
 //! landscapes, attacks, defences, campaigns) on each trained model, and
 //! report means and 95% intervals over seeds. Every stage is cached by its
 //! inputs. This loop, the aggregation and the report name no measurement.
+//! On a cluster the stages run as shards first ([`shards`], `--shard I/N`
+//! `--phase train|measure`), and this loop then assembles the report from
+//! the shared cache.
 
 pub mod cache;
 pub mod claims;
 pub mod config;
+pub mod manifest;
 pub mod measure;
 pub mod present;
 pub mod recipe;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod sbatch;
 pub mod sections;
+pub mod shards;
+pub mod units;
 pub mod verdicts;
 
 use std::collections::BTreeMap;
@@ -29,6 +36,7 @@ use crate::error::Result;
 use crate::util::write_atomic;
 use measure::REGISTRY;
 use results::{aggregate, Group, ModelResults, RecipeInfo};
+use units::{units, Phase, Unit};
 
 pub struct Output {
     pub groups: Vec<Group>,
@@ -43,22 +51,50 @@ fn stages_per_model(cfg: &ExperimentConfig) -> u64 {
     1 + REGISTRY.iter().map(|m| m.stages(cfg)).sum::<u64>()
 }
 
-pub fn run(cfg: &ExperimentConfig, out: &Path, device: tch::Device, bar: ProgressBar) -> Result<Output> {
+/// Trains, measures and reports. With `compute` false (an assembling run
+/// after the shards) every stage must come from the cache: the units
+/// missing are one error naming them all, and nothing is computed.
+pub fn run(cfg: &ExperimentConfig, out: &Path, device: tch::Device, bar: ProgressBar, compute: bool) -> Result<Output> {
     let models = (cfg.archs.len() * cfg.recipes.len() * cfg.seeds.len()) as u64;
     bar.set_length(models * stages_per_model(cfg));
     let test_images = REGISTRY.iter().filter_map(|m| m.test_images(cfg)).max().unwrap_or(0);
     let mut runner = Runner::new(cfg, out, device, bar, test_images)?;
-    let trained = runner.train_all()?;
+    runner.cache.set_compute(compute);
+    let mut missing: Vec<Unit> = vec![];
+    let mut trained = vec![];
+    for unit in units(cfg, Phase::Train) {
+        if let Unit::Train { arch, recipe, seed } = unit {
+            match shards::trained(&mut runner, &arch, recipe, seed)? {
+                Ok(m) => trained.push((recipe, m)),
+                // A missing search stands for its recipe's trainings too.
+                Err(u) if !missing.contains(&u) => missing.push(u),
+                Err(_) => {}
+            }
+        }
+    }
     let mut results = vec![];
-    for model in trained {
+    for (recipe, model) in trained {
         let mut measured = BTreeMap::new();
-        for m in REGISTRY {
-            measured.insert(m.name(), m.measure(&mut runner, &model)?);
+        for (section, m) in REGISTRY.iter().enumerate() {
+            match shards::measured(&mut runner, section, &model)? {
+                Some(r) => {
+                    measured.insert(m.name(), r);
+                }
+                None => missing.push(Unit::Measure {
+                    arch: model.arch.clone(),
+                    recipe,
+                    seed: model.seed,
+                    section,
+                }),
+            }
         }
         results.push(ModelResults {
             model,
             results: measured,
         });
+    }
+    if !missing.is_empty() {
+        return Err(manifest::missing(cfg, out, &missing));
     }
     let recipes: Vec<RecipeInfo> = cfg
         .recipes

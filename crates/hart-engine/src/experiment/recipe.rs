@@ -106,6 +106,41 @@ pub fn training(
     Ok((train, reg))
 }
 
+/// Training images a cost estimate assumes when `data.train_limit` is absent
+/// (Fashion-MNIST's training split).
+const NOMINAL_TRAIN_IMAGES: usize = 60_000;
+
+/// One training step of recipe `r` against a plain one: the Hessian
+/// penalties add about two passes per probe every `hessian_every` steps;
+/// SAM, noise and randbet take a second forward and backward pass.
+fn step_factor(r: &Recipe) -> f64 {
+    let every = r.hessian_every.unwrap_or(1).max(1) as f64;
+    let probes = r.hessian_probes.unwrap_or(1) as f64;
+    match r.regularizer.as_str() {
+        "hessian" | "fd-hessian" => 1.0 + 2.0 * probes / every,
+        "sam" | "noise" | "randbet" => 2.0,
+        _ => 1.0,
+    }
+}
+
+/// Expected cost of training recipe `i` once, in image passes (forward 1,
+/// backward 2), for balancing `--shard`'s training units.
+pub fn train_cost(cfg: &ExperimentConfig, i: usize) -> f64 {
+    let r = &cfg.recipes[i];
+    let images = cfg.data.train_limit.unwrap_or(NOMINAL_TRAIN_IMAGES);
+    (r.epochs.unwrap_or(cfg.train.epochs) * images) as f64 * 3.0 * step_factor(r)
+}
+
+/// Expected cost of the `[tune]` search for recipe `i`: each candidate of
+/// the grid and the plain reference trained on the search's slice, then its
+/// sensitivity sweep (32 bits of `sweep_params` elements on `sweep_images`).
+pub fn tune_cost(cfg: &ExperimentConfig, i: usize) -> f64 {
+    let t = &cfg.tune;
+    let train = (t.epochs * t.limit.saturating_sub(t.val)) as f64 * 3.0 * step_factor(&cfg.recipes[i]);
+    let sweep = 32.0 * t.sweep_params as f64 * t.sweep_images as f64;
+    (t.grid.len() + 1) as f64 * (train + sweep)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

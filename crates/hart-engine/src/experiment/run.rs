@@ -1,5 +1,6 @@
 //! Runs an experiment's stages in order, each cached by its inputs.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -74,6 +75,8 @@ pub struct Runner<'a> {
     test_data: Option<Dataset>,
     /// The most test images any measurement reads.
     test_images: usize,
+    /// The λ `[tune]` chose, by architecture and recipe, once read.
+    tuned: BTreeMap<(String, usize), f64>,
 }
 
 impl<'a> Runner<'a> {
@@ -95,6 +98,7 @@ impl<'a> Runner<'a> {
             train_data: None,
             test_data: None,
             test_images,
+            tuned: BTreeMap::new(),
         })
     }
 
@@ -144,10 +148,14 @@ impl<'a> Runner<'a> {
         self.bar.inc(1);
     }
 
-    /// The `[tune]` search's λ for recipe `i` on `arch` (a cached stage):
-    /// candidates trained on the first `tune.limit` training images less the
-    /// last `tune.val`, judged on those `tune.val` images, never on test images.
+    /// The `[tune]` search's λ for recipe `i` on `arch` (a cached stage, read
+    /// once per run): candidates trained on the first `tune.limit` training
+    /// images less the last `tune.val`, judged on those `tune.val` images,
+    /// never on test images.
     pub fn tuned_lambda(&mut self, arch: &str, i: usize) -> Result<f64> {
+        if let Some(&l) = self.tuned.get(&(arch.to_string(), i)) {
+            return Ok(l);
+        }
         let t = self.cfg.tune.clone();
         let r = &self.cfg.recipes[i];
         let key = serde_json::json!({
@@ -177,65 +185,64 @@ impl<'a> Runner<'a> {
             tune_lambda(&info, &train, &val, &cfg, dir, &ProgressBar::hidden(), |_| {})
         })?;
         self.log.record(format!("tune {arch}/{}", r.name), outcome);
-        Ok(report.chosen.unwrap_or_else(|| {
+        let lambda = report.chosen.unwrap_or_else(|| {
             tracing::warn!(arch, recipe = %r.name, "no λ within the accuracy budget; using the grid's smallest");
             t.grid.iter().copied().fold(f64::INFINITY, f64::min)
-        }))
+        });
+        self.tuned.insert((arch.to_string(), i), lambda);
+        Ok(lambda)
     }
 
-    /// Trains (or fetches from the cache) every arch × recipe × seed.
-    pub fn train_all(&mut self) -> Result<Vec<TrainedModel>> {
-        let mut out = vec![];
-        for arch in self.cfg.archs.clone() {
-            for (i, r) in self.cfg.recipes.clone().iter().enumerate() {
-                let tuned = match &r.hessian_lambda {
-                    Some(l) if l.is_tuned() => Some(self.tuned_lambda(&arch, i)?),
-                    _ => None,
-                };
-                for &seed in &self.cfg.seeds.clone() {
-                    let (train_cfg, reg) = recipe::training(self.cfg, i, seed, self.device, tuned)?;
-                    let key = serde_json::json!({
-                        "stage": "train", "arch": arch, "recipe": r, "defaults": self.cfg.train,
-                        "data": self.cfg.data, "seed": seed, "tuned_lambda": tuned,
-                    });
-                    let test_n = self.cfg.data.test_limit;
-                    let test = self.test_prefix(test_n)?;
-                    let train_data = self.train_data()?.clone();
-                    let device = self.device;
-                    let key_hash = hash_json(&key)?;
-                    let bar = self.bar.clone();
-                    let (mut m, dir, outcome) = self.cache.stage("train", &key, |dir| {
-                        bar.set_message(format!("training {arch} / {} / seed {seed}", r.name));
-                        let info = ModelInfo::for_data(&arch, &train_data);
-                        tch::manual_seed(seed as i64);
-                        let mut model = Model::Graph(zoo::build(&info)?);
-                        model.to_device(device)?;
-                        let start = Instant::now();
-                        let logs = train_with(&model, &train_data, &train_cfg, &reg, &ProgressBar::hidden())?;
-                        let seconds = start.elapsed().as_secs_f64();
-                        let acc = evaluate(&model, &test, 512, device)?;
-                        model.save(&dir.join("model.safetensors"))?;
-                        Ok(TrainedModel {
-                            arch: arch.clone(),
-                            recipe: r.name.clone(),
-                            regularizer: r.regularizer.clone(),
-                            lambda: matches!(reg.kind, RegularizerKind::Hessian | RegularizerKind::FdHessian)
-                                .then_some(reg.lambda),
-                            seed,
-                            train_seconds: seconds,
-                            test_accuracy: acc.accuracy,
-                            epochs: serde_json::to_value(&logs).unwrap_or_default(),
-                            key: key_hash.clone(),
-                            path: PathBuf::new(),
-                        })
-                    })?;
-                    m.path = dir.join("model.safetensors");
-                    self.log.record(format!("train {arch}/{}/seed{seed}", r.name), outcome);
-                    self.bar.inc(1);
-                    out.push(m);
-                }
-            }
+    /// The λ recipe `i` trains with on `arch` when `[tune]` chooses it (None when the recipe gives its own).
+    fn searched_lambda(&mut self, arch: &str, i: usize) -> Result<Option<f64>> {
+        match &self.cfg.recipes[i].hessian_lambda {
+            Some(l) if l.is_tuned() => Ok(Some(self.tuned_lambda(arch, i)?)),
+            _ => Ok(None),
         }
-        Ok(out)
+    }
+
+    /// Trains (or fetches from the cache) recipe `i` on `arch` with `seed`.
+    pub fn train(&mut self, arch: &str, i: usize, seed: u64) -> Result<TrainedModel> {
+        let tuned = self.searched_lambda(arch, i)?;
+        let r = self.cfg.recipes[i].clone();
+        let (train_cfg, reg) = recipe::training(self.cfg, i, seed, self.device, tuned)?;
+        let key = serde_json::json!({
+            "stage": "train", "arch": arch, "recipe": r, "defaults": self.cfg.train,
+            "data": self.cfg.data, "seed": seed, "tuned_lambda": tuned,
+        });
+        let test_n = self.cfg.data.test_limit;
+        let test = self.test_prefix(test_n)?;
+        let train_data = self.train_data()?.clone();
+        let device = self.device;
+        let key_hash = hash_json(&key)?;
+        let bar = self.bar.clone();
+        let (mut m, dir, outcome) = self.cache.stage("train", &key, |dir| {
+            bar.set_message(format!("training {arch} / {} / seed {seed}", r.name));
+            let info = ModelInfo::for_data(arch, &train_data);
+            tch::manual_seed(seed as i64);
+            let mut model = Model::Graph(zoo::build(&info)?);
+            model.to_device(device)?;
+            let start = Instant::now();
+            let logs = train_with(&model, &train_data, &train_cfg, &reg, &ProgressBar::hidden())?;
+            let seconds = start.elapsed().as_secs_f64();
+            let acc = evaluate(&model, &test, 512, device)?;
+            model.save(&dir.join("model.safetensors"))?;
+            Ok(TrainedModel {
+                arch: arch.to_string(),
+                recipe: r.name.clone(),
+                regularizer: r.regularizer.clone(),
+                lambda: matches!(reg.kind, RegularizerKind::Hessian | RegularizerKind::FdHessian).then_some(reg.lambda),
+                seed,
+                train_seconds: seconds,
+                test_accuracy: acc.accuracy,
+                epochs: serde_json::to_value(&logs).unwrap_or_default(),
+                key: key_hash.clone(),
+                path: PathBuf::new(),
+            })
+        })?;
+        m.path = dir.join("model.safetensors");
+        self.log.record(format!("train {arch}/{}/seed{seed}", r.name), outcome);
+        self.bar.inc(1);
+        Ok(m)
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{stats, Better, Comparison, Measurement};
 use crate::attack::output::{self, Summary};
-use crate::attack::{Attack, AttackConfig};
+use crate::attack::{Attack, AttackConfig, Method};
 use crate::data::{self, Split};
 use crate::error::{HartError, Result};
 use crate::experiment::claims::{describe, flips_increase, Claim, ClaimContext};
@@ -124,6 +124,19 @@ impl Measurement for AttackSection {
 
     fn stages(&self, cfg: &ExperimentConfig) -> u64 {
         cfg.attack.as_ref().map_or(0, |a| a.methods().len() as u64)
+    }
+
+    /// Every flip of every trial evaluated; BFA also takes a gradient on its batch per flip.
+    fn cost(&self, cfg: &ExperimentConfig) -> f64 {
+        let Some(a) = &cfg.attack else { return 0.0 };
+        let flips = (a.trials * a.max_flips) as f64;
+        a.methods()
+            .iter()
+            .map(|m| match m {
+                Method::Bfa => flips * (3 * a.limit + a.eval_limit) as f64,
+                Method::Random => flips * a.eval_limit as f64,
+            })
+            .sum()
     }
 
     fn test_images(&self, cfg: &ExperimentConfig) -> Option<usize> {

@@ -64,6 +64,12 @@ impl Measurement for CampaignSection {
         cfg.campaign.is_some() as u64
     }
 
+    fn cost(&self, cfg: &ExperimentConfig) -> f64 {
+        cfg.campaign
+            .as_ref()
+            .map_or(0.0, |c| (c.levels.len() as u64 * c.trials * c.limit as u64) as f64)
+    }
+
     fn test_images(&self, cfg: &ExperimentConfig) -> Option<usize> {
         cfg.campaign.as_ref().map(|c| c.limit)
     }

@@ -96,6 +96,11 @@ impl Measurement for Compress {
         !cfg.analysis.quantize_bits.is_empty() as u64 + !cfg.analysis.prune_sparsity.is_empty() as u64
     }
 
+    fn cost(&self, cfg: &ExperimentConfig) -> f64 {
+        let a = &cfg.analysis;
+        ((a.quantize_bits.len() + a.prune_sparsity.len()) * cfg.data.test_limit) as f64
+    }
+
     fn measure(&self, run: &mut Runner, m: &TrainedModel) -> Result<Curves> {
         let bits: Vec<f64> = run.cfg.analysis.quantize_bits.iter().map(|&b| b as f64).collect();
         let quantize = stage(run, m, "quantize", bits, |t, b| {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::sweep::{sweep_under, Sweep};
+use super::sweep::{sweep_cost, sweep_under, Sweep};
 use super::{stats, Better, Comparison, Measurement};
 use crate::error::Result;
 use crate::experiment::claims::{describe, reduction, Claim, ClaimContext};
@@ -79,6 +79,10 @@ impl Measurement for DefenseSection {
 
     fn stages(&self, cfg: &ExperimentConfig) -> u64 {
         cfg.defense.as_ref().map_or(0, |d| d.sweep.len() as u64)
+    }
+
+    fn cost(&self, cfg: &ExperimentConfig) -> f64 {
+        Measurement::stages(self, cfg) as f64 * sweep_cost(cfg)
     }
 
     fn measure(&self, run: &mut Runner, m: &TrainedModel) -> Result<Defended> {

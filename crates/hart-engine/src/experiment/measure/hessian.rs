@@ -37,6 +37,14 @@ impl Measurement for Hessian {
         cfg.analysis.hessian as u64
     }
 
+    /// Hutchinson's probes (most stop well before the cap) and the Lanczos
+    /// steps, each a Hessian-vector product of about four passes.
+    fn cost(&self, cfg: &ExperimentConfig) -> f64 {
+        let a = &cfg.analysis;
+        let products = a.hessian_max_probes.min(100) + 40;
+        a.hessian as u64 as f64 * (4 * products * a.hessian_limit) as f64
+    }
+
     fn measure(&self, run: &mut Runner, m: &TrainedModel) -> Result<Option<HessianReport>> {
         let a = run.cfg.analysis.clone();
         if !a.hessian {

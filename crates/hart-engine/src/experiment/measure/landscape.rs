@@ -43,6 +43,13 @@ impl Measurement for Landscape {
         cfg.analysis.landscape.is_some() as u64
     }
 
+    fn cost(&self, cfg: &ExperimentConfig) -> f64 {
+        cfg.analysis
+            .landscape
+            .as_ref()
+            .map_or(0.0, |l| (l.steps * l.limit) as f64)
+    }
+
     fn measure(&self, run: &mut Runner, m: &TrainedModel) -> Result<Self::Result> {
         let Some(l) = run.cfg.analysis.landscape.clone() else {
             return Ok(None);

@@ -49,6 +49,11 @@ pub static REGISTRY: &[&dyn Section] = &[
     &campaign::CampaignSection,
 ];
 
+/// The parameters a cost estimate assumes (about LeNet-5's 61k): costs
+/// come from the config alone, never from a trained model, so that every
+/// shard computes the same assignment whatever the cache holds.
+pub const NOMINAL_PARAMS: f64 = 60_000.0;
+
 /// Which way a quantity improves, for the "not better" statements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Better {
@@ -78,7 +83,8 @@ impl Comparison {
 
 /// A measurement with its own result and statistics types.
 pub trait Measurement: Sync {
-    /// Internal name: keys the per-model result; never shown to users.
+    /// Keys the per-model result, and names the measurement's units in
+    /// shard logs and missing-unit errors (`sweep lenet5/hat/seed1`).
     const NAME: &'static str;
     /// One trained model's result, as its stage(s) cache it. A measurement
     /// whose section is off returns its empty value (None, an empty list).
@@ -89,6 +95,11 @@ pub trait Measurement: Sync {
 
     /// Cached stages per trained model (0 when the section is off).
     fn stages(&self, cfg: &ExperimentConfig) -> u64;
+    /// Expected cost of its stages on one model, in image passes (a forward
+    /// pass of one image is 1, a backward pass 2), from the config alone:
+    /// `hart experiment --shard` balances the measurement units by it, so
+    /// only the ratios between measurements matter.
+    fn cost(&self, cfg: &ExperimentConfig) -> f64;
     /// Test images it reads (a prefix of the test split).
     fn test_images(&self, _cfg: &ExperimentConfig) -> Option<usize> {
         None
@@ -132,6 +143,7 @@ pub fn stats<M: Measurement>(g: &Group) -> Result<M::Stats> {
 pub trait Section: Sync {
     fn name(&self) -> &'static str;
     fn stages(&self, cfg: &ExperimentConfig) -> u64;
+    fn cost(&self, cfg: &ExperimentConfig) -> f64;
     fn test_images(&self, cfg: &ExperimentConfig) -> Option<usize>;
     fn measure(&self, run: &mut Runner, m: &TrainedModel) -> Result<Box<dyn Any + Send>>;
     fn aggregate(&self, rows: &[&ModelResults], base: &[&ModelResults], is_base: bool) -> Result<Map<String, Value>>;
@@ -164,6 +176,9 @@ impl<M: Measurement> Section for M {
     }
     fn stages(&self, cfg: &ExperimentConfig) -> u64 {
         Measurement::stages(self, cfg)
+    }
+    fn cost(&self, cfg: &ExperimentConfig) -> f64 {
+        Measurement::cost(self, cfg)
     }
     fn test_images(&self, cfg: &ExperimentConfig) -> Option<usize> {
         Measurement::test_images(self, cfg)

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{stats, with_stats, Better, Comparison, Measurement};
+use super::{stats, with_stats, Better, Comparison, Measurement, NOMINAL_PARAMS};
 use crate::error::Result;
 use crate::experiment::claims::{describe, reduction, sam_no_better, Claim, ClaimContext};
 use crate::experiment::config::ExperimentConfig;
@@ -108,6 +108,14 @@ pub fn sweep_under(run: &mut Runner, m: &TrainedModel, defense: Defense) -> Resu
     Ok(summary)
 }
 
+/// One sweep's cost: every flip evaluated on every image (the fast engine
+/// skips most of that, alike for every model, so the ratio stands).
+pub fn sweep_cost(cfg: &ExperimentConfig) -> f64 {
+    let s = &cfg.sweep;
+    let bits = BitSet::parse(&s.bits).map_or(32, |b| b.0.count_ones()) as f64;
+    bits * s.sample_params.map_or(NOMINAL_PARAMS, |k| k as f64) * s.limit as f64
+}
+
 pub struct Sweep;
 
 impl Measurement for Sweep {
@@ -117,6 +125,10 @@ impl Measurement for Sweep {
 
     fn stages(&self, _cfg: &ExperimentConfig) -> u64 {
         1
+    }
+
+    fn cost(&self, cfg: &ExperimentConfig) -> f64 {
+        sweep_cost(cfg)
     }
 
     fn test_images(&self, cfg: &ExperimentConfig) -> Option<usize> {
