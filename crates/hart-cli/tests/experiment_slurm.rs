@@ -101,6 +101,11 @@ fn sharded_experiment_assembles_the_unsharded_summary() {
     // By hand: the three training shards at once (the search is one
     // shard's unit; the others wait for it), then an assembly too early.
     let hand = dir.path().join("hand");
+    // A measurement shard before any training: refused, naming the training, nothing trained.
+    let early = dir.path().join("early");
+    let o = shard(&config, &early, "measure", 0).output().unwrap();
+    assert_one_line_error(&o, "train mlp/plain/seed0 (no --phase train shard has run)");
+    assert_eq!(cached(&early, "train-"), 0);
     let train: Vec<Child> = [2, 0, 1].map(|i| spawn(shard(&config, &hand, "train", i))).into();
     for c in train {
         finished(c);
@@ -157,6 +162,22 @@ fn sharded_experiment_assembles_the_unsharded_summary() {
         summary(&hand) == reference,
         "shards by hand differ from the unsharded run"
     );
+    // One stage lost from the cache: the assembly names its unit; --allow-compute redoes it.
+    let quantize = names(&hand).into_iter().find(|n| n.starts_with("quantize-")).unwrap();
+    std::fs::remove_dir_all(hand.join("cache").join(quantize)).unwrap();
+    let o = experiment(&config, &hand, &["--phase", "report"]).output().unwrap();
+    assert_one_line_error(&o, "1 unit is not in");
+    assert_one_line_error(&o, "finished without it: was the cache changed?)");
+    assert_one_line_error(&o, "compress mlp/");
+    let o = ok(experiment(&config, &hand, &["--phase", "report", "--allow-compute"])
+        .output()
+        .unwrap());
+    assert!(
+        stdout(&o).contains("25 stages: 1 computed, 24 from the cache"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(summary(&hand) == reference, "the recomputed stage changed the report");
 
     // On Slurm: the script submits both arrays and the report job.
     let array = dir.path().join("array");
