@@ -22,6 +22,9 @@ pub enum HartError {
     /// A bad argument or configuration value.
     #[error("{0}")]
     Invalid(String),
+    /// A stop was requested (`interrupt::request`) while the call ran.
+    #[error("interrupted: the finished part is on disk and the same call resumes from it")]
+    Interrupted,
     #[error("libtorch: {}", first_line(&.0.to_string()))]
     Torch(#[from] tch::TchError),
 }
