@@ -157,3 +157,33 @@ def test_ranger_defense_equals_the_cli(trained_cnn, hart_bin, tmp_path):
     assert py.summary["config"]["ranger"]["activations"] > 0
     with pytest.raises(ValueError, match="profile_data"):
         hart.sweep(trained_cnn, (np.zeros((4, 1, 28, 28), np.uint8), np.zeros(4, np.int64)), defense="ranger")
+
+
+class CumulativeHead(torch.nn.Module):
+    """An MLP whose logits pass through a cumulative sum: an op HART's ONNX import lacks."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(784, 10)
+
+    def forward(self, x):
+        return torch.cumsum(self.fc(torch.flatten(x, 1)), dim=1)
+
+
+def test_a_module_hart_cannot_import_falls_back_to_torchscript(fashion_test):
+    torch.manual_seed(0)
+    module = CumulativeHead().eval()
+    model = hart.load(module)
+    res = hart.sweep(model, "fashion-mnist", limit=100, bits=30, params="fc.bias", exact_rad=True, progress=False)
+    assert model.exporter == "torchscript", repr(model)
+    assert "torch.jit.trace" in repr(model) and "cannot import" in repr(model), repr(model)
+    x = torch.from_numpy(fashion_test[0][:100]).float() / 255
+    y = torch.from_numpy(fashion_test[1][:100])
+    assert res.summary["clean_correct"] == correct(module, x, y)
+    state = {k: v.clone() for k, v in module.state_dict().items()}
+    try:
+        for row in res.flips.itertuples():
+            module.load_state_dict({**state, row.param: flip(state[row.param], row.index, row.bit)})
+            assert row.correct == correct(module, x, y), row
+    finally:
+        module.load_state_dict(state)
