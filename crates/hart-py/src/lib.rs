@@ -6,6 +6,7 @@
 //! library links is the one torch already loaded.
 
 mod call;
+mod campaign;
 mod data;
 mod errors;
 mod hessian;
@@ -16,6 +17,8 @@ use pyo3::prelude::*;
 
 #[pymodule]
 mod _hart {
+    #[pymodule_export]
+    use super::campaign::campaign;
     #[pymodule_export]
     use super::data::Data;
     #[pymodule_export]

@@ -20,6 +20,38 @@ pub fn parse<T: std::str::FromStr<Err = HartError>>(what: &str, s: &str) -> hart
         .map_err(|e: HartError| HartError::Invalid(format!("{what}: {e}")))
 }
 
+/// Where Ranger profiles: (data set, data_dir, image_size) from the Python side.
+pub type Profile = Option<(String, Option<PathBuf>, usize)>;
+
+/// `ranger::defend` with the profile the Python side named (required under Ranger).
+pub fn defend(
+    choice: DefenseChoice,
+    model: hart::model::Model,
+    profile: Profile,
+    limit: usize,
+    out: &std::path::Path,
+    batch: usize,
+) -> hart::Result<(hart::model::Model, hart::faults::Defense, Option<ranger::Bounds>)> {
+    let (dataset, data_dir, image_size) = match (choice, profile) {
+        (_, Some(p)) => p,
+        (DefenseChoice::Ranger, None) => {
+            return Err(HartError::Invalid(
+                "defense=\"ranger\" profiles activations on training images: name their data set (profile_data=)"
+                    .into(),
+            ))
+        }
+        (DefenseChoice::Words(_), None) => (String::new(), None, 224),
+    };
+    let spec = DataSpec {
+        dataset,
+        split: Split::Train,
+        limit: Some(limit),
+        data_dir,
+        image_size,
+    };
+    ranger::defend(choice, model, &spec, out, batch)
+}
+
 /// Sweeps `model` (a file, arch, normalize: the CLI's --model/--arch/--normalize) on
 /// `data` into `out`; every option is the `hart sweep` option of that name.
 /// `profile` names the training images Ranger profiles (`defense="ranger"`).
@@ -51,7 +83,7 @@ pub fn sweep(
     storage: String,
     per_channel: bool,
     defense: String,
-    profile: Option<(String, Option<PathBuf>, usize)>,
+    profile: Profile,
     profile_limit: usize,
     nan_policy: String,
     engine: String,
@@ -90,23 +122,7 @@ pub fn sweep(
             return Err(HartError::Invalid("--jobs must be at least 1".into()));
         }
         let _lock = OutDirLock::acquire(&out, 0, 1)?;
-        let (dataset, data_dir, image_size) =
-            match (choice, profile) {
-                (_, Some(p)) => p,
-                (DefenseChoice::Ranger, None) => return Err(HartError::Invalid(
-                    "defense=\"ranger\" profiles activations on training images: name their data set (profile_data=)"
-                        .into(),
-                )),
-                (DefenseChoice::Words(_), None) => (String::new(), None, 224),
-            };
-        let profile = DataSpec {
-            dataset,
-            split: Split::Train,
-            limit: Some(profile_limit),
-            data_dir,
-            image_size,
-        };
-        let (model, defense, _) = ranger::defend(choice, model, &profile, &out, batch_size)?;
+        let (model, defense, _) = defend(choice, model, profile, profile_limit, &out, batch_size)?;
         cfg.defense = defense;
         let sw = prepare(&model, data, &cfg)?;
         if let Some(list) = &sw.groups {

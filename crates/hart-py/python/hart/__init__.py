@@ -5,6 +5,7 @@ tensors::
 
     import hart
     res = hart.sweep(my_module, "fashion-mnist", limit=200, bits=30)
+    hart.campaign(my_module, "fashion-mnist", fault="bitflip", levels=[1e-5, 1e-4]).levels
     res.per_layer        # erratic bits per layer, a pandas DataFrame
     hart.hessian(my_module, "fashion-mnist", split="test", limit=1000).trace
 
@@ -42,7 +43,7 @@ def _check_torch():
 _check_torch()
 
 from . import _hart  # noqa: E402
-from ._api import hessian, sweep  # noqa: E402
+from ._api import campaign, hessian, sweep  # noqa: E402
 from ._errors import (  # noqa: E402
     DataError,
     HartError,
@@ -54,11 +55,12 @@ from ._errors import (  # noqa: E402
     UnsupportedOperatorError,
 )
 from ._model import Model, load  # noqa: E402
-from ._results import HessianResult, SweepResult  # noqa: E402
+from ._results import CampaignResult, HessianResult, SweepResult  # noqa: E402
 
 __version__ = _hart.__version__
 
 __all__ = [
+    "CampaignResult",
     "DataError",
     "HartError",
     "HartIOError",
@@ -71,6 +73,7 @@ __all__ = [
     "TorchError",
     "UnsupportedOperatorError",
     "__version__",
+    "campaign",
     "hessian",
     "load",
     "sweep",

@@ -75,6 +75,15 @@ class SweepResult:
     def erratic(self) -> pd.DataFrame | None: ...
     def to_parquet(self, directory: PathLike) -> None: ...
 
+class CampaignResult:
+    #: The columns of trials.parquet plus storage.
+    trials: pd.DataFrame
+    #: summary.json's per-level statistics plus storage.
+    levels: pd.DataFrame
+    #: Each storage format's summary.json.
+    summaries: dict[str, dict[str, Any]]
+    out: str | None
+
 class HessianResult:
     report: dict[str, Any]
     trace: float
@@ -141,3 +150,30 @@ def hessian(
     example_input: torch.Tensor | None = None,
     progress: Progress = True,
 ) -> HessianResult: ...
+def campaign(
+    model: ModelLike,
+    data: DataLike = "fashion-mnist",
+    *,
+    fault: Literal["bitflip", "stuck-at-0", "stuck-at-1", "gaussian"],
+    levels: str | Sequence[float],
+    split: Literal["train", "test"] = "test",
+    limit: int | None = None,
+    data_dir: PathLike | None = None,
+    image_size: int = 224,
+    storage: str | Sequence[str] = "fp32",
+    per_channel: bool = False,
+    defense: str = "none",
+    profile_data: PathLike | None = None,
+    profile_limit: int = 1000,
+    trials: int = 100,
+    seed: int = 0,
+    scope: Literal["all", "params", "conv"] = "all",
+    params: str | None = None,
+    threshold: float = 0.1,
+    confidence: float = 0.95,
+    batch_size: int = 1000,
+    out: PathLike | None = None,
+    format: Literal["parquet", "csv"] = "parquet",
+    example_input: torch.Tensor | None = None,
+    progress: Progress = True,
+) -> CampaignResult: ...

@@ -12,7 +12,7 @@ from ._data import as_data
 from ._errors import InvalidArgumentError
 from ._model import load
 from ._progress import Bar
-from ._results import HessianResult, SweepResult, remove
+from ._results import CampaignResult, HessianResult, SweepResult, remove
 
 
 def _bits(bits):
@@ -97,21 +97,13 @@ def sweep(
 
     Returns a :class:`hart.SweepResult`.
     """
-    if defense == "ranger" and profile_data is None:
-        if not isinstance(data, (str, os.PathLike)):
-            raise InvalidArgumentError(
-                'defense="ranger" profiles activations on training images: pass profile_data= a data set name or path'
-            )
-        profile_data = data
+    profile = _profile(defense, profile_data, data, data_dir, image_size)
     m = load(model, example_input)
     d = as_data(data, split=split, limit=limit, data_dir=data_dir, image_size=image_size)
     scratch = tempfile.mkdtemp(prefix="hart-sweep-")
     try:
         directory = scratch if out is None else os.fspath(out)
         path = m._resolve(d)
-        profile = None
-        if profile_data is not None:
-            profile = (os.fspath(profile_data), None if data_dir is None else os.fspath(data_dir), image_size)
         with Bar("sweep", progress) as bar:
             kind = _hart.sweep(
                 (path, m.arch, m.normalize),
@@ -200,3 +192,97 @@ def hessian(
             progress=bar,
         )
     return HessianResult(json.loads(report))
+
+
+def campaign(
+    model,
+    data="fashion-mnist",
+    *,
+    fault,
+    levels,
+    split="test",
+    limit=None,
+    data_dir=None,
+    image_size=224,
+    storage="fp32",
+    per_channel=False,
+    defense="none",
+    profile_data=None,
+    profile_limit=1000,
+    trials=100,
+    seed=0,
+    scope="all",
+    params=None,
+    threshold=0.1,
+    confidence=0.95,
+    batch_size=1000,
+    out=None,
+    format="parquet",
+    example_input=None,
+    progress=True,
+):
+    """Accuracy under random faults per level, as ``hart campaign``.
+
+    ``fault``: ``bitflip``, ``stuck-at-0``, ``stuck-at-1`` (levels are bit-error
+    rates per stored bit) or ``gaussian`` (levels are σ / max|W|); ``levels`` a
+    list of numbers or the CLI's comma-separated string; ``storage`` one format
+    or a list (one campaign each: with several, each writes into
+    ``out/<storage>`` as the CLI's). Every other option is the ``hart campaign``
+    option of that name; ``out`` resumes as ``hart.sweep``'s. Returns a
+    :class:`hart.CampaignResult`.
+    """
+    storages = [storage] if isinstance(storage, str) else list(storage)
+    storages = [s.strip() for part in storages for s in part.split(",")]
+    if len(set(storages)) != len(storages):
+        raise InvalidArgumentError(f"storage: {storages} lists a format twice")
+    if not isinstance(levels, str):
+        levels = ",".join(repr(float(v)) for v in levels)
+    profile = _profile(defense, profile_data, data, data_dir, image_size)
+    m = load(model, example_input)
+    d = as_data(data, split=split, limit=limit, data_dir=data_dir, image_size=image_size)
+    scratch = tempfile.mkdtemp(prefix="hart-campaign-")
+    try:
+        root = scratch if out is None else os.fspath(out)
+        path = m._resolve(d)
+        dirs = {}
+        for st in storages:
+            directory = root if len(storages) == 1 else os.path.join(root, st)
+            with Bar(f"campaign {st}", progress) as bar:
+                _hart.campaign(
+                    (path, m.arch, m.normalize),
+                    d,
+                    directory,
+                    fault=fault,
+                    levels=levels,
+                    storage=st,
+                    per_channel=per_channel,
+                    defense=defense,
+                    profile=profile,
+                    profile_limit=profile_limit,
+                    trials=trials,
+                    seed=seed,
+                    scope=scope,
+                    params=params,
+                    threshold=threshold,
+                    confidence=confidence,
+                    batch_size=batch_size,
+                    format=format,
+                    progress=bar,
+                )
+            dirs[st] = directory
+        return CampaignResult(dirs, None if out is None else root)
+    finally:
+        remove(scratch)
+
+
+def _profile(defense, profile_data, data, data_dir, image_size):
+    """Ranger's profile data set for the engine, or None."""
+    if defense != "ranger":
+        return None
+    if profile_data is None:
+        if not isinstance(data, (str, os.PathLike)):
+            raise InvalidArgumentError(
+                'defense="ranger" profiles activations on training images: pass profile_data= a data set name or path'
+            )
+        profile_data = data
+    return (os.fspath(profile_data), None if data_dir is None else os.fspath(data_dir), image_size)

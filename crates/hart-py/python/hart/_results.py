@@ -78,6 +78,33 @@ class SweepResult:
         )
 
 
+class CampaignResult:
+    """What ``hart.campaign`` measured, every storage format together.
+
+    ``trials``: one row per trial, the columns of ``trials.parquet`` plus
+    ``storage``; ``levels``: the per-level statistics of ``summary.json``
+    (mean accuracy, its interval, erratic share, ...) plus ``storage``;
+    ``summaries``: each format's ``summary.json`` as a dict, by format.
+    """
+
+    def __init__(self, dirs, out):
+        self.out = out
+        self.summaries, trials, levels = {}, [], []
+        for storage, directory in dirs.items():
+            with open(os.path.join(directory, "summary.json")) as f:
+                summary = json.load(f)
+            self.summaries[storage] = summary
+            path = os.path.join(directory, "trials.parquet")
+            table = pd.read_parquet(path) if os.path.exists(path) else pd.read_csv(os.path.join(directory, "trials.csv"))
+            trials.append(table.assign(storage=storage))
+            levels.append(pd.DataFrame(summary["levels"]).assign(storage=storage))
+        self.trials = pd.concat(trials, ignore_index=True)
+        self.levels = pd.concat(levels, ignore_index=True)
+
+    def __repr__(self):
+        return f"hart.CampaignResult({len(self.trials)} trials, storage {', '.join(self.summaries)})"
+
+
 class HessianResult:
     """What ``hart.hessian`` measured: ``hart hessian --json``'s report.
 
