@@ -24,7 +24,7 @@ ENGINE = "crates/hart-engine/src"
 CLI = "crates/hart-cli/src"
 # Lowest first; a module may import its own layer (acyclically) and any below it.
 LAYERS = [
-    {"error", "util", "outdir", "bench", "stats"},
+    {"error", "util", "outdir", "bench", "stats", "interrupt"},
     {"data"},
     {"model"},
     {"eval", "loss"},

@@ -2,13 +2,16 @@
 # Idempotent set-up on a fresh Debian machine (as root): Debian packages, the
 # project-local venv with PyTorch 2.11 (whose libtorch HART links), and the
 # release build of `hart`. Fast when everything is already in place.
-#   scripts/setup.sh          what `hart` needs
+#   scripts/setup.sh          what `hart` and `import hart` need
 #   scripts/setup.sh --test   plus the Python packages the tests compare against
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 TORCH_VERSION=2.11.0
-TEST_PY_PACKAGES=(torchvision==0.26.0 timm onnx onnxscript safetensors numpy)
+TEST_PY_PACKAGES=(torchvision==0.26.0 timm onnx onnxscript safetensors numpy pytest)
+# Builds and installs the Python package (crates/hart-py); its runtime
+# dependencies (pandas, pyarrow, tqdm, onnx, ...) come from its pyproject.toml.
+MATURIN="maturin>=1.9.4,<2"
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -45,7 +48,7 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
     .venv/bin/pip install -q --disable-pip-version-check "torch==$TORCH_VERSION"
 fi
 if [ "${1:-}" = "--test" ]; then
-    if ! .venv/bin/python -c 'import torchvision, timm, onnx, onnxscript, safetensors, numpy' 2>/dev/null; then
+    if ! .venv/bin/python -c 'import torchvision, timm, onnx, onnxscript, safetensors, numpy, pytest' 2>/dev/null; then
         say "installing test packages: ${TEST_PY_PACKAGES[*]}"
         .venv/bin/pip install -q --disable-pip-version-check "${TEST_PY_PACKAGES[@]}"
     fi
@@ -56,3 +59,18 @@ fi
 source scripts/env.sh
 say "building target/release/hart"
 cargo build --release --locked -q || { say "build failed"; exit 1; }
+
+# --- Python package: `import hart` in .venv ------------------------------------
+# An editable install: .venv imports crates/hart-py/python/hart, into which
+# maturin puts the compiled extension (hart/_hart.*.so, linked to .venv's torch).
+[ -x .venv/bin/maturin ] || .venv/bin/pip install -q --disable-pip-version-check "$MATURIN"
+say "building and installing the Python package hart into .venv"
+log="$(mktemp)"
+if ! (cd crates/hart-py && ../../.venv/bin/maturin develop --release --locked -q) >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    say "Python package build failed"
+    exit 1
+fi
+rm -f "$log"
+.venv/bin/python -c 'import hart' || { say "import hart failed"; exit 1; }

@@ -15,6 +15,8 @@ cargo clippy --release --locked --workspace --all-targets -q -- -D warnings
 # Layers import only downward and no two files import each other (docs/architecture.md).
 .venv/bin/python scripts/check_layers.py --self-test
 cargo test --release --locked --workspace
+# The Python package (`import hart`, installed by setup.sh) against PyTorch and the CLI.
+.venv/bin/python -m pytest -q tests/python
 # The GPU check (docs/gpu.md) without a GPU: stage the bundle a GPU machine carries, then run
 # every step of it on the CPU with tiny sizes, so the script a lent GPU runs once is proven here.
 bash scripts/gpu-check.sh --stage

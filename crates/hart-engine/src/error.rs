@@ -26,6 +26,9 @@ pub enum HartError {
     /// there and this run may not compute it (the cache directory's name).
     #[error("{0} is not in the stage cache")]
     NotCached(String),
+    /// A stop was requested (`interrupt::request`) while the call ran.
+    #[error("interrupted: the finished part is on disk and the same call resumes from it")]
+    Interrupted,
     #[error("libtorch: {}", first_line(&.0.to_string()))]
     Torch(#[from] tch::TchError),
 }

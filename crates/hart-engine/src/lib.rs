@@ -9,6 +9,7 @@ pub mod eval;
 pub mod experiment;
 pub mod faults;
 pub mod hessian;
+pub mod interrupt;
 pub mod landscape;
 pub mod loss;
 pub mod model;

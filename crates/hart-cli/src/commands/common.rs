@@ -7,7 +7,7 @@ use clap::Args;
 use hart::data::{self, DataSpec, Dataset, Split};
 use hart::faults::ranger::{self, DefenseChoice};
 use hart::faults::Defense;
-use hart::model::{LoadOptions, Model, ModelInfo, Normalization};
+use hart::model::Model;
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::Device;
 
@@ -103,20 +103,13 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn load(&self, data: &Dataset, device: Device) -> Result<Model> {
-        let normalize = self
-            .normalize
-            .as_deref()
-            .map(Normalization::parse)
-            .transpose()
-            .map_err(anyhow::Error::msg)?;
-        let opts = LoadOptions {
-            arch: self.arch.clone(),
-            hint: Some(ModelInfo::for_data(self.arch.as_deref().unwrap_or("unknown"), data)),
-            normalize,
-        };
-        let mut model = hart::model::load(&self.model, &opts)?;
-        model.to_device(device)?;
-        Ok(model)
+        Ok(hart::model::open(
+            &self.model,
+            self.arch.as_deref(),
+            self.normalize.as_deref(),
+            data,
+            device,
+        )?)
     }
 }
 
@@ -255,33 +248,23 @@ impl RangerArgs {
         out: &std::path::Path,
         batch: usize,
     ) -> Result<(Model, Defense)> {
-        if let DefenseChoice::Words(d) = choice {
-            return Ok((model, d));
-        }
-        if self.profile_limit == 0 {
-            bail!("--profile-limit must be at least 1");
-        }
-        if model.graph().is_none() {
-            bail!(
-                "--defense ranger needs a graph model (zoo or ONNX): a TorchScript model's activations are not visible"
+        let profile = DataSpec {
+            dataset: data.dataset.clone(),
+            split: Split::Train,
+            limit: Some(self.profile_limit),
+            data_dir: data.data_dir.clone(),
+            image_size: data.image_size,
+        };
+        let (model, defense, bounds) = ranger::defend(choice, model, &profile, out, batch)?;
+        if let Some(bounds) = bounds {
+            println!(
+                "ranger: {} activations clamped to their range on {} training images ({})",
+                bounds.layers.len(),
+                bounds.profile_images,
+                out.join("ranger.json").display()
             );
         }
-        let profile = DataArgs {
-            limit: Some(self.profile_limit),
-            ..data.clone()
-        }
-        .load(Split::Train)?;
-        let bounds = ranger::profile(&model, &profile, batch)?;
-        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-        let path = out.join("ranger.json");
-        write_json(&path, &bounds)?;
-        println!(
-            "ranger: {} activations clamped to their range on {} training images ({})",
-            bounds.layers.len(),
-            bounds.profile_images,
-            path.display()
-        );
-        Ok((ranger::protect(model, &bounds)?, Defense::None))
+        Ok((model, defense))
     }
 }
 

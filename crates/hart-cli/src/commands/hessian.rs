@@ -8,10 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use hart::data::Split;
 use hart::faults::{Scope, Storage};
-use hart::hessian::gauss_newton::gauss_newton_trace;
-use hart::hessian::{
-    analyze_with_trace, data_hessian, AnalysisConfig, LayerSelection, ParamSet, TraceMethod, TraceOptions,
-};
+use hart::hessian::{measure, AnalysisConfig, LayerSelection, ParamSet, TraceMethod, TraceOptions};
 use hart::train::regularizer::{Reading, Selective};
 use hart::train::{HessianMethod, NoiseKind, RegularizerConfig, RegularizerKind};
 
@@ -105,27 +102,8 @@ pub fn run(a: HessianArgs) -> Result<()> {
         density: a.density.then_some((a.density_runs, a.density_steps)),
         seed: a.seed,
     };
-    let budget = a.max_probes + 2 * a.sketch + a.max_lanczos + a.density_runs * a.density_steps;
-    let bar = progress_bar(budget as u64, "HVPs");
-    let trace = match cfg.method {
-        TraceMethod::GaussNewton => {
-            bar.set_message("Gauss–Newton trace");
-            let on_block = |t: f64, se: f64| bar.set_message(format!("trace {t:.4e} ± {se:.2e}"));
-            let mut rng = hart::hessian::seeded(a.seed, 1);
-            Some(gauss_newton_trace(
-                &model,
-                &data,
-                &params,
-                a.batch_size,
-                &cfg.trace,
-                &mut rng,
-                on_block,
-            )?)
-        }
-        _ => None,
-    };
-    let mut op = data_hessian(&model, &data, &params, a.batch_size, device)?;
-    let report = analyze_with_trace(&mut op, &params, &cfg, trace, &bar)?;
+    let bar = progress_bar(cfg.hvp_budget() as u64, "HVPs");
+    let report = measure(&model, &data, &params, a.batch_size, &cfg, &bar)?;
     bar.finish_and_clear();
     if let Some(dir) = &a.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -102,10 +102,7 @@ pub fn run(a: SweepArgs) -> Result<()> {
         return emit_sbatch(&a, file);
     }
     let _out = common::hold_out(&a.out, shard)?;
-    let confidence = a.confidence.unwrap_or(match a.verdict {
-        VerdictMode::Exact => 0.95,
-        VerdictMode::Sequential => 0.999,
-    });
+    let confidence = a.confidence.unwrap_or(a.verdict.default_confidence());
     let mut cfg = SweepConfig {
         bits: BitSet::parse(&a.bits)?,
         scope: a.scope,

@@ -320,6 +320,7 @@ impl Campaign<'_> {
                 progress(1);
             }
             write_atomic(&part, &table::to_csv(&rows, false)?)?;
+            crate::interrupt::check()?;
         }
         if model_hash(self.model)? != self.manifest.hashes.model {
             return Err(HartError::Model(

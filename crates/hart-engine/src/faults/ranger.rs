@@ -85,6 +85,34 @@ fn not_a_graph() -> HartError {
     )
 }
 
+/// What `--defense` leaves to run: the model a run measures (under Ranger,
+/// with the bounds profiled on the data `profile` names, written to
+/// `out/ranger.json` and built into its graph), the word-level defence for
+/// the engine, and the bounds when Ranger took them. The CLI and the Python
+/// binding both defend through here.
+pub fn defend(
+    choice: DefenseChoice,
+    model: Model,
+    profile: &crate::data::DataSpec,
+    out: &std::path::Path,
+    batch: usize,
+) -> Result<(Model, Defense, Option<Bounds>)> {
+    if let DefenseChoice::Words(d) = choice {
+        return Ok((model, d, None));
+    }
+    if profile.limit == Some(0) {
+        return Err(HartError::Invalid("--profile-limit must be at least 1".into()));
+    }
+    if model.graph().is_none() {
+        return Err(not_a_graph());
+    }
+    let images = crate::data::load(profile)?;
+    let bounds = self::profile(&model, &images, batch)?;
+    let text = serde_json::to_string_pretty(&bounds).map_err(|e| HartError::Invalid(e.to_string()))?;
+    crate::util::write_atomic(&out.join("ranger.json"), text.as_bytes())?;
+    Ok((protect(model, &bounds)?, Defense::None, Some(bounds)))
+}
+
 /// The [min, max] of every bounded activation over `data` (eval mode, in
 /// batches of `batch`).
 pub fn profile(model: &Model, data: &Dataset, batch: usize) -> Result<Bounds> {

@@ -404,7 +404,7 @@ impl Sweep<'_> {
         let mut done = |unit: &Unit, rows: Vec<Row>| -> Result<()> {
             journal.record(unit.id, &rows)?;
             progress(unit.len());
-            Ok(())
+            crate::interrupt::check()
         };
         self.process(&todo, &mut done)?;
         if model_hash(self.model)? != self.manifest.hashes.model {

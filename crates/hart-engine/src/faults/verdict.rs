@@ -72,6 +72,17 @@ impl std::str::FromStr for VerdictMode {
     }
 }
 
+impl VerdictMode {
+    /// `--confidence` when none is given: the sampled estimate's 95% for
+    /// exact verdicts, 99.9% for sequential ones (each verdict may be wrong).
+    pub fn default_confidence(self) -> f64 {
+        match self {
+            VerdictMode::Exact => 0.95,
+            VerdictMode::Sequential => 0.999,
+        }
+    }
+}
+
 /// Samples seen before the first look of a sequential verdict.
 const FIRST_LOOK: usize = 32;
 

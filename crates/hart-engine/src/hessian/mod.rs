@@ -79,6 +79,14 @@ pub struct AnalysisConfig {
     pub seed: u64,
 }
 
+impl AnalysisConfig {
+    /// The most Hessian-vector products the analysis may take: a progress bar's length.
+    pub fn hvp_budget(&self) -> usize {
+        let density = self.density.map_or(0, |(runs, steps)| runs * steps);
+        self.trace.max_probes + 2 * self.sketch + self.max_lanczos_steps + density
+    }
+}
+
 impl Default for AnalysisConfig {
     fn default() -> Self {
         AnalysisConfig {
@@ -104,6 +112,32 @@ pub fn analyze(
     bar: &ProgressBar,
 ) -> Result<HessianReport> {
     analyze_with_trace(op, params, cfg, None, bar)
+}
+
+/// Everything `cfg` asks for, of the mean loss of `model` over `data`
+/// (batches of `batch_size`, on the model's device), whatever the trace
+/// method: what `hart hessian` and `hart.hessian` compute. `bar` counts HVPs.
+pub fn measure(
+    model: &crate::model::Model,
+    data: &crate::data::Dataset,
+    params: &ParamSet,
+    batch_size: usize,
+    cfg: &AnalysisConfig,
+    bar: &ProgressBar,
+) -> Result<HessianReport> {
+    let trace = match cfg.method {
+        TraceMethod::GaussNewton => {
+            bar.set_message("Gauss–Newton trace");
+            let on_block = |t: f64, se: f64| bar.set_message(format!("trace {t:.4e} ± {se:.2e}"));
+            let mut rng = seeded(cfg.seed, 1);
+            Some(gauss_newton::gauss_newton_trace(
+                model, data, params, batch_size, &cfg.trace, &mut rng, on_block,
+            )?)
+        }
+        _ => None,
+    };
+    let mut op = data_hessian(model, data, params, batch_size, model.device())?;
+    analyze_with_trace(&mut op, params, cfg, trace, bar)
 }
 
 /// [`analyze`], with the trace estimated by the caller when `trace` is given

@@ -184,6 +184,7 @@ impl<O: HvpOperator + ?Sized> HvpOperator for Progressed<'_, O> {
         self.inner.device()
     }
     fn apply(&mut self, v: &Tensor) -> Result<Tensor> {
+        crate::interrupt::check()?;
         let out = self.inner.apply(v)?;
         self.bar.inc(v.size()[0] as u64);
         Ok(out)

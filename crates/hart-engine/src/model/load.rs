@@ -53,6 +53,33 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Model> {
     Ok(model)
 }
 
+/// The model a command runs on `data`: `path` as [`load`] reads it, with
+/// `arch` (a zoo architecture or the `.onnx` graph of a weights file) and
+/// `normalize` (`none`, a dataset name or `MEAN,..:STD,..`) as `--arch` and
+/// `--normalize` give them, the data's shape and classes as the hint for a
+/// file that records none, moved to `device`. The CLI and the Python binding
+/// both open models through here.
+pub fn open(
+    path: &Path,
+    arch: Option<&str>,
+    normalize: Option<&str>,
+    data: &crate::data::Dataset,
+    device: tch::Device,
+) -> Result<Model> {
+    let normalize = normalize
+        .map(Normalization::parse)
+        .transpose()
+        .map_err(HartError::Invalid)?;
+    let opts = LoadOptions {
+        arch: arch.map(str::to_string),
+        hint: Some(ModelInfo::for_data(arch.unwrap_or("unknown"), data)),
+        normalize,
+    };
+    let mut model = load(path, &opts)?;
+    model.to_device(device)?;
+    Ok(model)
+}
+
 fn default_info(arch: &str) -> ModelInfo {
     ModelInfo {
         arch: arch.into(),

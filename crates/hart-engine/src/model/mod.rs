@@ -19,7 +19,7 @@ use tch::{Device, Kind, Tensor};
 
 pub use graph::{Graph, Mode, Op};
 pub use info::{ModelInfo, Normalization};
-pub use load::{load, LoadOptions};
+pub use load::{load, open, LoadOptions};
 pub use params::{ParamKind, ParamStore};
 pub use script::ScriptModel;
 

@@ -1,0 +1,179 @@
+"""Type hints of the ``hart`` package (see ``hart/__init__.py`` and docs/python.md)."""
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, Union
+
+import numpy as np
+import pandas as pd
+import torch
+
+__version__: str
+
+PathLike = Union[str, os.PathLike[str]]
+ArrayLike = Union[np.ndarray, torch.Tensor]
+#: A data set name (fashion-mnist, mnist, kmnist, cifar10, cifar100, imagenet) or path,
+#: an (x, y) pair (uint8 pixels or floats on the 1/255 grid, N×C×H×W or N×H×W; integer labels),
+#: or a torch Dataset of (image, label) items.
+DataLike = Union[str, os.PathLike[str], tuple[ArrayLike, ArrayLike], torch.utils.data.Dataset]
+ModelLike = Union[str, os.PathLike[str], torch.nn.Module, "Model"]
+#: True: a tqdm bar; False: none; a callable: called as progress(done, total, message).
+Progress = Union[bool, Callable[[int, int, str], Any]]
+FaultRows = Union[PathLike, pd.DataFrame, Iterable[Sequence[Any]]]
+
+class HartError(Exception): ...
+class InvalidArgumentError(HartError, ValueError): ...
+class NotFoundError(HartError, FileNotFoundError): ...
+class DataError(HartError, ValueError): ...
+class ModelError(HartError, ValueError): ...
+class UnsupportedOperatorError(ModelError): ...
+class HartIOError(HartError, OSError): ...
+class TorchError(HartError, RuntimeError): ...
+
+class Model:
+    """A model file, or a torch module HART exports (ONNX, else TorchScript) on first use."""
+
+    path: str | None
+    module: torch.nn.Module | None
+    example_input: torch.Tensor | None
+    arch: str | None
+    normalize: str | None
+    #: "file", "onnx" or "torchscript" (None until a module is first exported).
+    exporter: str | None
+    #: How the module was exported and why.
+    reason: str | None
+    #: {"kind", "arch", "tensors": [{"name", "shape", "trainable"}], "float_numel"}.
+    info: dict[str, Any] | None
+    def save(self, path: PathLike, data: DataLike = "fashion-mnist") -> PathLike: ...
+
+def load(
+    path_or_module: ModelLike,
+    example_input: torch.Tensor | None = None,
+    *,
+    arch: str | None = None,
+    normalize: str | None = None,
+) -> Model: ...
+
+class SweepResult:
+    #: One row per flip: param, index, bit, old, new, correct, total, rad, exact, samples, bound, sure.
+    flips: pd.DataFrame | None
+    #: groups.csv for a grouped fault list (else None).
+    groups: pd.DataFrame | None
+    #: summary.json.
+    summary: dict[str, Any]
+    #: layer, flips, erratic_bits, params, erratic_params.
+    per_layer: pd.DataFrame
+    #: bit, field, flips, erratic_bits.
+    per_bit: pd.DataFrame
+    out: str | None
+    #: param, flips, erratic_bits (None for grouped fault lists).
+    @property
+    def per_tensor(self) -> pd.DataFrame | None: ...
+    @property
+    def clean_accuracy(self) -> float: ...
+    @property
+    def erratic(self) -> pd.DataFrame | None: ...
+    def to_parquet(self, directory: PathLike) -> None: ...
+
+class CampaignResult:
+    #: The columns of trials.parquet plus storage.
+    trials: pd.DataFrame
+    #: summary.json's per-level statistics plus storage.
+    levels: pd.DataFrame
+    #: Each storage format's summary.json.
+    summaries: dict[str, dict[str, Any]]
+    out: str | None
+
+class HessianResult:
+    report: dict[str, Any]
+    trace: float
+    trace_stderr: float
+    top_eigenvalues: list[float]
+    density: dict[str, Any] | None
+    #: tensor, trace, stderr.
+    per_layer: pd.DataFrame
+
+def sweep(
+    model: ModelLike,
+    data: DataLike = "fashion-mnist",
+    *,
+    split: Literal["train", "test"] = "test",
+    limit: int | None = None,
+    data_dir: PathLike | None = None,
+    image_size: int = 224,
+    bits: str | int | Sequence[int] = "all",
+    params: str | None = None,
+    scope: Literal["all", "params", "conv"] = "all",
+    sample_params: int | float | str | None = None,
+    seed: int = 0,
+    faults: FaultRows | None = None,
+    threshold: float = 0.1,
+    exact_rad: bool = False,
+    verdict: Literal["exact", "sequential"] = "exact",
+    confidence: float | None = None,
+    storage: Literal["fp32", "int8", "int4"] = "fp32",
+    per_channel: bool = False,
+    defense: str = "none",
+    profile_data: PathLike | None = None,
+    profile_limit: int = 1000,
+    nan_policy: Literal["wrong", "argmax"] = "wrong",
+    engine: Literal["auto", "generic", "reference"] = "auto",
+    batch_size: int = 1000,
+    jobs: int | None = None,
+    out: PathLike | None = None,
+    format: Literal["parquet", "csv"] = "parquet",
+    example_input: torch.Tensor | None = None,
+    progress: Progress = True,
+) -> SweepResult: ...
+def hessian(
+    model: ModelLike,
+    data: DataLike = "fashion-mnist",
+    *,
+    split: Literal["train", "test"] = "train",
+    limit: int | None = 1000,
+    data_dir: PathLike | None = None,
+    image_size: int = 224,
+    batch_size: int = 128,
+    rel_stderr: float = 0.02,
+    min_probes: int = 10,
+    max_probes: int = 1000,
+    method: Literal["hutchinson", "hutchpp", "gauss-newton"] = "hutchinson",
+    sketch: int = 10,
+    top_k: int = 1,
+    eig_tol: float = 1e-3,
+    max_lanczos: int = 100,
+    density: bool = False,
+    density_runs: int = 1,
+    density_steps: int = 80,
+    layers: str = "all",
+    seed: int = 0,
+    example_input: torch.Tensor | None = None,
+    progress: Progress = True,
+) -> HessianResult: ...
+def campaign(
+    model: ModelLike,
+    data: DataLike = "fashion-mnist",
+    *,
+    fault: Literal["bitflip", "stuck-at-0", "stuck-at-1", "gaussian"],
+    levels: str | Sequence[float],
+    split: Literal["train", "test"] = "test",
+    limit: int | None = None,
+    data_dir: PathLike | None = None,
+    image_size: int = 224,
+    storage: str | Sequence[str] = "fp32",
+    per_channel: bool = False,
+    defense: str = "none",
+    profile_data: PathLike | None = None,
+    profile_limit: int = 1000,
+    trials: int = 100,
+    seed: int = 0,
+    scope: Literal["all", "params", "conv"] = "all",
+    params: str | None = None,
+    threshold: float = 0.1,
+    confidence: float = 0.95,
+    batch_size: int = 1000,
+    out: PathLike | None = None,
+    format: Literal["parquet", "csv"] = "parquet",
+    example_input: torch.Tensor | None = None,
+    progress: Progress = True,
+) -> CampaignResult: ...

@@ -1,0 +1,288 @@
+"""The measuring functions: each maps its keyword arguments onto the
+engine call of the CLI command of the same name."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+from . import _hart
+from ._data import as_data
+from ._errors import InvalidArgumentError
+from ._model import load
+from ._progress import Bar
+from ._results import CampaignResult, HessianResult, SweepResult, remove
+
+
+def _bits(bits):
+    if isinstance(bits, int):
+        return str(bits)
+    if isinstance(bits, str):
+        return bits
+    try:
+        return ",".join(str(int(b)) for b in bits)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"bits must be a name, a position or a list of positions (got {bits!r})") from None
+
+
+def _faults(faults, directory):
+    """A fault-list path for the engine: a path as given, or a DataFrame /
+    rows of (param, index, bit[, group]) written as CSV into ``directory``."""
+    if faults is None or isinstance(faults, (str, os.PathLike)):
+        return None if faults is None else os.fspath(faults)
+    import pandas as pd
+
+    table = faults if isinstance(faults, pd.DataFrame) else pd.DataFrame(list(faults))
+    if not isinstance(faults, pd.DataFrame):
+        names = ["param", "index", "bit", "group"][: table.shape[1]]
+        if table.shape[1] not in (3, 4):
+            raise InvalidArgumentError("faults: rows must be (param, index, bit) or (param, index, bit, group)")
+        table.columns = names
+    path = os.path.join(directory, "faults.csv")
+    table.to_csv(path, index=False)
+    return path
+
+
+def _sample(sample_params):
+    return None if sample_params is None else str(sample_params)
+
+
+def sweep(
+    model,
+    data="fashion-mnist",
+    *,
+    split="test",
+    limit=None,
+    data_dir=None,
+    image_size=224,
+    bits="all",
+    params=None,
+    scope="all",
+    sample_params=None,
+    seed=0,
+    faults=None,
+    threshold=0.1,
+    exact_rad=False,
+    verdict="exact",
+    confidence=None,
+    storage="fp32",
+    per_channel=False,
+    defense="none",
+    profile_data=None,
+    profile_limit=1000,
+    nan_policy="wrong",
+    engine="auto",
+    batch_size=1000,
+    jobs=None,
+    out=None,
+    format="parquet",
+    example_input=None,
+    progress=True,
+):
+    """Single-bit-flip sweep, as ``hart sweep``: RAD of every selected flip.
+
+    ``model``: a file path, a ``torch.nn.Module`` (exported by HART) or a
+    :class:`hart.Model`. ``data``: a data set name or path, an ``(x, y)`` pair
+    of arrays/tensors (uint8 pixels, or floats on the 1/255 grid) or a
+    ``torch.utils.data.Dataset``; ``split``, ``limit``, ``data_dir`` and
+    ``image_size`` as the CLI's. ``bits``: a name (``all``, ``sign``,
+    ``exponent``, ``exponent-msb``, ``mantissa``), a position or a list of them
+    (0 = mantissa LSB, 31 = sign). ``faults``: a CSV path, a DataFrame or rows
+    of ``(param, index, bit[, group])``. ``defense="ranger"`` profiles on the
+    training split of ``profile_data`` (default: ``data`` when it is named).
+    Every other option is the ``hart sweep`` option of that name. ``out``: the
+    output directory (a killed or interrupted sweep resumes from it); without
+    it the sweep runs in a temporary directory that is removed.
+
+    Returns a :class:`hart.SweepResult`.
+    """
+    profile = _profile(defense, profile_data, data, data_dir, image_size)
+    m = load(model, example_input)
+    d = as_data(data, split=split, limit=limit, data_dir=data_dir, image_size=image_size)
+    scratch = tempfile.mkdtemp(prefix="hart-sweep-")
+    try:
+        directory = scratch if out is None else os.fspath(out)
+        path = m._resolve(d)
+        with Bar("sweep", progress) as bar:
+            kind = _hart.sweep(
+                (path, m.arch, m.normalize),
+                d,
+                directory,
+                bits=_bits(bits),
+                params=params,
+                scope=scope,
+                sample_params=_sample(sample_params),
+                seed=seed,
+                faults=_faults(faults, scratch),
+                threshold=threshold,
+                exact_rad=exact_rad,
+                verdict=verdict,
+                confidence=confidence,
+                storage=storage,
+                per_channel=per_channel,
+                defense=defense,
+                profile=profile,
+                profile_limit=profile_limit,
+                nan_policy=nan_policy,
+                engine=engine,
+                batch_size=batch_size,
+                jobs=jobs,
+                format=format,
+                progress=bar,
+            )
+        return SweepResult(directory, kind, None if out is None else directory)
+    finally:
+        remove(scratch)
+
+
+def hessian(
+    model,
+    data="fashion-mnist",
+    *,
+    split="train",
+    limit=1000,
+    data_dir=None,
+    image_size=224,
+    batch_size=128,
+    rel_stderr=0.02,
+    min_probes=10,
+    max_probes=1000,
+    method="hutchinson",
+    sketch=10,
+    top_k=1,
+    eig_tol=1e-3,
+    max_lanczos=100,
+    density=False,
+    density_runs=1,
+    density_steps=80,
+    layers="all",
+    seed=0,
+    example_input=None,
+    progress=True,
+):
+    """Curvature of the mean cross-entropy over the data, as ``hart hessian``:
+    trace with its standard error (Hutchinson, Hutch++ or Gauss–Newton), the
+    per-tensor traces, the top eigenvalues and, with ``density=True``, the
+    eigenvalue density. ``limit`` defaults to 1000 images of the training
+    split, as the CLI's; every option is the ``hart hessian`` option of that
+    name. Returns a :class:`hart.HessianResult`.
+    """
+    m = load(model, example_input)
+    d = as_data(data, split=split, limit=limit, data_dir=data_dir, image_size=image_size)
+    path = m._resolve(d)
+    with Bar("HVPs", progress) as bar:
+        report = _hart.hessian(
+            (path, m.arch, m.normalize),
+            d,
+            batch_size=batch_size,
+            rel_stderr=rel_stderr,
+            min_probes=min_probes,
+            max_probes=max_probes,
+            method=method,
+            sketch=sketch,
+            top_k=top_k,
+            eig_tol=eig_tol,
+            max_lanczos=max_lanczos,
+            density=density,
+            density_runs=density_runs,
+            density_steps=density_steps,
+            layers=layers,
+            seed=seed,
+            progress=bar,
+        )
+    return HessianResult(json.loads(report))
+
+
+def campaign(
+    model,
+    data="fashion-mnist",
+    *,
+    fault,
+    levels,
+    split="test",
+    limit=None,
+    data_dir=None,
+    image_size=224,
+    storage="fp32",
+    per_channel=False,
+    defense="none",
+    profile_data=None,
+    profile_limit=1000,
+    trials=100,
+    seed=0,
+    scope="all",
+    params=None,
+    threshold=0.1,
+    confidence=0.95,
+    batch_size=1000,
+    out=None,
+    format="parquet",
+    example_input=None,
+    progress=True,
+):
+    """Accuracy under random faults per level, as ``hart campaign``.
+
+    ``fault``: ``bitflip``, ``stuck-at-0``, ``stuck-at-1`` (levels are bit-error
+    rates per stored bit) or ``gaussian`` (levels are σ / max|W|); ``levels`` a
+    list of numbers or the CLI's comma-separated string; ``storage`` one format
+    or a list (one campaign each: with several, each writes into
+    ``out/<storage>`` as the CLI's). Every other option is the ``hart campaign``
+    option of that name; ``out`` resumes as ``hart.sweep``'s. Returns a
+    :class:`hart.CampaignResult`.
+    """
+    storages = [storage] if isinstance(storage, str) else list(storage)
+    storages = [s.strip() for part in storages for s in part.split(",")]
+    if len(set(storages)) != len(storages):
+        raise InvalidArgumentError(f"storage: {storages} lists a format twice")
+    if not isinstance(levels, str):
+        levels = ",".join(repr(float(v)) for v in levels)
+    profile = _profile(defense, profile_data, data, data_dir, image_size)
+    m = load(model, example_input)
+    d = as_data(data, split=split, limit=limit, data_dir=data_dir, image_size=image_size)
+    scratch = tempfile.mkdtemp(prefix="hart-campaign-")
+    try:
+        root = scratch if out is None else os.fspath(out)
+        path = m._resolve(d)
+        dirs = {}
+        for st in storages:
+            directory = root if len(storages) == 1 else os.path.join(root, st)
+            with Bar(f"campaign {st}", progress) as bar:
+                _hart.campaign(
+                    (path, m.arch, m.normalize),
+                    d,
+                    directory,
+                    fault=fault,
+                    levels=levels,
+                    storage=st,
+                    per_channel=per_channel,
+                    defense=defense,
+                    profile=profile,
+                    profile_limit=profile_limit,
+                    trials=trials,
+                    seed=seed,
+                    scope=scope,
+                    params=params,
+                    threshold=threshold,
+                    confidence=confidence,
+                    batch_size=batch_size,
+                    format=format,
+                    progress=bar,
+                )
+            dirs[st] = directory
+        return CampaignResult(dirs, None if out is None else root)
+    finally:
+        remove(scratch)
+
+
+def _profile(defense, profile_data, data, data_dir, image_size):
+    """Ranger's profile data set for the engine, or None."""
+    if defense != "ranger":
+        return None
+    if profile_data is None:
+        if not isinstance(data, (str, os.PathLike)):
+            raise InvalidArgumentError(
+                'defense="ranger" profiles activations on training images: pass profile_data= a data set name or path'
+            )
+        profile_data = data
+    return (os.fspath(profile_data), None if data_dir is None else os.fspath(data_dir), image_size)
