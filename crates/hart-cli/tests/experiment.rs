@@ -100,6 +100,11 @@ fn tiny_experiment_reports_every_section_and_caches_stages() {
         "HAT is compared with the baseline"
     );
     assert!(out.join("summary.md").exists());
+    // Without [defense] the verdict table still names the bits the sweep flipped.
+    assert_eq!(
+        summary["verdict_table"][1]["fault"],
+        "single bit flips (bits 23,24,25,26,27,28,29,30,31): erratic bits"
+    );
 
     // Nothing changed: everything comes from the cache.
     let again = experiment(&config, &out);

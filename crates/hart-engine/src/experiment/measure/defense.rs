@@ -31,9 +31,10 @@ pub struct DefendedStats {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DefenseGroup {
-    /// The bit positions swept (the `[sweep]`'s, read back for the verdict table).
+    /// The bit positions swept (the `[sweep]`'s, read back for the verdict table); its own
+    /// key, since the groups' JSON flattens every section's fields into one object.
     #[serde(default)]
-    pub bits: Vec<u32>,
+    pub defended_bits: Vec<u32>,
     /// `[defense]`: erratic bits under each defence.
     #[serde(default)]
     pub defended: Vec<DefendedStats>,
@@ -119,14 +120,17 @@ impl Measurement for DefenseSection {
             .and_then(|r| r.result.first())
             .map(|(_, s)| super::sweep::swept_bits(s))
             .unwrap_or_default();
-        DefenseGroup { bits, defended }
+        DefenseGroup {
+            defended_bits: bits,
+            defended,
+        }
     }
 
     fn headlines(&self, s: &DefenseGroup) -> Vec<Headline> {
         s.defended
             .iter()
             .map(|d| Headline {
-                fault: format!("{} under {}: erratic bits", flips_label(&s.bits), d.defense),
+                fault: format!("{} under {}: erratic bits", flips_label(&s.defended_bits), d.defense),
                 value: d.erratic_bits,
                 change: d.change,
                 unit: Change::Relative,
