@@ -61,6 +61,11 @@ fn tiny_experiment_reports_every_section_and_caches_stages() {
         "HAT is compared with the baseline"
     );
     assert!(out.join("summary.md").exists());
+    // Without [defense] the verdict table still names the bits the sweep flipped.
+    assert_eq!(
+        summary["verdict_table"][1]["fault"],
+        "single bit flips (bits 23,24,25,26,27,28,29,30,31): erratic bits"
+    );
 
     // Nothing changed: everything comes from the cache.
     let again = experiment(&config, &out);
@@ -205,6 +210,18 @@ fn stage_dirs(out: &Path, stage: &str) -> Vec<std::path::PathBuf> {
     dirs
 }
 
+/// The cached model of the plain recipe's seed 0.
+fn plain_seed0_model(out: &Path) -> std::path::PathBuf {
+    stage_dirs(out, "train")
+        .into_iter()
+        .find(|d| {
+            let r = json_file(&d.join("result.json"));
+            r["recipe"] == "plain" && r["seed"] == 0
+        })
+        .unwrap()
+        .join("model.safetensors")
+}
+
 /// The experiment's attack, defended sweeps and campaign give the numbers
 /// `hart attack`, `hart sweep --defense` and `hart campaign` give on the same
 /// trained model, the report shows them, and a lost stage recomputes to the same tables.
@@ -233,19 +250,12 @@ fn fault_sections_match_the_commands_and_resume() {
     assert!(hat["attack"][0]["change"].is_object(), "flips paired with plain");
     assert_eq!(hat["defended"].as_array().unwrap().len(), 2);
     assert!(
-        hat["campaign"]["levels"][1]["diff"].is_object(),
+        hat["campaign"][0]["levels"][1]["diff"].is_object(),
         "levels paired with plain"
     );
 
     // The plain, seed-0 model, run through the commands directly.
-    let model = stage_dirs(&out, "train")
-        .into_iter()
-        .find(|d| {
-            let r = json_file(&d.join("result.json"));
-            r["recipe"] == "plain" && r["seed"] == 0
-        })
-        .unwrap()
-        .join("model.safetensors");
+    let model = plain_seed0_model(&out);
     let m = model.to_str().unwrap();
     let (a_out, c_out, s_out) = (dir.path().join("a"), dir.path().join("c"), dir.path().join("s"));
     let attack = common::hart(&[
@@ -311,7 +321,7 @@ fn fault_sections_match_the_commands_and_resume() {
     let levels: serde_json::Value = serde_json::from_str(&stdout(&campaign)).unwrap();
     for i in 0..2 {
         assert_eq!(
-            plain["campaign"]["levels"][i]["per_seed"][0], levels[i]["mean_accuracy"],
+            plain["campaign"][0]["levels"][i]["per_seed"][0], levels[i]["mean_accuracy"],
             "campaign level {i}"
         );
     }
@@ -373,4 +383,175 @@ fn fault_sections_match_the_commands_and_resume() {
         stdout(&again)
     );
     assert_eq!(std::fs::read_to_string(out.join("summary.md")).unwrap(), md);
+}
+
+/// The hardening comparison in small: plain, noise and clipping recipes; the
+/// exponent-MSB sweep, the sweep under Ranger, an int8 bit-error campaign on
+/// the weights, a Gaussian one and BFA. The report and the console open with
+/// the verdict table, summary.json holds its cells, and the Ranger stage gives
+/// what `hart sweep --defense ranger` gives on the same model.
+#[test]
+fn hardening_comparison_reports_the_verdict_table() {
+    let head = &TINY[..TINY.find("[[recipe]]").unwrap()];
+    let config_text = format!(
+        r#"{head}[[recipe]]
+name = "plain"
+
+[[recipe]]
+name = "noise"
+regularizer = "noise"
+noise_std = 0.1
+
+[[recipe]]
+name = "clip"
+clip_weights = 0.05
+
+[sweep]
+bits = "exponent-msb"
+limit = 20
+sample_params = 8
+
+[analysis]
+hessian = false
+quantize_bits = []
+prune_sparsity = []
+
+[attack]
+trials = 1
+max_flips = 4
+limit = 16
+eval_limit = 40
+top_k = 3
+target_accuracy = 0.3
+
+[defense]
+sweep = ["ranger"]
+profile_limit = 50
+
+[[campaign]]
+fault = "bitflip"
+storage = "int8"
+params = ".*weight"
+levels = [0.01]
+trials = 3
+limit = 40
+
+[[campaign]]
+fault = "gaussian"
+levels = [0.1]
+trials = 3
+limit = 40
+
+[verdict]
+accuracy_tolerance = 0.5
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (config, out) = (dir.path().join("hardening.toml"), dir.path().join("out"));
+    std::fs::write(&config, config_text).unwrap();
+    let run = experiment(&config, &out);
+    assert!(run.status.success(), "experiment failed: {}", stderr(&run));
+    // 3 recipes × 2 seeds × (train, sweep, attack, ranger sweep, 2 campaigns).
+    let console = stdout(&run);
+    assert!(
+        console.contains("36 stages: 36 computed, 0 from the cache"),
+        "{console}"
+    );
+    assert!(console.contains("verdict per fault model"), "{console}");
+
+    let rows = [
+        "clean test accuracy (matched within 50.0 points)",
+        "single bit flips (exponent MSB): erratic bits",
+        "BFA attack on int8 storage: flips to crush",
+        "single bit flips (exponent MSB) under ranger: erratic bits",
+        "bit errors in int8 storage (tensors matching .*weight), rate 0.01: accuracy",
+        "Gaussian weight noise, σ = 0.1·max|W|: accuracy",
+    ];
+    let summary = json_file(&out.join("summary.json"));
+    let table = summary["verdict_table"].as_array().unwrap();
+    let faults: Vec<&str> = table.iter().map(|l| l["fault"].as_str().unwrap()).collect();
+    assert_eq!(faults, rows);
+    for line in table {
+        let cells = line["cells"].as_array().unwrap();
+        let recipes: Vec<&str> = cells.iter().map(|c| c["recipe"].as_str().unwrap()).collect();
+        assert_eq!(recipes, ["plain", "noise", "clip"]);
+        assert!(cells[0]["verdict"].is_null(), "the baseline gets no verdict");
+        for c in &cells[1..] {
+            let text = c["text"].as_str().unwrap();
+            if line["fault"].as_str().unwrap().starts_with("clean") {
+                assert!(text.ends_with(": matched"), "{text}");
+                continue;
+            }
+            // A relative change needs a baseline above 0 (Ranger may leave none erratic).
+            if c["change"].is_null() {
+                assert_eq!(text, "—");
+                continue;
+            }
+            let word = c["verdict"].as_str().unwrap();
+            assert!(["helps", "hurts", "inconclusive"].contains(&word), "{word}");
+            assert!(text.ends_with(&format!(": {word}")), "{text}");
+        }
+    }
+    // Accuracies pair every seed: the campaign cells are the campaign section's paired differences.
+    for row in [4, 5] {
+        assert_eq!(table[row]["cells"][1]["change"]["n"], 2);
+    }
+    let noise = &summary["groups"][1];
+    assert_eq!(noise["campaign"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        table[5]["cells"][1]["change"],
+        noise["campaign"][1]["levels"][0]["diff"]
+    );
+
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let verdict = html
+        .find("What helps against which fault model")
+        .expect("the verdict table");
+    assert!(
+        verdict < html.find("not better").unwrap(),
+        "the report opens with the verdict table"
+    );
+    for row in &rows[1..] {
+        assert!(html.contains(&row.replace('&', "&amp;")), "report lacks row {row:?}");
+    }
+    assert!(out.join("plots/mlp-campaign-2.png").exists());
+
+    // The Ranger stage is `hart sweep --defense ranger` on the plain seed-0 model.
+    let model = plain_seed0_model(&out);
+    let s_out = dir.path().join("s");
+    let sweep = common::hart(&[
+        "sweep",
+        "--model",
+        model.to_str().unwrap(),
+        "--dataset",
+        "fashion-mnist",
+        "--limit",
+        "20",
+        "--bits",
+        "exponent-msb",
+        "--sample-params",
+        "8",
+        "--seed",
+        "0",
+        "--defense",
+        "ranger",
+        "--profile-limit",
+        "50",
+        "--exact-rad",
+        "--out",
+        s_out.to_str().unwrap(),
+    ]);
+    assert!(sweep.status.success(), "{}", stderr(&sweep));
+    let direct = json_file(&s_out.join("summary.json"));
+    assert_eq!(
+        summary["groups"][0]["defended"][0]["per_seed"][0].as_f64(),
+        direct["erratic_bits"].as_f64()
+    );
+    assert!(
+        stage_dirs(&out, "sweep")
+            .iter()
+            .any(|d| json_file(&d.join("sweep/summary.json")) == direct
+                && json_file(&d.join("ranger.json")) == json_file(&s_out.join("ranger.json"))),
+        "no ranger sweep stage has the direct sweep's summary and bounds"
+    );
 }

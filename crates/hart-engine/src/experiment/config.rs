@@ -37,8 +37,38 @@ pub struct ExperimentConfig {
     pub attack: Option<AttackSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defense: Option<DefenseSettings>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub campaign: Option<CampaignSettings>,
+    /// `[campaign]`, or several as `[[campaign]]` (e.g. bit errors and Gaussian noise).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "super::sections::one_or_many"
+    )]
+    pub campaign: Vec<CampaignSettings>,
+    /// How the verdict table judges recipes against the baseline.
+    #[serde(default)]
+    pub verdict: VerdictSettings,
+}
+
+/// `[verdict]`: the cross-recipe × fault-model table's rule.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VerdictSettings {
+    /// A recipe whose mean paired clean accuracy is more than this (a
+    /// fraction: 0.02 = 2 points) below the baseline's gets no resilience verdict.
+    #[serde(default = "default_tolerance")]
+    pub accuracy_tolerance: f64,
+}
+
+impl Default for VerdictSettings {
+    fn default() -> Self {
+        VerdictSettings {
+            accuracy_tolerance: default_tolerance(),
+        }
+    }
+}
+
+fn default_tolerance() -> f64 {
+    0.02
 }
 
 /// λ of a recipe: a number, or "tuned" (chosen per architecture by the `[tune]` search).
@@ -404,8 +434,12 @@ impl ExperimentConfig {
         if let Some(d) = &self.defense {
             d.validate()?;
         }
-        if let Some(c) = &self.campaign {
+        for c in &self.campaign {
             c.validate()?;
+        }
+        let t = self.verdict.accuracy_tolerance;
+        if !(0.0..=1.0).contains(&t) {
+            return Err(invalid("verdict.accuracy_tolerance", format!("{t} is outside [0, 1]")));
         }
         Ok(())
     }
@@ -469,7 +503,7 @@ regularizer = "hessian"
     #[test]
     fn fault_sections_are_optional_and_checked() {
         let c = ExperimentConfig::parse(MINIMAL).unwrap();
-        assert!(c.attack.is_none() && c.defense.is_none() && c.campaign.is_none());
+        assert!(c.attack.is_none() && c.defense.is_none() && c.campaign.is_empty());
         let full = format!(
             "{MINIMAL}[attack]\nmethod = \"both\"\nmax_flips = 30\n[defense]\nsweep = [\"range\", \"radar:8\"]\n[campaign]\nfault = \"stuck-at-1\"\nlevels = [1e-5, 1e-4]\n"
         );
@@ -477,7 +511,7 @@ regularizer = "hessian"
         let a = c.attack.as_ref().unwrap();
         assert_eq!((a.methods().len(), a.max_flips, a.trials), (2, 30, 5));
         assert_eq!(c.defense.as_ref().unwrap().defenses().len(), 2);
-        assert_eq!(c.campaign.as_ref().unwrap().trials, 100);
+        assert_eq!(c.campaign[0].trials, 100);
         for (from, to, key) in [
             ("method = \"both\"", "method = \"smart\"", "attack.method"),
             ("max_flips = 30", "max_flips = 0", "attack.max_flips"),
@@ -492,6 +526,38 @@ regularizer = "hessian"
             let e = ExperimentConfig::parse(&full.replace(from, to))
                 .unwrap_err()
                 .to_string();
+            assert!(e.contains(key) && !e.contains('\n'), "{to}: {e}");
+        }
+    }
+
+    #[test]
+    fn several_campaigns_ranger_and_the_verdict_rule() {
+        let two = format!(
+            "{MINIMAL}[defense]\nsweep = [\"ranger\", \"range\"]\nprofile_limit = 50\n[[campaign]]\nfault = \"bitflip\"\nstorage = \"int8\"\nlevels = [0.01]\nparams = \".*weight\"\n[[campaign]]\nfault = \"gaussian\"\nlevels = [0.1, 0.2]\n[verdict]\naccuracy_tolerance = 0.04\n"
+        );
+        let c = ExperimentConfig::parse(&two).unwrap();
+        assert_eq!(c.campaign.len(), 2);
+        assert_eq!(c.campaign[0].params.as_deref(), Some(".*weight"));
+        assert_eq!(c.campaign[1].fault(), crate::campaign::FaultModel::Gaussian);
+        let d = c.defense.as_ref().unwrap();
+        assert_eq!((d.defenses()[0].to_string(), d.profile_limit), ("ranger".into(), 50));
+        assert_eq!(c.verdict.accuracy_tolerance, 0.04);
+        // One table stays one campaign, and keeps the key it serialises under.
+        let one =
+            ExperimentConfig::parse(&format!("{MINIMAL}[campaign]\nfault = \"gaussian\"\nlevels = [0.1]\n")).unwrap();
+        assert_eq!(one.campaign.len(), 1);
+        assert_eq!(
+            ExperimentConfig::parse(MINIMAL).unwrap().verdict.accuracy_tolerance,
+            0.02
+        );
+        for (from, to, key) in [
+            ("levels = [0.01]", "level = [0.01]", "level"),
+            ("\".*weight\"", "\"(\"", "campaign.params"),
+            ("0.04", "1.5", "verdict.accuracy_tolerance"),
+            ("profile_limit = 50", "profile_limit = 0", "defense.profile_limit"),
+            ("\"ranger\", \"range\"", "\"ranger\", \"ranger\"", "defense.sweep"),
+        ] {
+            let e = ExperimentConfig::parse(&two.replace(from, to)).unwrap_err().to_string();
             assert!(e.contains(key) && !e.contains('\n'), "{to}: {e}");
         }
     }

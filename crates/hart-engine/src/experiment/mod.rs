@@ -12,6 +12,7 @@ pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod manifest;
+pub mod matrix;
 pub mod measure;
 pub mod present;
 pub mod recipe;
@@ -112,7 +113,8 @@ pub fn run(cfg: &ExperimentConfig, out: &Path, device: tch::Device, bar: Progres
         Ok(map)
     };
     let groups = aggregate(&results, &cfg.archs, &recipes, &sections)?;
-    let report = report::build(&cfg.name, &groups, &cfg.archs, &out.join("plots"))?;
+    let verdict = matrix::matrix(&groups, cfg.verdict.accuracy_tolerance)?;
+    let report = report::build(&cfg.name, &groups, &verdict, &cfg.archs, &out.join("plots"))?;
     let html = out.join("report.html");
     write_atomic(&html, crate::report::to_html(&report).as_bytes())?;
     write_atomic(&out.join("summary.md"), crate::report::to_markdown(&report).as_bytes())?;
@@ -120,11 +122,17 @@ pub fn run(cfg: &ExperimentConfig, out: &Path, device: tch::Device, bar: Progres
         "name": cfg.name,
         "config": cfg,
         "groups": groups,
+        "verdict_table": verdict,
         "not_better": verdicts::not_better(&groups)?,
     });
     let text = serde_json::to_string_pretty(&summary).map_err(|e| crate::HartError::Invalid(e.to_string()))?;
     write_atomic(&out.join("summary.json"), text.as_bytes())?;
     let mut console = vec![];
+    if let Some(t) = matrix::table(&verdict) {
+        console.push("verdict per fault model (paired change vs the baseline, 95% interval):".to_string());
+        console.extend(present::table_lines(&t).into_iter().skip(1));
+        console.push(String::new());
+    }
     for m in REGISTRY {
         console.extend(m.console(&groups)?);
     }

@@ -1,19 +1,26 @@
-//! Builds report.html / summary.md from the aggregated groups: the claims,
+//! Builds report.html / summary.md from the aggregated groups: the verdict
+//! table across recipes and fault models, the claims,
 //! the "not better" statements and the accuracy table, then every
 //! measurement's own sections in registry order.
 
 use std::path::Path;
 
 use super::claims;
+use super::matrix::{self, Line};
 use super::measure::REGISTRY;
 use super::results::Group;
 use super::verdicts::{claims_table, not_better};
 use crate::error::{HartError, Result};
 use crate::report::Report;
 
-pub fn build(title: &str, groups: &[Group], archs: &[String], plots: &Path) -> Result<Report> {
+pub fn build(title: &str, groups: &[Group], verdict: &[Line], archs: &[String], plots: &Path) -> Result<Report> {
     std::fs::create_dir_all(plots).map_err(|e| HartError::io(plots, e))?;
     let mut r = Report::new(title);
+    if let Some((header, rows)) = matrix::table(verdict) {
+        r.heading("What helps against which fault model");
+        r.paragraph(matrix::EXPLANATION);
+        r.table(header, rows);
+    }
     let claims = claims_table(groups)?;
     if !claims.is_empty() {
         r.heading("The HAT paper's claims, tested");

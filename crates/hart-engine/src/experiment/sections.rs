@@ -10,6 +10,7 @@ use crate::attack::Method;
 use crate::campaign::model::check_levels;
 use crate::campaign::FaultModel;
 use crate::error::{HartError, Result};
+use crate::faults::ranger::DefenseChoice;
 use crate::faults::{Defense, Storage};
 
 /// An error naming the config key.
@@ -189,24 +190,30 @@ fn default_top_k() -> usize {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DefenseSettings {
-    /// range, radar or radar:G.
+    /// range, radar, radar:G or ranger.
     pub sweep: Vec<String>,
+    /// Ranger's bounds: each activation's [min, max] over the first N training images.
+    #[serde(default = "default_profile_limit")]
+    pub profile_limit: usize,
 }
 
 impl DefenseSettings {
-    pub fn defenses(&self) -> Vec<Defense> {
+    pub fn defenses(&self) -> Vec<DefenseChoice> {
         self.sweep.iter().filter_map(|d| d.parse().ok()).collect()
     }
 
     pub fn validate(&self) -> Result<()> {
         let key = "defense.sweep";
         if self.sweep.is_empty() {
-            return Err(invalid(key, "name at least one defence (range, radar or radar:G)"));
+            return Err(invalid(
+                key,
+                "name at least one defence (range, radar, radar:G or ranger)",
+            ));
         }
         let mut seen = vec![];
         for d in &self.sweep {
-            let parsed: Defense = parse(key, d)?;
-            if parsed == Defense::None {
+            let parsed: DefenseChoice = parse(key, d)?;
+            if parsed == DefenseChoice::Words(Defense::None) {
                 return Err(invalid(key, "\"none\" is the undefended sweep, which always runs"));
             }
             if seen.contains(&parsed) {
@@ -214,8 +221,12 @@ impl DefenseSettings {
             }
             seen.push(parsed);
         }
-        Ok(())
+        at_least_one("defense.profile_limit", self.profile_limit)
     }
+}
+
+fn default_profile_limit() -> usize {
+    1000
 }
 
 /// `hart campaign` on every trained model (its seed draws the faults).
@@ -234,6 +245,9 @@ pub struct CampaignSettings {
     /// Evaluation images (the first N of the test split).
     #[serde(default = "default_eval_limit")]
     pub limit: usize,
+    /// Only the tensors whose name matches (as `hart campaign --params`); every tensor when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<String>,
 }
 
 impl CampaignSettings {
@@ -250,8 +264,34 @@ impl CampaignSettings {
         check_levels(&self.levels, fault).map_err(|m| invalid("campaign.levels", m))?;
         parse::<Storage>("campaign.storage", &self.storage)?;
         at_least_one("campaign.trials", self.trials as usize)?;
-        at_least_one("campaign.limit", self.limit)
+        at_least_one("campaign.limit", self.limit)?;
+        if let Some(p) = &self.params {
+            regex::Regex::new(p).map_err(|e| {
+                let why = e.to_string().lines().last().unwrap_or_default().trim().to_string();
+                invalid("campaign.params", format!("{p:?} is not a regex: {why}"))
+            })?;
+        }
+        Ok(())
     }
+}
+
+/// `[campaign]` (one table) or `[[campaign]]` (several), read as a list;
+/// each table keeps its own error messages (unknown keys named).
+pub(crate) fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<CampaignSettings>, D::Error> {
+    use serde::de::Error;
+    let items = match toml::Value::deserialize(d)? {
+        toml::Value::Array(a) => a,
+        one => vec![one],
+    };
+    items
+        .into_iter()
+        .map(|v| {
+            v.try_into::<CampaignSettings>()
+                .map_err(|e| D::Error::custom(format!("[campaign]: {}", e.message().replace('\n', " "))))
+        })
+        .collect()
 }
 
 fn default_campaign_storage() -> String {

@@ -51,6 +51,15 @@ impl std::str::FromStr for DefenseChoice {
     }
 }
 
+impl std::fmt::Display for DefenseChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DefenseChoice::Words(d) => d.fmt(f),
+            DefenseChoice::Ranger => f.write_str("ranger"),
+        }
+    }
+}
+
 /// One bounded activation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerBound {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{stats, Better, Comparison, Measurement};
+use super::{stats, Better, Change, Comparison, Headline, Measurement};
 use crate::attack::output::{self, Summary};
 use crate::attack::{Attack, AttackConfig, Method};
 use crate::data::{self, Split};
@@ -236,6 +236,23 @@ impl Measurement for AttackSection {
                     b.map(|b| b.flips),
                     Better::Higher,
                 )
+            })
+            .collect()
+    }
+
+    fn headlines(&self, g: &AttackGroup) -> Vec<Headline> {
+        g.attack
+            .iter()
+            .map(|a| Headline {
+                fault: format!(
+                    "{} attack on {} storage: flips to crush",
+                    if a.method == "bfa" { "BFA" } else { "random-flip" },
+                    a.storage
+                ),
+                value: a.flips,
+                change: a.change,
+                unit: Change::Relative,
+                better: Better::Higher,
             })
             .collect()
     }

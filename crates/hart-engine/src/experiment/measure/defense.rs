@@ -6,8 +6,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::sweep::{sweep_cost, sweep_under, Sweep};
-use super::{stats, Better, Comparison, Measurement};
+use super::sweep::{flips_label, sweep_cost, sweep_under, Sweep};
+use super::{stats, Better, Change, Comparison, Headline, Measurement};
 use crate::error::Result;
 use crate::experiment::claims::{describe, reduction, Claim, ClaimContext};
 use crate::experiment::config::ExperimentConfig;
@@ -31,6 +31,10 @@ pub struct DefendedStats {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DefenseGroup {
+    /// The bit positions swept (the `[sweep]`'s, read back for the verdict table); its own
+    /// key, since the groups' JSON flattens every section's fields into one object.
+    #[serde(default)]
+    pub defended_bits: Vec<u32>,
     /// `[defense]`: erratic bits under each defence.
     #[serde(default)]
     pub defended: Vec<DefendedStats>,
@@ -86,10 +90,13 @@ impl Measurement for DefenseSection {
     }
 
     fn measure(&self, run: &mut Runner, m: &TrainedModel) -> Result<Defended> {
-        let defenses = run.cfg.defense.as_ref().map(|d| d.defenses()).unwrap_or_default();
-        defenses
+        let Some(settings) = run.cfg.defense.clone() else {
+            return Ok(vec![]);
+        };
+        settings
+            .defenses()
             .into_iter()
-            .map(|d| Ok((d.to_string(), sweep_under(run, m, d)?)))
+            .map(|d| Ok((d.to_string(), sweep_under(run, m, d, settings.profile_limit)?)))
             .collect()
     }
 
@@ -112,7 +119,28 @@ impl Measurement for DefenseSection {
                 }
             })
             .collect();
-        DefenseGroup { defended }
+        let bits = rows
+            .first()
+            .and_then(|r| r.result.first())
+            .map(|(_, s)| super::sweep::swept_bits(s))
+            .unwrap_or_default();
+        DefenseGroup {
+            defended_bits: bits,
+            defended,
+        }
+    }
+
+    fn headlines(&self, s: &DefenseGroup) -> Vec<Headline> {
+        s.defended
+            .iter()
+            .map(|d| Headline {
+                fault: format!("{} under {}: erratic bits", flips_label(&s.defended_bits), d.defense),
+                value: d.erratic_bits,
+                change: d.change,
+                unit: Change::Relative,
+                better: Better::Lower,
+            })
+            .collect()
     }
 
     fn comparisons(&self, g: &DefenseGroup, base: &DefenseGroup) -> Vec<Comparison> {
@@ -153,7 +181,7 @@ impl Measurement for DefenseSection {
             return Ok(());
         };
         r.heading("Erratic bits under each defence");
-        r.paragraph("The sweep again, every faulty word passed through the defence before the forward pass (range: a weight outside its tensor's clean range is set to 0; radar:G: a group of G words whose checksum changed is zeroed, key fixed by the model's seed). Changes are relative to the baseline recipe with the same seed under the same defence; the first row of each recipe is the undefended sweep.");
+        r.paragraph("The sweep again, every faulty word passed through the defence before the forward pass (range: a weight outside its tensor's clean range is set to 0; radar:G: a group of G words whose checksum changed is zeroed, key fixed by the model's seed; ranger: every activation clamped to the range it takes on the first `defense.profile_limit` clean training images, the bounds in the stage's ranger.json). Changes are relative to the baseline recipe with the same seed under the same defence; the first row of each recipe is the undefended sweep.");
         r.table(header, rows);
         Ok(())
     }

@@ -81,6 +81,27 @@ impl Comparison {
     }
 }
 
+/// How a headline figure's paired change against the baseline is expressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// `(x − base) / base` per seed (counts: erratic bits, flips to crush).
+    Relative,
+    /// `x − base` per seed, a difference of fractions shown in points (accuracies).
+    Points,
+}
+
+/// One headline resilience figure of a section for one recipe, as the
+/// cross-recipe × fault-model verdict table reads it.
+pub struct Headline {
+    /// The fault model (and defence) it measures: the table's row.
+    pub fault: String,
+    pub value: MeanCi,
+    /// Paired per seed against the baseline recipe (None for the baseline itself).
+    pub change: Option<MeanCi>,
+    pub unit: Change,
+    pub better: Better,
+}
+
 /// A measurement with its own result and statistics types.
 pub trait Measurement: Sync {
     /// Keys the per-model result, and names the measurement's units in
@@ -111,6 +132,11 @@ pub trait Measurement: Sync {
     fn aggregate(&self, rows: &[Row<Self::Result>], base: &[Row<Self::Result>], is_base: bool) -> Self::Stats;
     /// Quantities the "not better" statements compare with the baseline.
     fn comparisons(&self, _g: &Self::Stats, _base: &Self::Stats) -> Vec<Comparison> {
+        vec![]
+    }
+    /// Its headline resilience figure(s) (none for what is not a fault
+    /// model: curvature, compression, landscapes), and which way is better.
+    fn headlines(&self, _s: &Self::Stats) -> Vec<Headline> {
         vec![]
     }
     /// Claims rows for one Hessian-aware recipe.
@@ -148,6 +174,7 @@ pub trait Section: Sync {
     fn measure(&self, run: &mut Runner, m: &TrainedModel) -> Result<Box<dyn Any + Send>>;
     fn aggregate(&self, rows: &[&ModelResults], base: &[&ModelResults], is_base: bool) -> Result<Map<String, Value>>;
     fn comparisons(&self, g: &Group, base: &Group) -> Result<Vec<Comparison>>;
+    fn headlines(&self, g: &Group) -> Result<Vec<Headline>>;
     fn claims(&self, cx: &ClaimContext, groups: &[Group]) -> Result<Vec<Claim>>;
     fn report(&self, r: &mut Report, groups: &[Group], archs: &[String], plots: &Path) -> Result<()>;
     fn console(&self, groups: &[Group]) -> Result<Vec<String>>;
@@ -198,6 +225,9 @@ impl<M: Measurement> Section for M {
     }
     fn comparisons(&self, g: &Group, base: &Group) -> Result<Vec<Comparison>> {
         Ok(Measurement::comparisons(self, &stats::<M>(g)?, &stats::<M>(base)?))
+    }
+    fn headlines(&self, g: &Group) -> Result<Vec<Headline>> {
+        Ok(Measurement::headlines(self, &stats::<M>(g)?))
     }
     fn claims(&self, cx: &ClaimContext, groups: &[Group]) -> Result<Vec<Claim>> {
         Measurement::claims(self, cx, groups)

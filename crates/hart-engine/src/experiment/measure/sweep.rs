@@ -7,13 +7,15 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{stats, with_stats, Better, Comparison, Measurement, NOMINAL_PARAMS};
+use super::{stats, with_stats, Better, Change, Comparison, Headline, Measurement, NOMINAL_PARAMS};
+use crate::data::{self, Split};
 use crate::error::Result;
 use crate::experiment::claims::{describe, reduction, sam_no_better, Claim, ClaimContext};
 use crate::experiment::config::ExperimentConfig;
 use crate::experiment::present::{figure, per_arch};
 use crate::experiment::results::{elementwise_mean, mean_of, paired_change, Group, Row};
 use crate::experiment::run::{Runner, TrainedModel};
+use crate::faults::ranger::{self, DefenseChoice};
 use crate::faults::{self, BitSet, Defense, Format, Summary};
 use crate::plot::{Figure, LinePlot, Series, SeriesLabelPosition};
 use crate::report::Report;
@@ -36,6 +38,25 @@ pub struct SweepStats {
     pub rad_histogram: Vec<f64>,
     pub erratic_per_bit: Vec<f64>,
     pub erratic_per_layer: BTreeMap<String, f64>,
+    /// The bit positions swept (for the verdict table's row).
+    #[serde(default)]
+    pub bits: Vec<u32>,
+}
+
+/// The bit positions a sweep flipped (its summary's configuration).
+pub fn swept_bits(s: &Summary) -> Vec<u32> {
+    serde_json::from_value(s.config["bits"].clone()).unwrap_or_default()
+}
+
+/// "single bit flips (exponent MSB)" and the like, for the verdict table.
+pub fn flips_label(bits: &[u32]) -> String {
+    let which = match bits {
+        [30] => "exponent MSB".to_string(),
+        b if b.len() == 32 => "all 32 bits".to_string(),
+        [] => "fault list".to_string(),
+        b => format!("bits {}", b.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",")),
+    };
+    format!("single bit flips ({which})")
 }
 
 fn erratic_bits(s: &Summary) -> f64 {
@@ -70,32 +91,55 @@ fn erratic_per_bit(s: &Summary) -> Vec<f64> {
     out
 }
 
-/// The sweep of model `m` with every faulty word passed through `defense`
-/// (RADAR's key fixed by the model's seed); `[defense]` reuses it.
-pub fn sweep_under(run: &mut Runner, m: &TrainedModel, defense: Defense) -> Result<Summary> {
+/// The sweep of model `m` under `defense`: every faulty word passed through
+/// a word-level one (RADAR's key fixed by the model's seed), or Ranger's
+/// clamps built into the model at the bounds profiled on the first
+/// `profile_limit` training images; `[defense]` reuses it.
+pub fn sweep_under(
+    run: &mut Runner,
+    m: &TrainedModel,
+    defense: DefenseChoice,
+    profile_limit: usize,
+) -> Result<Summary> {
     let s = run.cfg.sweep.clone();
     let data = run.test_prefix(s.limit)?;
     let settings = serde_json::to_value(&s).unwrap_or_default();
     // The undefended key is the one earlier versions wrote, so their caches stay valid.
     let (settings, stage) = match defense {
-        Defense::None => (settings, "sweep".to_string()),
-        d => (
+        DefenseChoice::Words(Defense::None) => (settings, "sweep".to_string()),
+        DefenseChoice::Words(d) => (
             serde_json::json!({"sweep": settings, "defense": d.to_string()}),
             format!("sweep[{d}]"),
+        ),
+        DefenseChoice::Ranger => (
+            serde_json::json!({"sweep": settings, "defense": "ranger", "profile_limit": profile_limit}),
+            "sweep[ranger]".to_string(),
         ),
     };
     let key = run.key(m, "sweep", settings);
     let device = run.device;
+    let profile = run.spec(Split::Train, Some(profile_limit));
     run.bar
         .set_message(format!("{stage} {}/{}/seed{}", m.arch, m.recipe, m.seed));
     let (summary, _, outcome) = run.cache.stage("sweep", &key, |dir| {
-        let model = m.open(device)?;
+        let mut model = m.open(device)?;
+        let words = match defense {
+            DefenseChoice::Words(d) => d,
+            DefenseChoice::Ranger => {
+                let bounds = ranger::profile(&model, &data::load(&profile)?, super::attack::BATCH)?;
+                let text =
+                    serde_json::to_string_pretty(&bounds).map_err(|e| crate::HartError::Invalid(e.to_string()))?;
+                crate::util::write_atomic(&dir.join("ranger.json"), text.as_bytes())?;
+                model = ranger::protect(model, &bounds)?;
+                Defense::None
+            }
+        };
         let cfg = faults::SweepConfig {
             bits: BitSet::parse(&s.bits)?,
             sample: s.sample_params.map(|k| (faults::SampleSize::Count(k as u64), m.seed)),
             threshold: s.threshold,
             exact_rad: s.exact_rad,
-            defense,
+            defense: words,
             seed: m.seed,
             ..faults::SweepConfig::new()
         };
@@ -136,7 +180,7 @@ impl Measurement for Sweep {
     }
 
     fn measure(&self, run: &mut Runner, m: &TrainedModel) -> Result<Summary> {
-        sweep_under(run, m, Defense::None)
+        sweep_under(run, m, DefenseChoice::Words(Defense::None), 0)
     }
 
     fn aggregate(&self, rows: &[Row<Summary>], base: &[Row<Summary>], is_base: bool) -> SweepStats {
@@ -158,7 +202,18 @@ impl Measurement for Sweep {
             rad_histogram: elementwise_mean(&rows.iter().map(|r| rad_histogram(r.result)).collect::<Vec<_>>()),
             erratic_per_bit: elementwise_mean(&rows.iter().map(|r| erratic_per_bit(r.result)).collect::<Vec<_>>()),
             erratic_per_layer: per_layer,
+            bits: rows.first().map(|r| swept_bits(r.result)).unwrap_or_default(),
         }
+    }
+
+    fn headlines(&self, s: &SweepStats) -> Vec<Headline> {
+        vec![Headline {
+            fault: format!("{}: erratic bits", flips_label(&s.bits)),
+            value: s.erratic_bits,
+            change: s.erratic_bits_change,
+            unit: Change::Relative,
+            better: Better::Lower,
+        }]
     }
 
     fn comparisons(&self, g: &SweepStats, base: &SweepStats) -> Vec<Comparison> {
