@@ -41,7 +41,7 @@ impl ShardArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {
-    /// fashion-mnist, mnist, kmnist, cifar10, cifar100, imagenet, or a PATH (format detected).
+    /// fashion-mnist, mnist, kmnist, cifar10, cifar100, imagenet, a directory (format detected), or a .npz/.safetensors file with arrays x, y [, x_test, y_test].
     #[arg(long, default_value = "fashion-mnist")]
     pub dataset: String,
     /// Root of the named datasets other than fashion-mnist.
@@ -101,6 +101,7 @@ impl ModelArgs {
         };
         let mut model = hart::model::load(&self.model, &opts)?;
         model.to_device(device)?;
+        hart::model::check_input(&model, data).with_context(|| format!("--model {}", self.model.display()))?;
         Ok(model)
     }
 }
