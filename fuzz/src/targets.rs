@@ -78,6 +78,78 @@ fn image_files() -> Vec<(String, Vec<u8>)> {
     ]
 }
 
+fn load_tensor_file(path: &Path) -> Result<()> {
+    for split in [Split::Train, Split::Test] {
+        let mut spec = DataSpec::new(path.display().to_string(), split);
+        spec.limit = Some(3);
+        hart::data::load(&spec)?;
+    }
+    Ok(())
+}
+
+/// One `.npy` array as NumPy writes it (version 1.0, header padded to 64 bytes).
+fn npy(descr: &str, fortran: bool, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let dims = if shape.len() == 1 {
+        format!("{},", dims[0])
+    } else {
+        dims.join(", ")
+    };
+    let fortran = if fortran { "True" } else { "False" };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': ({dims}), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(data);
+    out
+}
+
+/// The arrays of a small tensor data set: uint8 x, int64 y, a Fortran-ordered
+/// float32 x_test and int32 y_test.
+fn tensor_arrays() -> Vec<(&'static str, Vec<u8>)> {
+    let x: Vec<u8> = (0..6 * 16).map(|i| (i * 11 % 256) as u8).collect();
+    let y: Vec<u8> = (0..6i64).flat_map(|i| (i % 3).to_le_bytes()).collect();
+    let xt: Vec<u8> = (0..2 * 16).flat_map(|i| (i as f32 / 32.0).to_le_bytes()).collect();
+    let yt: Vec<u8> = (0..2i32).flat_map(|i| i.to_le_bytes()).collect();
+    vec![
+        ("x", npy("|u1", false, &[6, 1, 4, 4], &x)),
+        ("y", npy("<i8", false, &[6], &y)),
+        ("x_test", npy("<f4", true, &[2, 1, 4, 4], &xt)),
+        ("y_test", npy("<i4", false, &[2], &yt)),
+    ]
+}
+
+fn npz_file(method: zip::CompressionMethod) -> Vec<u8> {
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(vec![]));
+    for (name, bytes) in tensor_arrays() {
+        let opts = zip::write::SimpleFileOptions::default().compression_method(method);
+        z.start_file(format!("{name}.npy"), opts).expect("writing to memory");
+        z.write_all(&bytes).expect("writing to memory");
+    }
+    z.finish().expect("writing to memory").into_inner()
+}
+
+fn tensor_safetensors_file() -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("d.safetensors");
+    let x = tch::Tensor::from_slice(&(0..6 * 16).map(|i| (i * 11 % 256) as u8).collect::<Vec<u8>>()).view([6, 1, 4, 4]);
+    let y = tch::Tensor::from_slice(&[0i64, 1, 2, 0, 1, 2]);
+    let xt = tch::Tensor::from_slice(&(0..32).map(|i| i as f32 / 32.0).collect::<Vec<f32>>()).view([2, 1, 4, 4]);
+    let yt = tch::Tensor::from_slice(&[0i64, 1]);
+    let tensors = vec![
+        ("x".into(), x),
+        ("y".into(), y),
+        ("x_test".into(), xt),
+        ("y_test".into(), yt),
+    ];
+    safetensors_io::write(&path, &tensors, HashMap::new()).expect("writing the seed");
+    std::fs::read(&path).expect("reading the seed back")
+}
+
 fn seed(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("seed {}: {e}", path.display()))
@@ -120,6 +192,7 @@ fn sweep_files() -> Vec<(String, Vec<u8>)> {
         labels: (0..8).map(|i| i % 10).collect(),
         num_classes: 10,
         class_names: (0..10).map(|i| i.to_string()).collect(),
+        source: "synthetic".into(),
     };
     let cfg = SweepConfig {
         params: Some("fc3.bias".into()),
@@ -171,6 +244,23 @@ pub fn all() -> Vec<Target> {
         ),
         data("cifar", cifar_files(), plain),
         data("image-folder", image_files(), plain),
+        Target {
+            name: "npz",
+            files: vec![
+                ("stored.npz".into(), npz_file(zip::CompressionMethod::Stored)),
+                ("deflated.npz".into(), npz_file(zip::CompressionMethod::Deflated)),
+            ],
+            text: false,
+            encode: plain,
+            parse: Box::new(|d| load_tensor_file(&d.join("stored.npz")).and(load_tensor_file(&d.join("deflated.npz")))),
+        },
+        Target {
+            name: "tensor-safetensors",
+            files: vec![("d.safetensors".into(), tensor_safetensors_file())],
+            text: false,
+            encode: plain,
+            parse: Box::new(|d| load_tensor_file(&d.join("d.safetensors"))),
+        },
         Target {
             name: "onnx",
             files: vec![("m.onnx".into(), seed("mlp.onnx"))],

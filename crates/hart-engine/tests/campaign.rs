@@ -45,13 +45,14 @@ fn dataset(model: &Model, n: usize) -> Dataset {
         .collect();
     Dataset {
         name: "synthetic".into(),
-        images,
+        images: images.into(),
         channels: 1,
         height: 28,
         width: 28,
         labels,
         num_classes: 10,
         class_names: (0..10).map(|i| i.to_string()).collect(),
+        source: "synthetic".into(),
     }
 }
 

@@ -232,5 +232,6 @@ pub fn tiny_data() -> Dataset {
         labels: (0..n as i64).map(|i| i % 10).collect(),
         num_classes: 10,
         class_names: (0..10).map(|i| i.to_string()).collect(),
+        source: "synthetic".into(),
     }
 }

@@ -386,7 +386,7 @@ fn folder_fixture() -> TempDir {
 
 fn pixel(ds: &Dataset, i: usize, c: usize, y: usize, x: usize) -> u8 {
     let (h, w) = (ds.height, ds.width);
-    ds.images[((i * ds.channels + c) * h + y) * w + x]
+    ds.images.as_u8().expect("image pixels are bytes")[((i * ds.channels + c) * h + y) * w + x]
 }
 
 #[test]

@@ -67,6 +67,7 @@ fn data() -> Dataset {
         labels: (0..N).map(|_| rng.random_range(0..3)).collect(),
         num_classes: 3,
         class_names: (0..3).map(|i| i.to_string()).collect(),
+        source: "synthetic".into(),
     }
 }
 

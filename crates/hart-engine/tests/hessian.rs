@@ -43,13 +43,14 @@ fn tiny_data(n: usize, seed: i64) -> Dataset {
     });
     Dataset {
         name: "tiny".into(),
-        images,
+        images: images.into(),
         channels: 1,
         height: 4,
         width: 4,
         labels,
         num_classes: CLASSES,
         class_names: (0..CLASSES).map(|c| c.to_string()).collect(),
+        source: "synthetic".into(),
     }
 }
 

@@ -190,6 +190,7 @@ fn torchscript_models_quantize_prune_and_give_landscapes() {
         labels: (0..48).map(|i| i % 10).collect(),
         num_classes: 10,
         class_names: (0..10).map(|i| i.to_string()).collect(),
+        source: "synthetic".into(),
     };
     let targets = select(&m, &Selection::default()).unwrap();
     let names: Vec<&str> = targets.iter().map(|(n, _)| n.as_str()).collect();

@@ -62,13 +62,14 @@ fn dataset(model: &Model, n: usize) -> Dataset {
         .collect();
     Dataset {
         name: "synthetic".into(),
-        images,
+        images: images.into(),
         channels: 1,
         height: SIDE,
         width: SIDE,
         labels,
         num_classes: CLASSES as usize,
         class_names: (0..CLASSES).map(|i| i.to_string()).collect(),
+        source: "synthetic".into(),
     }
 }
 

@@ -56,7 +56,7 @@ impl ShardArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {
-    /// fashion-mnist, mnist, kmnist, cifar10, cifar100, imagenet, or a PATH (format detected).
+    /// fashion-mnist, mnist, kmnist, cifar10, cifar100, imagenet, a directory (format detected), or a .npz/.safetensors file with arrays x, y [, x_test, y_test].
     #[arg(long, default_value = "fashion-mnist")]
     pub dataset: String,
     /// Root of the named datasets other than fashion-mnist.
@@ -103,13 +103,15 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn load(&self, data: &Dataset, device: Device) -> Result<Model> {
-        Ok(hart::model::open(
+        let model = hart::model::open(
             &self.model,
             self.arch.as_deref(),
             self.normalize.as_deref(),
             data,
             device,
-        )?)
+        )?;
+        hart::model::check_input(&model, data).with_context(|| format!("--model {}", self.model.display()))?;
+        Ok(model)
     }
 }
 

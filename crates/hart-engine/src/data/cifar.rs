@@ -137,13 +137,14 @@ pub(crate) fn load(dir: &Path, kind: Kind, split: Split, limit: Option<usize>) -
 
     Ok(Dataset {
         name: String::new(),
-        images,
+        images: images.into(),
         channels: 3,
         height: 32,
         width: 32,
         labels,
         num_classes: kind.classes(),
         class_names: class_names(dir, kind)?,
+        source: "CIFAR binary batches".into(),
     })
 }
 

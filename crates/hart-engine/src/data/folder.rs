@@ -103,13 +103,14 @@ pub(crate) fn load(root: &Path, split: Split, limit: Option<usize>, size: usize)
 
     Ok(Dataset {
         name: String::new(),
-        images,
+        images: images.into(),
         channels: 3,
         height: size,
         width: size,
         labels: files.iter().map(|(_, l)| *l).collect(),
         num_classes: class_names.len(),
         class_names,
+        source: "an image folder".into(),
     })
 }
 

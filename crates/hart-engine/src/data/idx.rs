@@ -205,13 +205,14 @@ pub(crate) fn load(dir: &Path, split: Split, limit: Option<usize>) -> Result<Dat
     let num_classes = (max_label + 1).max(MIN_CLASSES);
     Ok(Dataset {
         name: String::new(),
-        images,
+        images: images.into(),
         channels: 1,
         height: h,
         width: w,
         labels: raw_labels[..n].iter().map(|&l| l as i64).collect(),
         num_classes,
         class_names: numbered_classes(num_classes),
+        source: "IDX files".into(),
     })
 }
 

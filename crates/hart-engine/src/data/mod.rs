@@ -1,16 +1,22 @@
-//! Dataset loading: IDX (MNIST family), CIFAR binary batches and
-//! ImageNet-style class folders, all decoded into one in-memory u8 NCHW
-//! buffer so batches can be cut without touching the disk again.
+//! Dataset loading: IDX (MNIST family), CIFAR binary batches,
+//! ImageNet-style class folders and one-file tensor sets (.npz,
+//! .safetensors), all decoded into one in-memory NCHW buffer so batches can
+//! be cut without touching the disk again.
 
 mod cifar;
 mod folder;
 mod idx;
+mod npy;
+mod pixels;
+mod tensor_set;
+
+pub use pixels::Pixels;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::error::{HartError, Result};
 
@@ -49,7 +55,8 @@ impl fmt::Display for Split {
 #[derive(Debug, Clone)]
 pub struct DataSpec {
     /// A dataset name (fashion-mnist, mnist, kmnist, cifar10, cifar100,
-    /// imagenet) or a filesystem path whose format is detected from its contents.
+    /// imagenet), a directory whose format is detected from its contents, or
+    /// a `.npz`/`.safetensors` tensor file.
     pub dataset: String,
     pub split: Split,
     /// Keep only the first N records in file order.
@@ -75,14 +82,17 @@ impl DataSpec {
 #[derive(Debug, Clone)]
 pub struct Dataset {
     pub name: String,
-    /// N*C*H*W bytes in NCHW order.
-    pub images: Vec<u8>,
+    /// N*C*H*W pixels in NCHW order.
+    pub images: Pixels,
     pub channels: usize,
     pub height: usize,
     pub width: usize,
     pub labels: Vec<i64>,
     pub num_classes: usize,
     pub class_names: Vec<String>,
+    /// How the records were read ("an image folder", ".npz arrays x (…) uint8, y (…) int64"),
+    /// for errors that must say where a shape came from.
+    pub source: String,
 }
 
 impl Dataset {
@@ -98,31 +108,57 @@ impl Dataset {
         self.channels * self.height * self.width
     }
 
-    /// float32 NCHW in [0,1] (x/255, as torchvision's ToTensor) and int64
-    /// labels for the given record indices. Panics on an index out of range.
+    /// float32 NCHW in [0,1] (uint8 pixels x/255, as torchvision's ToTensor;
+    /// float32 ones as stored) and int64 labels for the given record indices.
+    /// Panics on an index out of range.
     pub fn batch(&self, indices: &[usize]) -> (Tensor, Tensor) {
-        let rec = self.record_len();
-        let mut pixels = Vec::with_capacity(indices.len() * rec);
-        let mut labels = Vec::with_capacity(indices.len());
-        for &i in indices {
-            pixels.extend_from_slice(&self.images[i * rec..(i + 1) * rec]);
-            labels.push(self.labels[i]);
-        }
-        self.to_tensors(&pixels, &labels)
+        let pixels = self.images.pick_records(self.record_len(), indices);
+        let labels: Vec<i64> = indices.iter().map(|&i| self.labels[i]).collect();
+        self.to_tensors(pixels.tensor(), &labels)
     }
 
     /// Records `start..end`; panics if the range is out of bounds.
     pub fn batch_range(&self, start: usize, end: usize) -> (Tensor, Tensor) {
         let rec = self.record_len();
-        self.to_tensors(&self.images[start * rec..end * rec], &self.labels[start..end])
+        self.to_tensors(
+            self.images.range_tensor(start * rec, end * rec),
+            &self.labels[start..end],
+        )
     }
 
-    fn to_tensors(&self, pixels: &[u8], labels: &[i64]) -> (Tensor, Tensor) {
+    fn to_tensors(&self, pixels: Tensor, labels: &[i64]) -> (Tensor, Tensor) {
         let n = labels.len() as i64;
         let shape = [n, self.channels as i64, self.height as i64, self.width as i64];
-        // Divide rather than multiply by 1/255 so values match ToTensor bit for bit.
-        let x = Tensor::from_slice(pixels).view(shape).to_kind(Kind::Float) / 255.0;
-        (x, Tensor::from_slice(labels))
+        (pixels.view(shape), Tensor::from_slice(labels))
+    }
+
+    /// The records at `indices`, in that order, as a dataset of their own.
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        Dataset {
+            images: self.images.pick_records(self.record_len(), indices),
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            ..self.clone_empty()
+        }
+    }
+
+    /// This dataset's description without its records.
+    fn clone_empty(&self) -> Dataset {
+        Dataset {
+            name: self.name.clone(),
+            images: self.images.no_records(),
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+            labels: vec![],
+            num_classes: self.num_classes,
+            class_names: self.class_names.clone(),
+            source: self.source.clone(),
+        }
+    }
+
+    /// The shape of one record, as errors print it: `3×224×224`.
+    pub fn record_shape(&self) -> String {
+        format!("{}×{}×{}", self.channels, self.height, self.width)
     }
 
     /// Removes the last `n` records (all of them if fewer) and returns them as
@@ -131,14 +167,9 @@ impl Dataset {
         let keep = self.len().saturating_sub(n);
         let rec = self.record_len();
         Dataset {
-            name: self.name.clone(),
             images: self.images.split_off(keep * rec),
-            channels: self.channels,
-            height: self.height,
-            width: self.width,
             labels: self.labels.split_off(keep),
-            num_classes: self.num_classes,
-            class_names: self.class_names.clone(),
+            ..self.clone_empty()
         }
     }
 
@@ -159,6 +190,7 @@ enum Format {
     Idx(PathBuf),
     Cifar(PathBuf, cifar::Kind),
     Folder(PathBuf),
+    Tensors(PathBuf),
 }
 
 pub fn load(spec: &DataSpec) -> Result<Dataset> {
@@ -174,6 +206,7 @@ pub fn load(spec: &DataSpec) -> Result<Dataset> {
         Format::Idx(dir) => idx::load(&dir, spec.split, spec.limit)?,
         Format::Cifar(dir, kind) => cifar::load(&dir, kind, spec.split, spec.limit)?,
         Format::Folder(dir) => folder::load(&dir, spec.split, spec.limit, spec.image_size)?,
+        Format::Tensors(file) => tensor_set::load(&file, spec.split, spec.limit)?,
     };
     ds.name = canonical_name(&spec.dataset);
     Ok(ds)
@@ -216,9 +249,12 @@ fn resolve(spec: &DataSpec) -> Result<Format> {
             if !path.exists() {
                 return Err(HartError::Invalid(format!(
                     "unknown dataset '{}': expected fashion-mnist, mnist, kmnist, cifar10, \
-                     cifar100, imagenet or an existing directory",
+                     cifar100, imagenet, an existing directory or a .npz/.safetensors file",
                     spec.dataset
                 )));
+            }
+            if tensor_set::is_tensor_file(path) {
+                return Ok(Format::Tensors(path.to_path_buf()));
             }
             detect(&existing_dir(path, &spec.dataset)?)
         }
@@ -244,7 +280,10 @@ fn existing_dir(dir: &Path, dataset: &str) -> Result<PathBuf> {
     if dir.is_dir() {
         Ok(dir.to_path_buf())
     } else if dir.exists() {
-        Err(HartError::data(dir, format!("dataset '{dataset}' must be a directory")))
+        Err(HartError::data(
+            dir,
+            format!("dataset '{dataset}' must be a directory or a .npz/.safetensors file"),
+        ))
     } else {
         Err(HartError::data(
             dir,

@@ -45,7 +45,7 @@ pub fn data_hash(data: &Dataset) -> String {
         )
         .as_bytes(),
     );
-    h.update(&data.images);
+    data.images.hash_into(&mut h);
     for l in &data.labels {
         h.update(l.to_le_bytes());
     }

@@ -293,16 +293,7 @@ fn shuffled(data: &Dataset, seed: u64) -> Dataset {
     use rand::SeedableRng;
     let mut order: Vec<usize> = (0..data.len()).collect();
     order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
-    let rec = data.images.len() / data.len().max(1);
-    Dataset {
-        images: order
-            .iter()
-            .flat_map(|&i| &data.images[i * rec..(i + 1) * rec])
-            .copied()
-            .collect(),
-        labels: order.iter().map(|&i| data.labels[i]).collect(),
-        ..data.clone()
-    }
+    data.subset(&order)
 }
 
 impl Sweep<'_> {

@@ -5,6 +5,7 @@
 pub mod builder;
 pub mod graph;
 pub mod info;
+pub mod input_check;
 pub mod load;
 pub mod onnx;
 pub mod params;
@@ -19,6 +20,7 @@ use tch::{Device, Kind, Tensor};
 
 pub use graph::{Graph, Mode, Op};
 pub use info::{ModelInfo, Normalization};
+pub use input_check::check_input;
 pub use load::{load, open, LoadOptions};
 pub use params::{ParamKind, ParamStore};
 pub use script::ScriptModel;

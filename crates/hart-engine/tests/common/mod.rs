@@ -84,13 +84,14 @@ pub fn dataset(model: &Model, n: usize, c: usize, s: usize, seed: u64) -> Datase
         .collect();
     Dataset {
         name: "synthetic".into(),
-        images,
+        images: images.into(),
         channels: c,
         height: s,
         width: s,
         labels,
         num_classes: classes as usize,
         class_names: (0..classes).map(|i| i.to_string()).collect(),
+        source: "synthetic".into(),
     }
 }
 

@@ -57,6 +57,7 @@ pub(super) fn residual_cnn(n: usize) -> Result<(Model, Dataset)> {
         labels: vec![0; n],
         num_classes: 10,
         class_names: (0..10).map(|i| i.to_string()).collect(),
+        source: "synthetic".into(),
     };
     let model = Model::Graph(zoo::build(&ModelInfo::for_data("resnet18-cifar", &data))?);
     let clean = hart::faults::clean::clean_pass(&model, &data, 500, tch::Device::Cpu, 0)?;
