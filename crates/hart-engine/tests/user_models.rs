@@ -9,6 +9,8 @@ use hart::data::Dataset;
 use hart::model::init::reinit;
 use hart::model::{ModelSource, Start};
 use hart::train::{train, OptimizerConfig, OptimizerKind, TrainConfig};
+use std::path::Path;
+
 use indicatif::ProgressBar;
 use tch::{Device, Kind, Tensor};
 
@@ -126,4 +128,73 @@ fn frozen_tensors_come_out_of_training_bit_for_bit() {
     assert!(err.contains("whole name") && err.contains("fc1.weight"), "{err}");
     let err = model.freeze(".*").unwrap_err().to_string();
     assert!(err.contains("nothing would train"), "{err}");
+}
+
+/// PyTorch's SGD steps on its exported CNN against HART's on the imported
+/// graph (training-mode BatchNorm, running statistics included), then the
+/// written-back ONNX loaded into the PyTorch module by initializer name.
+#[test]
+fn onnx_model_trains_as_pytorch_and_writes_back_only_its_initializers() {
+    use hart::model::onnx::{import, initializer_spans};
+    use hart::model::{Mode, Model};
+    use hart::train::regularizer::plain_step;
+    use hart::train::Optimizer;
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    common::run_python("user_models_reference.py", &[Path::new("export"), d]);
+    let reference = common::read_tensors(&d.join("steps.safetensors"));
+    let src = d.join("cnn.onnx");
+    let data = images(4, 1, 12, 4);
+    let source = ModelSource::new(&src, None, None).unwrap();
+    let model = source.load(&data).unwrap();
+    let params = model.trainable().into_iter().map(|(_, t)| t).collect();
+    let mut opt = Optimizer::new(
+        params,
+        OptimizerConfig {
+            kind: OptimizerKind::Sgd,
+            lr: 0.05,
+            momentum: 0.0,
+            weight_decay: 0.0,
+        },
+    );
+    for i in 0..3 {
+        opt.zero_grad();
+        let x = common::get(&reference, &format!("x{i}"));
+        let y = common::get(&reference, &format!("y{i}"));
+        plain_step(&model, x, y).unwrap();
+        opt.step();
+    }
+    let tensors = model.named_tensors();
+    assert_eq!(tensors.len(), 13);
+    for (name, t, _) in &tensors {
+        let want = common::get(&reference, &format!("after.{name}"));
+        let diff = common::max_abs_diff(t, want);
+        assert!(diff < 1e-5, "{name}: HART and PyTorch differ by {diff}");
+    }
+
+    let out = d.join("trained.onnx");
+    let err = source.save(&model, &d.join("trained.pt")).err().unwrap().to_string();
+    assert!(err.contains(".onnx") && err.contains(".safetensors"), "{err}");
+    source.save(&model, &out).unwrap();
+    let (old, new) = (std::fs::read(&src).unwrap(), std::fs::read(&out).unwrap());
+    assert_eq!(old.len(), new.len());
+    let spans = initializer_spans(&old).unwrap();
+    let inside = |i: usize| spans.iter().any(|s| s.data.iter().any(|r| r.contains(&i)));
+    let changed: Vec<usize> = (0..old.len()).filter(|&i| old[i] != new[i]).collect();
+    assert!(changed.len() > 1000, "only {} bytes changed", changed.len());
+    assert!(
+        changed.iter().all(|&i| inside(i)),
+        "a byte outside the initializers' values changed"
+    );
+
+    common::run_python("user_models_reference.py", &[Path::new("predict"), &out, d]);
+    let torch_logits = common::get(&common::read_tensors(&d.join("predict.safetensors")), "logits").shallow_clone();
+    let x_test = common::get(&reference, "x_test");
+    let hart_logits = tch::no_grad(|| model.forward(x_test, Mode::Eval)).unwrap();
+    let reloaded = Model::Graph(import(&out).unwrap());
+    let reloaded_logits = tch::no_grad(|| reloaded.forward(x_test, Mode::Eval)).unwrap();
+    assert!(common::max_abs_diff(&hart_logits, &torch_logits) < 1e-4);
+    assert!(common::max_abs_diff(&reloaded_logits, &hart_logits) == 0.0);
+    assert_eq!(torch_logits.argmax(1, false), hart_logits.argmax(1, false));
 }
