@@ -8,20 +8,19 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hart::data::Split;
-use hart::model::ModelInfo;
 use hart::plot::{self, Figure, LinePlot, Series};
 use hart::train::tune::{tune_lambda, TuneConfig, TunePoint};
 use hart::train::RegularizerKind;
 
 use super::common::{progress_bar, write_json, DataArgs};
 use super::hessian::RegularizerArgs;
-use super::train::TrainingArgs;
+use super::train::{print_start, StartArgs, TrainingArgs};
 
 #[derive(Args, Debug)]
 pub struct TuneLambdaArgs {
-    /// Architecture: mlp, basenet, lenet5, resnet18-cifar, resnet18, resnet50, deit-tiny.
-    #[arg(long)]
-    pub arch: String,
+    /// The model every candidate trains from (a zoo architecture, or your own model file).
+    #[command(flatten)]
+    pub start: StartArgs,
     /// Training split (its first --limit images); the validation slice is its last --val images.
     #[command(flatten)]
     pub data: DataArgs,
@@ -70,6 +69,7 @@ fn parse_grid(s: &str) -> Result<Vec<f64>> {
 }
 
 pub fn run(a: TuneLambdaArgs) -> Result<()> {
+    let source = a.start.source()?;
     let mut regularizer = a.regularizer.config()?;
     if regularizer.kind == RegularizerKind::None {
         regularizer.kind = RegularizerKind::Hessian;
@@ -83,6 +83,7 @@ pub fn run(a: TuneLambdaArgs) -> Result<()> {
         threshold: a.threshold,
         confidence: a.confidence,
         accuracy_budget: a.accuracy_budget,
+        freeze: a.start.freeze.clone(),
     };
     cfg.validate()?;
     let mut train = a.data.load(Split::Train)?;
@@ -94,10 +95,20 @@ pub fn run(a: TuneLambdaArgs) -> Result<()> {
         );
     }
     let val = train.split_off(a.val);
-    let info = ModelInfo::for_data(&a.arch, &train);
+    let start = a.start.start(source, &train)?;
+    // Built once here so a model that does not fit the data, or a --freeze
+    // that matches nothing, fails before the first candidate trains.
+    let (mut probe, reinit) = start.build_reporting(&train, cfg.train.seed)?;
+    let frozen = match &cfg.freeze {
+        Some(f) => probe.freeze(f)?,
+        None => vec![],
+    };
+    drop(probe);
+    print_start(reinit.as_ref(), &frozen);
+    let name = start.name();
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let bar = progress_bar(0, "train");
-    let report = tune_lambda(&info, &train, &val, &cfg, &a.out, &bar, |p| {
+    let report = tune_lambda(&start, &train, &val, &cfg, &a.out, &bar, |p| {
         bar.println(format!(
             "λ = {:<8} val accuracy {:6.2}%  erratic bits {:>5} of {} ({:.3}%)",
             p.lambda,
@@ -116,14 +127,14 @@ pub fn run(a: TuneLambdaArgs) -> Result<()> {
     ];
     let accuracy: [(&str, Measure); 1] = [("validation accuracy", |p| p.val_accuracy)];
     for ext in ["png", "svg"] {
-        let title = format!("{} on {}: bit-flip sensitivity per λ", a.arch, train.name);
+        let title = format!("{name} on {}: bit-flip sensitivity per λ", train.name);
         plot_points(
             &report.points,
             &title,
             &sensitivity,
             &a.out.join(format!("tune-sensitivity.{ext}")),
         )?;
-        let title = format!("{} on {}: validation accuracy per λ", a.arch, train.name);
+        let title = format!("{name} on {}: validation accuracy per λ", train.name);
         plot_points(
             &report.points,
             &title,
@@ -136,8 +147,8 @@ pub fn run(a: TuneLambdaArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "λ search: {} on {} training images, validation {} images (sweep on {}), seed {}",
-        a.arch, report.train_images, report.val_images, report.sweep_images, report.seed
+        "λ search: {name} on {} training images, validation {} images (sweep on {}), seed {}",
+        report.train_images, report.val_images, report.sweep_images, report.seed
     );
     println!("| λ | validation accuracy | erratic bits / flips | sensitivity (95% CI) | within budget |");
     println!("|---|---|---|---|---|");

@@ -14,7 +14,7 @@ use super::recipe;
 use crate::data::{self, DataSpec, Dataset, Split};
 use crate::error::Result;
 use crate::eval::evaluate;
-use crate::model::{load, zoo, LoadOptions, Model, ModelInfo};
+use crate::model::{load, zoo, LoadOptions, Model, ModelInfo, Start};
 use crate::train::tune::{tune_lambda, TuneConfig};
 use crate::train::{train_with, RegularizerKind};
 
@@ -180,9 +180,18 @@ impl<'a> Runner<'a> {
                 threshold: self.cfg.sweep.threshold,
                 confidence: 0.95,
                 accuracy_budget: t.accuracy_budget,
+                freeze: None,
             };
             let info = ModelInfo::for_data(arch, &train);
-            tune_lambda(&info, &train, &val, &cfg, dir, &ProgressBar::hidden(), |_| {})
+            tune_lambda(
+                &Start::Arch(info),
+                &train,
+                &val,
+                &cfg,
+                dir,
+                &ProgressBar::hidden(),
+                |_| {},
+            )
         })?;
         self.log.record(format!("tune {arch}/{}", r.name), outcome);
         let lambda = report.chosen.unwrap_or_else(|| {

@@ -3,14 +3,17 @@
 //! [`Model`] type that training, evaluation and fault injection use.
 
 pub mod builder;
+pub mod freeze;
 pub mod graph;
 pub mod info;
+pub mod init;
 pub mod input_check;
 pub mod load;
 pub mod onnx;
 pub mod params;
 pub mod safetensors_io;
 pub mod script;
+pub mod source;
 pub mod zoo;
 
 use std::collections::HashMap;
@@ -24,6 +27,7 @@ pub use input_check::check_input;
 pub use load::{load, open, LoadOptions};
 pub use params::{ParamKind, ParamStore};
 pub use script::ScriptModel;
+pub use source::{ModelSource, SourceFormat, Start};
 
 use crate::error::{HartError, Result};
 
@@ -62,6 +66,13 @@ impl Model {
         }
     }
 
+    pub fn info_mut(&mut self) -> &mut ModelInfo {
+        match self {
+            Model::Graph(g) => &mut g.info,
+            Model::Script(s) => &mut s.info,
+        }
+    }
+
     /// Every named tensor (parameters and, where visible, buffers), in state-dict order.
     pub fn named_tensors(&self) -> Vec<(String, Tensor, ParamKind)> {
         match self {
@@ -73,7 +84,14 @@ impl Model {
             Model::Script(s) => s
                 .named_parameters()
                 .into_iter()
-                .map(|(n, t)| (n, t, ParamKind::Trainable))
+                .map(|(n, t)| {
+                    let kind = if s.is_frozen(&n) {
+                        ParamKind::Frozen
+                    } else {
+                        ParamKind::Trainable
+                    };
+                    (n, t, kind)
+                })
                 .collect(),
         }
     }

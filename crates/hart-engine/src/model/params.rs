@@ -6,11 +6,14 @@ use crate::error::{HartError, Result};
 
 /// Whether the optimiser updates a tensor. Buffers (BatchNorm running
 /// statistics, `num_batches_tracked`) still sit in memory, so fault sweeps can
-/// target them, but gradients never reach them.
+/// target them, but gradients never reach them. A frozen tensor is a
+/// parameter `--freeze` holds fixed for one training run: no gradient, no
+/// update, no clipping or noise ([`crate::model::Model::freeze`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamKind {
     Trainable,
     Buffer,
+    Frozen,
 }
 
 /// A model's named tensors, in the order PyTorch's `state_dict()` lists them.
@@ -35,7 +38,7 @@ impl ParamStore {
         }
         let tensor = match kind {
             ParamKind::Trainable => tensor.detach().set_requires_grad(true),
-            ParamKind::Buffer => tensor.detach(),
+            ParamKind::Buffer | ParamKind::Frozen => tensor.detach(),
         };
         self.index.insert(name.to_string(), self.names.len());
         self.names.push(name.to_string());
@@ -57,6 +60,26 @@ impl ParamStore {
 
     pub fn kind(&self, name: &str) -> Option<ParamKind> {
         self.index.get(name).map(|&i| self.kinds[i])
+    }
+
+    /// Freezes a parameter (`Frozen`) or frees it again (`Trainable`), in
+    /// place: the tensor keeps its identity, only gradient tracking changes.
+    /// Buffers stay buffers.
+    pub fn set_frozen(&mut self, name: &str, frozen: bool) -> Result<()> {
+        let &i = self
+            .index
+            .get(name)
+            .ok_or_else(|| HartError::Model(format!("no parameter named {name}")))?;
+        if self.kinds[i] == ParamKind::Buffer {
+            return Ok(());
+        }
+        self.kinds[i] = if frozen {
+            ParamKind::Frozen
+        } else {
+            ParamKind::Trainable
+        };
+        let _ = self.tensors[i].f_set_requires_grad(!frozen)?;
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -103,7 +126,7 @@ impl ParamStore {
             let moved = t.detach().to_device(device);
             *t = match k {
                 ParamKind::Trainable => moved.set_requires_grad(true),
-                ParamKind::Buffer => moved,
+                ParamKind::Buffer | ParamKind::Frozen => moved,
             };
         }
     }

@@ -2,6 +2,7 @@
 //! parameters are visible, so generic training, Hessian and fault paths work.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::path::Path;
 
 use tch::{CModule, Device, Kind, Tensor};
@@ -13,6 +14,8 @@ use crate::error::{HartError, Result};
 pub struct ScriptModel {
     module: RefCell<CModule>,
     mode: Cell<Option<Mode>>,
+    /// Parameters `--freeze` holds fixed (no gradient tracking).
+    frozen: HashSet<String>,
     pub info: ModelInfo,
 }
 
@@ -41,6 +44,7 @@ impl ScriptModel {
         let m = ScriptModel {
             module: RefCell::new(module),
             mode: Cell::new(None),
+            frozen: HashSet::new(),
             info,
         };
         // TorchScript loads parameters without gradient tracking turned on for training.
@@ -64,7 +68,32 @@ impl ScriptModel {
             .map_err(|e| HartError::io(std::env::temp_dir(), e))?;
         self.module.borrow().save(tmp.path())?;
         let module = CModule::load_on_device(tmp.path(), device)?;
-        Ok(Self::wrap(module, self.info.clone()))
+        let mut copy = Self::wrap(module, self.info.clone());
+        for name in &self.frozen {
+            copy.set_frozen(name, true)?;
+        }
+        Ok(copy)
+    }
+
+    pub fn is_frozen(&self, name: &str) -> bool {
+        self.frozen.contains(name)
+    }
+
+    /// Freezes a parameter or frees it again, in place (gradient tracking only).
+    pub fn set_frozen(&mut self, name: &str, frozen: bool) -> Result<()> {
+        let t = self
+            .named_parameters()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t)
+            .ok_or_else(|| HartError::Model(format!("no parameter named {name}")))?;
+        let _ = t.f_set_requires_grad(!frozen)?;
+        if frozen {
+            self.frozen.insert(name.to_string());
+        } else {
+            self.frozen.remove(name);
+        }
+        Ok(())
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {

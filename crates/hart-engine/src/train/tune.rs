@@ -15,7 +15,7 @@ use crate::data::Dataset;
 use crate::error::{HartError, Result};
 use crate::eval::evaluate;
 use crate::faults::{self, Format};
-use crate::model::{zoo, Model, ModelInfo};
+use crate::model::Start;
 
 #[derive(Debug, Clone)]
 pub struct TuneConfig {
@@ -32,6 +32,8 @@ pub struct TuneConfig {
     pub confidence: f64,
     /// Largest validation-accuracy loss against plain training a chosen λ may cost (a fraction).
     pub accuracy_budget: f64,
+    /// Tensors every candidate holds fixed (`--freeze`, a whole-name regex).
+    pub freeze: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,10 +91,11 @@ impl TuneConfig {
 }
 
 /// Trains plain and every λ of the grid on `train` (seeded identically, from
-/// the same initial weights), measures each on `val`, and picks λ.
+/// the same initial weights: `start` built afresh for each), measures each
+/// on `val`, and picks λ.
 /// `scratch` holds the sweeps' tables; `on_point` sees each result as it lands.
 pub fn tune_lambda(
-    info: &ModelInfo,
+    start: &Start,
     train: &Dataset,
     val: &Dataset,
     cfg: &TuneConfig,
@@ -118,8 +121,10 @@ pub fn tune_lambda(
                 ..cfg.regularizer.clone()
             }
         };
-        tch::manual_seed(cfg.train.seed as i64);
-        let mut model = Model::Graph(zoo::build(info)?);
+        let mut model = start.build(train, cfg.train.seed)?;
+        if let Some(f) = &cfg.freeze {
+            model.freeze(f)?;
+        }
         model.to_device(cfg.train.device)?;
         bar.set_message(format!("λ = {lambda}"));
         let start = std::time::Instant::now();

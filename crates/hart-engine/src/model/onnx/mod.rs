@@ -11,11 +11,14 @@ mod converter;
 mod ops;
 mod proto;
 mod tensor;
+mod write;
 
 use std::path::Path;
 
 use prost::bytes::Bytes;
 use prost::Message;
+
+pub use write::{check_writable, initializer_spans, write_back, InitializerSpan};
 
 use super::GraphModel;
 use crate::error::{HartError, Result};

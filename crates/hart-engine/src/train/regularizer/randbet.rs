@@ -25,7 +25,7 @@ use crate::faults::inject::{BitFault, BitOp, Injector};
 use crate::faults::space::select_targets;
 use crate::faults::storage::stored_as_int;
 use crate::faults::Defense;
-use crate::model::{Mode, Model};
+use crate::model::{Mode, Model, ParamKind};
 
 /// What one step injected.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -55,10 +55,21 @@ impl Targets {
                 cfg.storage
             ))
         })?;
+        // Frozen weights are stored as codes like the rest (the step runs at
+        // their quantised values) but take no bit errors and no update.
         let quantised = model
             .named_tensors()
             .into_iter()
-            .filter(|(_, t, k)| stored_as_int(t, *k))
+            .filter(|(_, t, k)| {
+                stored_as_int(
+                    t,
+                    if *k == ParamKind::Frozen {
+                        ParamKind::Trainable
+                    } else {
+                        *k
+                    },
+                )
+            })
             .map(|(_, t, _)| t)
             .collect();
         let chosen: Vec<_> = select_targets(model, cfg.scope, cfg.params.as_deref())?
