@@ -17,13 +17,14 @@ use tch::{Device, Kind, Tensor};
 fn images(n: usize, c: usize, s: usize, classes: usize) -> Dataset {
     Dataset {
         name: "synthetic".into(),
-        images: (0..n * c * s * s).map(|i| (i * 37 % 251) as u8).collect(),
+        images: hart::data::Pixels::U8((0..n * c * s * s).map(|i| (i * 37 % 251) as u8).collect()),
         channels: c,
         height: s,
         width: s,
         labels: (0..n).map(|i| (i % classes) as i64).collect(),
         num_classes: classes,
         class_names: vec![],
+        source: "synthetic bytes".into(),
     }
 }
 

@@ -75,13 +75,14 @@ impl Data {
         Ok(Data {
             inner: Arc::new(Dataset {
                 name,
-                images,
+                images: hart::data::Pixels::U8(images),
                 channels: c,
                 height: h,
                 width: w,
                 labels,
                 num_classes,
                 class_names: (0..num_classes).map(|i| i.to_string()).collect(),
+                source: "tensors passed from Python".into(),
             }),
         })
     }

@@ -34,7 +34,7 @@ fn class_of(e: &HartError) -> &'static str {
         HartError::Data { .. } => "DataError",
         HartError::Model(_) => "ModelError",
         HartError::UnsupportedOp(_) => "UnsupportedOperatorError",
-        HartError::Invalid(_) => "InvalidArgumentError",
+        HartError::Invalid(_) | HartError::NotCached(_) => "InvalidArgumentError",
         HartError::Torch(_) => "TorchError",
         HartError::Interrupted => "Interrupted",
     }

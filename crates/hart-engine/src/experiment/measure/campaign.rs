@@ -97,8 +97,9 @@ impl Measurement for CampaignSection {
 
     fn cost(&self, cfg: &ExperimentConfig) -> f64 {
         cfg.campaign
-            .as_ref()
-            .map_or(0.0, |c| (c.levels.len() as u64 * c.trials * c.limit as u64) as f64)
+            .iter()
+            .map(|c| (c.levels.len() as u64 * c.trials * c.limit as u64) as f64)
+            .sum()
     }
 
     fn test_images(&self, cfg: &ExperimentConfig) -> Option<usize> {
