@@ -362,3 +362,55 @@ fn evaluation_without_cached_inputs_reads_the_same_images() {
         assert_eq!(counts(&sw), cached, "{storage}");
     }
 }
+
+/// RADAR's engine evaluates each recovered state once: the top two bits of
+/// every element of a weight tensor (every flip detected, each group's
+/// members sharing one zeroed state) and a few low bits (mostly undetected,
+/// states of their own) must each equal the reference flip by flip.
+#[test]
+fn radar_sweeps_of_whole_groups_match_the_reference() {
+    let model = zoo_model("lenet5", 1, 28);
+    let data = dataset(&model, 24, 1, 28, 3);
+    let defense = Defense::Radar { group: 4 };
+    let (name, numel, _) = tensors(&model, Storage::Int8)
+        .into_iter()
+        .find(|t| t.2 == 8 && t.1 <= 200)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("faults.csv");
+    let mut flips = vec![];
+    for i in 0..numel {
+        for bit in [7u8, 6] {
+            flips.push(vec![(name.clone(), i, bit)]);
+        }
+        if i % 7 == 0 {
+            flips.push(vec![(name.clone(), i, 1)]);
+        }
+    }
+    let mut f = std::fs::File::create(&path).unwrap();
+    for g in &flips {
+        writeln!(f, "{},{},{}", g[0].0, g[0].1, g[0].2).unwrap();
+    }
+    drop(f);
+    let cfg = SweepConfig {
+        faults: Some(path.clone()),
+        storage: Storage::Int8,
+        defense,
+        seed: 3,
+        exact_rad: true,
+        batch: 8,
+        jobs: Some(1),
+        ..SweepConfig::new()
+    };
+    let sw = prepare(&model, &data, &cfg).unwrap_or_else(|e| panic!("{e}"));
+    let rows = sw.collect().unwrap();
+    drop(sw);
+    assert_eq!(rows.len(), flips.len());
+    let mut changed = 0;
+    for (row, g) in rows.iter().zip(&flips) {
+        let want = reference(&model, &data, Storage::Int8, defense, 3, g);
+        assert_eq!(row.correct, want, "{g:?}");
+        changed += (row.rad != 0.0) as usize;
+    }
+    assert!(changed > 0, "no flip changed the accuracy");
+}

@@ -323,10 +323,7 @@ impl Sweep<'_> {
 
     pub fn engine(&self) -> Box<dyn Engine + '_> {
         if let (true, Some(inject)) = (self.multi_write(), self.inject.as_deref()) {
-            return Box::new(Faulted {
-                ctx: self.ctx(),
-                inject,
-            });
+            return Box::new(Faulted::new(self.ctx(), inject));
         }
         self.cfg.engine.build(self.ctx())
     }
