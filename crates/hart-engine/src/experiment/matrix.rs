@@ -184,6 +184,10 @@ pub fn matrix(groups: &[Group], tolerance: f64) -> Result<Vec<Line>> {
                         }
                         (false, None, None) => (None, "—".into()),
                     };
+                    let text = match (&h.note, verdict) {
+                        (Some(n), v) if v != Some(Word::NotComparable) => format!("{text} ({n})"),
+                        _ => text,
+                    };
                     Cell {
                         recipe: g.recipe.clone(),
                         value: h.value,
@@ -355,6 +359,48 @@ mod tests {
         // A lone baseline has nothing to compare.
         assert!(matrix(&fixture()[..1], 0.02).unwrap().is_empty());
         assert!(table(&[]).is_none());
+    }
+
+    /// `groups` with a BFA result: flips to crush and trials reaching the target.
+    fn with_attack(groups: Vec<Group>, flips: [f64; 2], reached: [usize; 2]) -> Vec<Group> {
+        groups
+            .into_iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let mut v = serde_json::to_value(&g).unwrap();
+                let k = i.min(1);
+                v["attack"] = json!([{
+                    "method": "bfa", "storage": "int8", "clean_accuracy": ci(0.8, 0.01, 3),
+                    "target_accuracy": 0.11, "flips": ci(flips[k], 1.0, 3), "per_seed": [],
+                    "reached": reached[k], "trials": 9,
+                    "change": (i > 0).then(|| by_hand([0.1, 0.2, 0.3])), "random_accuracy": null,
+                }]);
+                serde_json::from_value(v).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn attacks_cut_off_at_their_budget_say_so() {
+        let rows = table(&matrix(&with_attack(fixture(), [90.0, 100.0], [9, 2]), 0.02).unwrap())
+            .unwrap()
+            .1;
+        let attack = rows.iter().find(|r| r[1].starts_with("BFA")).unwrap();
+        assert_eq!(attack[2], "90.00 ± 1.00");
+        assert_eq!(
+            attack[3],
+            "+20.0 ± 24.8%: inconclusive (7 of 9 trials cut off at the budget: a lower bound)"
+        );
+        assert_eq!(attack[5], "not comparable: lost 6.0 points");
+        let rows = table(&matrix(&with_attack(fixture(), [90.0, 100.0], [3, 9]), 0.02).unwrap())
+            .unwrap()
+            .1;
+        let attack = rows.iter().find(|r| r[1].starts_with("BFA")).unwrap();
+        assert_eq!(
+            attack[2],
+            "90.00 ± 1.00 (6 of 9 trials cut off at the budget: a lower bound)"
+        );
+        assert_eq!(attack[3], "+20.0 ± 24.8%: inconclusive");
     }
 
     #[test]

@@ -253,6 +253,13 @@ impl Measurement for AttackSection {
                 change: a.change,
                 unit: Change::Relative,
                 better: Better::Higher,
+                note: (a.reached < a.trials).then(|| {
+                    format!(
+                        "{} of {} trials cut off at the budget: a lower bound",
+                        a.trials - a.reached,
+                        a.trials
+                    )
+                }),
             })
             .collect()
     }

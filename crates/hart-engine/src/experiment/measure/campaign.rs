@@ -187,6 +187,7 @@ impl Measurement for CampaignSection {
                     change: l.diff,
                     unit: Change::Points,
                     better: Better::Higher,
+                    note: None,
                 })
             })
             .collect()

@@ -139,6 +139,7 @@ impl Measurement for DefenseSection {
                 change: d.change,
                 unit: Change::Relative,
                 better: Better::Lower,
+                note: None,
             })
             .collect()
     }

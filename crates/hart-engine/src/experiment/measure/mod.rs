@@ -100,6 +100,9 @@ pub struct Headline {
     pub change: Option<MeanCi>,
     pub unit: Change,
     pub better: Better,
+    /// What qualifies the cell's value, printed after it (an attack whose
+    /// trials hit their budget reports a lower bound).
+    pub note: Option<String>,
 }
 
 /// A measurement with its own result and statistics types.

@@ -213,6 +213,7 @@ impl Measurement for Sweep {
             change: s.erratic_bits_change,
             unit: Change::Relative,
             better: Better::Lower,
+            note: None,
         }]
     }
 
