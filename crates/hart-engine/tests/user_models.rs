@@ -316,3 +316,49 @@ fn onnx_model_takes_pytorchs_rmsprop_and_hutchinson_hat_steps() {
         "the penalty moved PyTorch's weights by only {moved}"
     );
 }
+
+/// The same module scripted (torch.jit.script): HART's RMSProp steps, plain
+/// and Hutchinson HAT, equal PyTorch's eager ones on every parameter and
+/// vᵀHv; the written `.pt`, reloaded by torch.jit.load, holds PyTorch's
+/// parameters and BatchNorm buffers (tch shows HART no buffers, so they are
+/// read there) and predicts as HART does.
+#[test]
+fn torchscript_model_takes_pytorchs_steps_and_writes_back_its_buffers() {
+    use hart::model::{Mode, Model};
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    common::run_python("user_models_reference.py", &[Path::new("export"), d]);
+    let source = ModelSource::new(&d.join("cnn.pt"), None, None).unwrap();
+    let data = images(4, 1, 12, 4);
+    let x_test = common::get(&common::read_tensors(&d.join("steps.safetensors")), "x_test").shallow_clone();
+    for (lambda, what) in [(0.0, "RMSProp"), (HAT_LAMBDA, "HAT")] {
+        let model = source.load(&data).unwrap();
+        assert!(
+            matches!(model, Model::Script(_)),
+            "{what}: cnn.pt did not load as TorchScript"
+        );
+        let (reference, traces) = rmsprop_steps(&model, d, lambda);
+        assert_eq!(traces.len(), if lambda > 0.0 { 3 } else { 0 });
+        assert_eq!(assert_matches(&model, &reference, &traces, what), 10);
+
+        let out = d.join(format!("{what}.pt"));
+        source.save(&model, &out).unwrap();
+        common::run_python("user_models_reference.py", &[Path::new("predict"), &out, d]);
+        let written = common::read_tensors(&d.join("predict.safetensors"));
+        let state: Vec<_> = written.iter().filter(|(n, _)| n.starts_with("state.")).collect();
+        assert_eq!(state.len(), 16, "{what}: 10 parameters and 2 × 3 BatchNorm buffers");
+        for (name, t) in state {
+            let want = common::get(&reference, &format!("after.{}", &name["state.".len()..]));
+            let diff = common::max_abs_diff(t, want);
+            assert!(
+                diff < TOL,
+                "{what}: the written {name} differs from PyTorch's by {diff}"
+            );
+        }
+        let hart_logits = tch::no_grad(|| model.forward(&x_test, Mode::Eval)).unwrap();
+        let torch_logits = common::get(&written, "logits");
+        let diff = common::max_abs_diff(&hart_logits, torch_logits);
+        assert!(diff < 1e-4, "{what}: the written .pt predicts {diff} away from HART");
+    }
+}
