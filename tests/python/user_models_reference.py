@@ -4,14 +4,26 @@
 Usage:
   user_models_reference.py export OUT_DIR
       writes OUT_DIR/cnn.onnx (torch.onnx.export, optimize=False so the
-      BatchNorm nodes and PyTorch's tensor names survive), and
-      OUT_DIR/steps.safetensors: the batches `x0..`, `y0..`, `x_test`, and
-      `after.NAME` for every state-dict tensor after the SGD steps PyTorch
-      takes on those batches in order (training mode, lr 0.05, no momentum).
-  user_models_reference.py predict MODEL.onnx OUT_DIR
-      loads MODEL.onnx's initializers into the same module by name (strict:
-      every tensor of the state dict, nothing else) and writes
-      OUT_DIR/predict.safetensors with its eval-mode logits on `x_test`.
+      BatchNorm nodes and PyTorch's tensor names survive), OUT_DIR/cnn.pt
+      (the same module, torch.jit.script), and OUT_DIR/steps.safetensors:
+      the batches `x0..`, `y0..`, `x_test`, and `after.NAME` for every
+      state-dict tensor after the SGD steps PyTorch takes on those batches in
+      order (training mode, lr 0.05, no momentum).
+  user_models_reference.py rmsprop OUT_DIR LR LAMBDA
+      PyTorch's RMSProp steps (torch.optim.RMSprop, lr LR, its defaults
+      otherwise) on the same batches from the same weights: plain
+      cross-entropy when LAMBDA is 0, else Hessian-aware training, CE +
+      LAMBDA·vᵀHv averaged over the probes HART drew, read from
+      OUT_DIR/probes.safetensors (`p{step}.NAME`, shape [probes, *param]),
+      H the Hessian of the training-mode CE w.r.t. every parameter, by
+      torch.autograd.grad with create_graph. Writes OUT_DIR/rmsprop.safetensors:
+      `after.NAME` as above and, for HAT, `trace{step}` (the vᵀHv mean).
+  user_models_reference.py predict MODEL OUT_DIR
+      MODEL.onnx: loads its initializers into the same module by name
+      (strict: every tensor of the state dict, nothing else); MODEL.pt:
+      torch.jit.load. Writes OUT_DIR/predict.safetensors with the eval-mode
+      logits on `x_test` and, for .pt, `state.NAME` for every tensor of the
+      loaded module's state dict (parameters and BatchNorm buffers).
 """
 
 import sys
@@ -28,18 +40,24 @@ LR = 0.05
 
 
 class UserCnn(nn.Module):
+    # No bias on a convolution before a training-mode BatchNorm: the batch
+    # mean cancels it, its gradient is rounding noise (~1e-8), and RMSProp,
+    # dividing by that gradient's own magnitude, turns the noise into steps
+    # of ±lr that no two implementations share. conv3's bias is a real one.
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(1, 6, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(6)
-        self.conv2 = nn.Conv2d(6, 6, 3, padding=1)
+        self.conv2 = nn.Conv2d(6, 6, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(6)
+        self.conv3 = nn.Conv2d(6, 6, 3, padding=1)
         self.pool = nn.MaxPool2d(2)
         self.fc = nn.Linear(6 * 6 * 6, 4)
 
     def forward(self, x):
         x = F.relu(self.bn1(self.conv1(x)))
         x = F.relu(x + self.bn2(self.conv2(x)))
+        x = F.relu(self.conv3(x))
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
@@ -73,6 +91,7 @@ def export(out):
         optimize=False,
         verbose=False,
     )
+    torch.jit.save(torch.jit.script(m), str(out / "cnn.pt"))
     m.train()
     opt = torch.optim.SGD(m.parameters(), lr=LR)
     for x, y in zip(xs, ys):
@@ -86,7 +105,56 @@ def export(out):
     save_file(tensors, str(out / "steps.safetensors"))
 
 
+def hat_objective(m, x, y, probes, lam):
+    """CE + λ·mean over the probes of vᵀHv, and that mean (detached)."""
+    names = [n for n, _ in m.named_parameters()]
+    params = [p for _, p in m.named_parameters()]
+    loss = F.cross_entropy(m(x), y)
+    grads = torch.autograd.grad(loss, params, create_graph=True)
+    k = probes[names[0]].shape[0]
+    total = 0.0
+    for j in range(k):
+        vs = [probes[n][j] for n in names]
+        gv = sum((g * v).sum() for g, v in zip(grads, vs))
+        hv = torch.autograd.grad(gv, params, create_graph=True)
+        total = total + sum((h * v).sum() for h, v in zip(hv, vs))
+    pen = total / k
+    return loss + lam * pen, pen.detach()
+
+
+def rmsprop(out, lr, lam):
+    steps = load_file(str(out / "steps.safetensors"))
+    probes = load_file(str(out / "probes.safetensors")) if lam > 0 else {}
+    m = model()
+    m.train()
+    opt = torch.optim.RMSprop(m.parameters(), lr=lr)
+    tensors = {}
+    for i in range(STEPS):
+        x, y = steps[f"x{i}"], steps[f"y{i}"]
+        opt.zero_grad()
+        if lam > 0:
+            mine = {k[len(f"p{i}.") :]: v for k, v in probes.items() if k.startswith(f"p{i}.")}
+            objective, trace = hat_objective(m, x, y, mine, lam)
+            tensors[f"trace{i}"] = trace.reshape(1)
+        else:
+            objective = F.cross_entropy(m(x), y)
+        objective.backward()
+        opt.step()
+    tensors.update({f"after.{k}": v.detach().clone() for k, v in m.state_dict().items()})
+    save_file(tensors, str(out / "rmsprop.safetensors"))
+
+
 def predict(path, out):
+    x_test = load_file(str(out / "steps.safetensors"))["x_test"]
+    if path.suffix == ".pt":
+        m = torch.jit.load(str(path))
+        m.eval()
+        with torch.no_grad():
+            tensors = {"logits": m(x_test)}
+        tensors.update({f"state.{k}": v.detach().clone() for k, v in m.state_dict().items()})
+        save_file(tensors, str(out / "predict.safetensors"))
+        return
+
     import onnx
     from onnx import numpy_helper
 
@@ -101,7 +169,6 @@ def predict(path, out):
         sys.exit(f"initializers missing from {path}: {missing}")
     m.load_state_dict(state, strict=False)
     m.eval()
-    x_test = load_file(str(out / "steps.safetensors"))["x_test"]
     with torch.no_grad():
         save_file({"logits": m(x_test)}, str(out / "predict.safetensors"))
 
@@ -111,6 +178,8 @@ def main():
         out = Path(sys.argv[2])
         out.mkdir(parents=True, exist_ok=True)
         export(out)
+    elif len(sys.argv) == 5 and sys.argv[1] == "rmsprop":
+        rmsprop(Path(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]))
     elif len(sys.argv) == 4 and sys.argv[1] == "predict":
         predict(Path(sys.argv[2]), Path(sys.argv[3]))
     else:

@@ -167,7 +167,7 @@ fn onnx_model_trains_as_pytorch_and_writes_back_only_its_initializers() {
         opt.step();
     }
     let tensors = model.named_tensors();
-    assert_eq!(tensors.len(), 13);
+    assert_eq!(tensors.len(), 14);
     for (name, t, _) in &tensors {
         let want = common::get(&reference, &format!("after.{name}"));
         let diff = common::max_abs_diff(t, want);
@@ -198,4 +198,167 @@ fn onnx_model_trains_as_pytorch_and_writes_back_only_its_initializers() {
     assert!(common::max_abs_diff(&hart_logits, &torch_logits) < 1e-4);
     assert!(common::max_abs_diff(&reloaded_logits, &hart_logits) == 0.0);
     assert_eq!(torch_logits.argmax(1, false), hart_logits.argmax(1, false));
+}
+
+const RMS_LR: f64 = 0.01;
+/// Large enough that the penalty's gradient moves the steps far from plain RMSProp's.
+const HAT_LAMBDA: f64 = 0.05;
+const HAT_PROBES: usize = 2;
+const TOL: f64 = 1e-5;
+
+/// HART's RMSProp steps on the exported batches (Hutchinson HAT when λ > 0,
+/// writing the probes each step draws to `d/probes.safetensors` for
+/// PyTorch to replay), then PyTorch's on the same ones. Returns PyTorch's
+/// tensors and HART's trace estimate of each step.
+fn rmsprop_steps(model: &hart::model::Model, d: &Path, lambda: f64) -> (Vec<(String, Tensor)>, Vec<f64>) {
+    use hart::train::{HessianMethod, Optimizer, Regularizer, RegularizerConfig, RegularizerKind};
+
+    let batches = common::read_tensors(&d.join("steps.safetensors"));
+    let cfg = RegularizerConfig {
+        kind: if lambda > 0.0 {
+            RegularizerKind::Hessian
+        } else {
+            RegularizerKind::None
+        },
+        lambda,
+        method: HessianMethod::Hutchinson,
+        probes: HAT_PROBES,
+        ..Default::default()
+    };
+    let mut reg = Regularizer::new(model, &cfg, 7).unwrap();
+    let params = model.trainable().into_iter().map(|(_, t)| t).collect();
+    let optimizer = OptimizerConfig {
+        kind: OptimizerKind::RmsProp,
+        lr: RMS_LR,
+        momentum: 0.0,
+        weight_decay: 0.0,
+    };
+    let mut opt = Optimizer::new(params, optimizer);
+    let (mut probes, mut traces) = (vec![], vec![]);
+    for i in 0..3 {
+        let next = reg.next_hutchinson_probes().unwrap();
+        assert_eq!(next.is_some(), lambda > 0.0);
+        for (name, v) in next.into_iter().flatten() {
+            assert_eq!(v.size()[0], HAT_PROBES as i64);
+            probes.push((format!("p{i}.{name}"), v.to_kind(Kind::Float)));
+        }
+        opt.zero_grad();
+        let x = common::get(&batches, &format!("x{i}"));
+        let y = common::get(&batches, &format!("y{i}"));
+        traces.extend(reg.step(model, x, y).unwrap().trace);
+        opt.step();
+    }
+    if lambda > 0.0 {
+        hart::model::safetensors_io::write(&d.join("probes.safetensors"), &probes, Default::default()).unwrap();
+    }
+    let (lr, lam) = (RMS_LR.to_string(), lambda.to_string());
+    let args = [Path::new("rmsprop"), d, Path::new(&lr), Path::new(&lam)];
+    common::run_python("user_models_reference.py", &args);
+    (common::read_tensors(&d.join("rmsprop.safetensors")), traces)
+}
+
+/// Every tensor `model` shows equals PyTorch's `after.NAME`; HART's trace
+/// estimates equal PyTorch's vᵀHv; returns how many tensors were compared.
+fn assert_matches(model: &hart::model::Model, reference: &[(String, Tensor)], traces: &[f64], what: &str) -> usize {
+    let tensors = model.named_tensors();
+    let mut worst = 0f64;
+    for (name, t, _) in &tensors {
+        let diff = common::max_abs_diff(t, common::get(reference, &format!("after.{name}")));
+        assert!(diff < TOL, "{what}: {name}: HART and PyTorch differ by {diff}");
+        worst = worst.max(diff);
+    }
+    eprintln!(
+        "{what}: {} tensors within {worst:.2e} of PyTorch's, traces {traces:?}",
+        tensors.len()
+    );
+    for (i, trace) in traces.iter().enumerate() {
+        let want = common::get(reference, &format!("trace{i}")).double_value(&[0]);
+        assert!(
+            (trace - want).abs() <= 1e-4 * want.abs().max(1.0),
+            "{what}: step {i}: HART's trace estimate {trace}, PyTorch's vᵀHv {want}"
+        );
+    }
+    tensors.len()
+}
+
+/// The largest difference between two references' `after.` tensors: the
+/// penalty must move HAT's steps well beyond the tolerance, or a HAT that
+/// dropped it would pass.
+fn farthest(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> f64 {
+    a.iter()
+        .filter(|(n, _)| n.starts_with("after.") && !n.ends_with("num_batches_tracked"))
+        .map(|(n, t)| common::max_abs_diff(t, common::get(b, n)))
+        .fold(0.0, f64::max)
+}
+
+/// Three RMSProp steps, plain and Hutchinson HAT with the probes HART drew,
+/// on the exported ONNX graph equal PyTorch's on its module: every parameter
+/// and BatchNorm running statistic, and each step's vᵀHv.
+#[test]
+fn onnx_model_takes_pytorchs_rmsprop_and_hutchinson_hat_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    common::run_python("user_models_reference.py", &[Path::new("export"), d]);
+    let source = ModelSource::new(&d.join("cnn.onnx"), None, None).unwrap();
+    let data = images(4, 1, 12, 4);
+    let plain = source.load(&data).unwrap();
+    let (plain_ref, traces) = rmsprop_steps(&plain, d, 0.0);
+    assert!(traces.is_empty());
+    assert_eq!(assert_matches(&plain, &plain_ref, &[], "RMSProp"), 14);
+    let hat = source.load(&data).unwrap();
+    let (hat_ref, traces) = rmsprop_steps(&hat, d, HAT_LAMBDA);
+    assert_eq!(traces.len(), 3);
+    assert_eq!(assert_matches(&hat, &hat_ref, &traces, "HAT"), 14);
+    let moved = farthest(&plain_ref, &hat_ref);
+    eprintln!("the penalty moved PyTorch's weights by up to {moved:.3e}");
+    assert!(
+        moved > 1000.0 * TOL,
+        "the penalty moved PyTorch's weights by only {moved}"
+    );
+}
+
+/// The same module scripted (torch.jit.script): HART's RMSProp steps, plain
+/// and Hutchinson HAT, equal PyTorch's eager ones on every parameter and
+/// vᵀHv; the written `.pt`, reloaded by torch.jit.load, holds PyTorch's
+/// parameters and BatchNorm buffers (tch shows HART no buffers, so they are
+/// read there) and predicts as HART does.
+#[test]
+fn torchscript_model_takes_pytorchs_steps_and_writes_back_its_buffers() {
+    use hart::model::{Mode, Model};
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    common::run_python("user_models_reference.py", &[Path::new("export"), d]);
+    let source = ModelSource::new(&d.join("cnn.pt"), None, None).unwrap();
+    let data = images(4, 1, 12, 4);
+    let x_test = common::get(&common::read_tensors(&d.join("steps.safetensors")), "x_test").shallow_clone();
+    for (lambda, what) in [(0.0, "RMSProp"), (HAT_LAMBDA, "HAT")] {
+        let model = source.load(&data).unwrap();
+        assert!(
+            matches!(model, Model::Script(_)),
+            "{what}: cnn.pt did not load as TorchScript"
+        );
+        let (reference, traces) = rmsprop_steps(&model, d, lambda);
+        assert_eq!(traces.len(), if lambda > 0.0 { 3 } else { 0 });
+        assert_eq!(assert_matches(&model, &reference, &traces, what), 10);
+
+        let out = d.join(format!("{what}.pt"));
+        source.save(&model, &out).unwrap();
+        common::run_python("user_models_reference.py", &[Path::new("predict"), &out, d]);
+        let written = common::read_tensors(&d.join("predict.safetensors"));
+        let state: Vec<_> = written.iter().filter(|(n, _)| n.starts_with("state.")).collect();
+        assert_eq!(state.len(), 16, "{what}: 10 parameters and 2 × 3 BatchNorm buffers");
+        for (name, t) in state {
+            let want = common::get(&reference, &format!("after.{}", &name["state.".len()..]));
+            let diff = common::max_abs_diff(t, want);
+            assert!(
+                diff < TOL,
+                "{what}: the written {name} differs from PyTorch's by {diff}"
+            );
+        }
+        let hart_logits = tch::no_grad(|| model.forward(&x_test, Mode::Eval)).unwrap();
+        let torch_logits = common::get(&written, "logits");
+        let diff = common::max_abs_diff(&hart_logits, torch_logits);
+        assert!(diff < 1e-4, "{what}: the written .pt predicts {diff} away from HART");
+    }
 }

@@ -4,7 +4,7 @@
 //! own graph: third-order terms included, no approximation).
 
 use rand_chacha::ChaCha8Rng;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::buffers::Snapshot;
 use super::selective::{lanczos_reading, power_update, top_share_mean, Reading};
@@ -56,6 +56,13 @@ pub fn hutchinson_penalty(loss: &Tensor, params: &ParamSet, v: &Tensor) -> Resul
     })
 }
 
+/// The `[probes, dim]` Rademacher block of one Hutchinson step, in the
+/// selected parameters' flat layout (their kind, on `device`).
+pub(super) fn hutchinson_probes(rng: &mut ChaCha8Rng, probes: usize, selected: &ParamSet, device: Device) -> Tensor {
+    let kind = selected.tensors[0].kind();
+    rademacher(rng, probes as i64, selected.dim(), kind, device)
+}
+
 /// One HAT step: CE on the minibatch, the penalty on the minibatch (or its
 /// first `sub_batch` samples), the selective decision, the backward passes.
 pub(super) fn step(reg: &mut Regularizer, model: &Model, x: &Tensor, y: &Tensor) -> Result<StepOutcome> {
@@ -80,14 +87,7 @@ pub(super) fn step(reg: &mut Regularizer, model: &Model, x: &Tensor, y: &Tensor)
             } else {
                 ce.shallow_clone()
             };
-            let kind = reg.selected.tensors[0].kind();
-            let v = rademacher(
-                &mut reg.rng,
-                reg.cfg.probes as i64,
-                reg.selected.dim(),
-                kind,
-                x.device(),
-            );
+            let v = hutchinson_probes(&mut reg.rng, reg.cfg.probes, &reg.selected, x.device());
             let pen = hutchinson_penalty(&pen_loss, &reg.selected, &v)?;
             let grads = || Ok(pen.grads.iter().map(Tensor::shallow_clone).collect());
             audit(reg, &pen.diag, grads)?;

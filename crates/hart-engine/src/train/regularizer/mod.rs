@@ -332,6 +332,27 @@ impl Regularizer {
         self.injected.take()
     }
 
+    /// The Hutchinson probes the next step will draw, per penalised tensor as
+    /// `(name, [probes, ..shape])`, without consuming the draw; None when the
+    /// next step is no Hutchinson HAT step. A reference implementation
+    /// (PyTorch in tests/python/user_models_reference.py) replays the step
+    /// with them.
+    pub fn next_hutchinson_probes(&self) -> Result<Option<Vec<(String, Tensor)>>> {
+        let hutchinson = self.cfg.kind == RegularizerKind::Hessian && self.cfg.method == HessianMethod::Hutchinson;
+        if !hutchinson || !self.step.is_multiple_of(self.cfg.every) {
+            return Ok(None);
+        }
+        let v = hat::hutchinson_probes(&mut self.rng.clone(), self.cfg.probes, &self.selected, tch::Device::Cpu);
+        let mut parts = Vec::with_capacity(self.selected.len());
+        for (i, (name, t)) in self.selected.names.iter().zip(&self.selected.tensors).enumerate() {
+            let (start, len) = self.selected.range(i);
+            let mut shape = vec![self.cfg.probes as i64];
+            shape.extend(t.size());
+            parts.push((name.clone(), v.f_narrow(1, start, len)?.f_reshape(shape.as_slice())?));
+        }
+        Ok(Some(parts))
+    }
+
     /// The share of λ this step applies under the warm-up (`step` already counts it).
     fn warmup_factor(&self) -> f64 {
         if self.cfg.warmup == 0 {
