@@ -456,3 +456,55 @@ fn gauss_newton_penalty_gradient_matches_finite_differences() {
         assert!(rel(&fixed_r, &fd) > 1e-3, "{sel:?}: {}", rel(&fixed_r, &fd));
     }
 }
+
+/// linear 6→5 → BatchNorm → tanh → linear 5→3, in float32.
+fn tiny_bn() -> Model {
+    let (graph, params) = seeded(5, || {
+        let mut b = GraphBuilder::new();
+        let h = b.linear("fc1", GraphBuilder::INPUT, 6, 5, Init::Default).unwrap();
+        let h = b.batch_norm("bn", h, 5).unwrap();
+        let h = b.op("", Op::Tanh, &[h]);
+        let out = b.linear("fc2", h, 5, 3, Init::Default).unwrap();
+        b.finish(out)
+    });
+    Model::Graph(GraphModel {
+        graph,
+        params,
+        info: info(),
+    })
+}
+
+/// HAT with the penalty on a sub-batch of a BatchNorm model: the step runs
+/// (the sub-batch pass's running statistics go back only after the backward
+/// passes, not in place between forward and backward, which libtorch refuses)
+/// and leaves the statistics where the full batch's pass alone moves them.
+#[test]
+fn hat_on_a_sub_batch_leaves_batchnorm_statistics_to_the_full_batch() {
+    let _serial = serial();
+    let (x, y) = batch();
+    let x = x.to_kind(Kind::Float);
+    let stats = |m: &Model| -> Vec<Tensor> {
+        m.named_tensors()
+            .into_iter()
+            .filter(|(n, _, _)| n.starts_with("bn.running") || n.ends_with("num_batches_tracked"))
+            .map(|(_, t, _)| t.copy())
+            .collect()
+    };
+    let reference = tiny_bn();
+    let _ = tch::no_grad(|| reference.forward(&x, Mode::Train)).unwrap();
+    for method in [HessianMethod::GaussNewton, HessianMethod::Hutchinson] {
+        let model = tiny_bn();
+        let cfg = RegularizerConfig {
+            method,
+            sub_batch: 4,
+            ..reg_config(RegularizerKind::Hessian)
+        };
+        let mut reg = Regularizer::new(&model, &cfg, 0).unwrap();
+        let out = reg.step(&model, &x, &y).unwrap();
+        assert!(out.trace.unwrap() > 0.0, "{method:?}");
+        for (got, want) in stats(&model).iter().zip(stats(&reference)) {
+            assert!(got.equal(&want), "{method:?}: {got} vs {want}");
+        }
+        assert!(grads(&trainable(&model)).abs().sum(Kind::Double).double_value(&[]) > 0.0);
+    }
+}

@@ -8,10 +8,12 @@
 mod call;
 mod campaign;
 mod data;
+mod device;
 mod errors;
 mod hessian;
 mod model;
 mod sweep;
+mod train;
 
 use pyo3::prelude::*;
 
@@ -27,6 +29,8 @@ mod _hart {
     use super::model::describe_model;
     #[pymodule_export]
     use super::sweep::sweep;
+    #[pymodule_export]
+    use super::train::train;
 
     use pyo3::prelude::*;
 

@@ -56,6 +56,7 @@ from ._errors import (  # noqa: E402
 )
 from ._model import Model, load  # noqa: E402
 from ._results import CampaignResult, HessianResult, SweepResult  # noqa: E402
+from ._train import TrainLog, fine_tune, train  # noqa: E402
 
 __version__ = _hart.__version__
 
@@ -71,10 +72,13 @@ __all__ = [
     "NotFoundError",
     "SweepResult",
     "TorchError",
+    "TrainLog",
     "UnsupportedOperatorError",
     "__version__",
     "campaign",
+    "fine_tune",
     "hessian",
     "load",
     "sweep",
+    "train",
 ]

@@ -2,7 +2,7 @@
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal, Union
+from typing import Any, Literal, TypeVar, Union, overload
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,8 @@ class Model:
     reason: str | None
     #: {"kind", "arch", "tensors": [{"name", "shape", "trainable"}], "float_numel"}.
     info: dict[str, Any] | None
+    #: Set on the Model hart.fine_tune / hart.train return for a model file.
+    hart_log: "TrainLog"
     def save(self, path: PathLike, data: DataLike = "fashion-mnist") -> PathLike: ...
 
 def load(
@@ -177,3 +179,219 @@ def campaign(
     example_input: torch.Tensor | None = None,
     progress: Progress = True,
 ) -> CampaignResult: ...
+
+class TrainLog:
+    """A training run's log (the CLI's train.json), set as ``.hart_log`` on what hart.fine_tune returns."""
+
+    #: train.json as a dict.
+    log: dict[str, Any]
+    #: epoch, loss, accuracy, seconds and the regulariser's per-epoch columns.
+    epochs: pd.DataFrame
+    #: {"accuracy", "correct", "total", "loss"} on the evaluation images, or None.
+    test: dict[str, Any] | None
+    test_accuracy: float | None
+    #: The trained model file (None when written to a temporary directory).
+    out: str | None
+
+M = TypeVar("M", bound=torch.nn.Module)
+
+@overload
+def fine_tune(
+    model: M,
+    data: DataLike = "fashion-mnist",
+    *,
+    split: Literal["train", "test"] = "train",
+    limit: int | None = None,
+    data_dir: PathLike | None = None,
+    image_size: int = 224,
+    eval_data: DataLike | None = None,
+    eval_limit: int = 10_000,
+    freeze: str | None = None,
+    out: PathLike | None = None,
+    inplace: bool = False,
+    example_input: torch.Tensor | None = None,
+    progress: Progress = True,
+    epochs: int = 5,
+    batch_size: int = 64,
+    optimizer: Literal["sgd", "adam", "rmsprop"] = "sgd",
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    clip_grad_norm: float | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    regularizer: Literal["none", "hessian", "sam", "fd-hessian", "noise", "randbet"] = "none",
+    hessian_lambda: float = 0.01,
+    hessian_method: Literal["gauss-newton", "hutchinson"] = "gauss-newton",
+    hessian_warmup: int = 0,
+    hessian_probes: int = 1,
+    hessian_every: int = 1,
+    hessian_layers: str = "all",
+    hessian_selective: bool = False,
+    hessian_reading: Literal["diag", "power", "lanczos"] = "lanczos",
+    hessian_top_p: int = 50,
+    hessian_diag_frac: float = 0.01,
+    hessian_batch: int = 0,
+    audit_readings: int = 0,
+    sam_rho: float = 0.05,
+    asam: bool = False,
+    fd_sigma: float = 0.01,
+    noise_std: float = 0.05,
+    noise_kind: Literal["additive", "relative"] = "additive",
+    scope: Literal["all", "params", "conv"] = "all",
+    params: str | None = None,
+    storage: Literal["int8", "int4"] = "int8",
+    bit_error_rate: float = 0.01,
+    clip_weights: float | None = None,
+    clip_relative: bool = False,
+) -> M: ...
+@overload
+def fine_tune(
+    model: PathLike | Model,
+    data: DataLike = "fashion-mnist",
+    *,
+    split: Literal["train", "test"] = "train",
+    limit: int | None = None,
+    data_dir: PathLike | None = None,
+    image_size: int = 224,
+    eval_data: DataLike | None = None,
+    eval_limit: int = 10_000,
+    freeze: str | None = None,
+    out: PathLike | None = None,
+    inplace: bool = False,
+    example_input: torch.Tensor | None = None,
+    progress: Progress = True,
+    epochs: int = 5,
+    batch_size: int = 64,
+    optimizer: Literal["sgd", "adam", "rmsprop"] = "sgd",
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    clip_grad_norm: float | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    regularizer: Literal["none", "hessian", "sam", "fd-hessian", "noise", "randbet"] = "none",
+    hessian_lambda: float = 0.01,
+    hessian_method: Literal["gauss-newton", "hutchinson"] = "gauss-newton",
+    hessian_warmup: int = 0,
+    hessian_probes: int = 1,
+    hessian_every: int = 1,
+    hessian_layers: str = "all",
+    hessian_selective: bool = False,
+    hessian_reading: Literal["diag", "power", "lanczos"] = "lanczos",
+    hessian_top_p: int = 50,
+    hessian_diag_frac: float = 0.01,
+    hessian_batch: int = 0,
+    audit_readings: int = 0,
+    sam_rho: float = 0.05,
+    asam: bool = False,
+    fd_sigma: float = 0.01,
+    noise_std: float = 0.05,
+    noise_kind: Literal["additive", "relative"] = "additive",
+    scope: Literal["all", "params", "conv"] = "all",
+    params: str | None = None,
+    storage: Literal["int8", "int4"] = "int8",
+    bit_error_rate: float = 0.01,
+    clip_weights: float | None = None,
+    clip_relative: bool = False,
+) -> Model: ...
+@overload
+def train(
+    model: M,
+    data: DataLike = "fashion-mnist",
+    *,
+    split: Literal["train", "test"] = "train",
+    limit: int | None = None,
+    data_dir: PathLike | None = None,
+    image_size: int = 224,
+    eval_data: DataLike | None = None,
+    eval_limit: int = 10_000,
+    freeze: str | None = None,
+    out: PathLike | None = None,
+    inplace: bool = False,
+    example_input: torch.Tensor | None = None,
+    progress: Progress = True,
+    epochs: int = 5,
+    batch_size: int = 64,
+    optimizer: Literal["sgd", "adam", "rmsprop"] = "sgd",
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    clip_grad_norm: float | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    regularizer: Literal["none", "hessian", "sam", "fd-hessian", "noise", "randbet"] = "none",
+    hessian_lambda: float = 0.01,
+    hessian_method: Literal["gauss-newton", "hutchinson"] = "gauss-newton",
+    hessian_warmup: int = 0,
+    hessian_probes: int = 1,
+    hessian_every: int = 1,
+    hessian_layers: str = "all",
+    hessian_selective: bool = False,
+    hessian_reading: Literal["diag", "power", "lanczos"] = "lanczos",
+    hessian_top_p: int = 50,
+    hessian_diag_frac: float = 0.01,
+    hessian_batch: int = 0,
+    audit_readings: int = 0,
+    sam_rho: float = 0.05,
+    asam: bool = False,
+    fd_sigma: float = 0.01,
+    noise_std: float = 0.05,
+    noise_kind: Literal["additive", "relative"] = "additive",
+    scope: Literal["all", "params", "conv"] = "all",
+    params: str | None = None,
+    storage: Literal["int8", "int4"] = "int8",
+    bit_error_rate: float = 0.01,
+    clip_weights: float | None = None,
+    clip_relative: bool = False,
+) -> M: ...
+@overload
+def train(
+    model: PathLike | Model,
+    data: DataLike = "fashion-mnist",
+    *,
+    split: Literal["train", "test"] = "train",
+    limit: int | None = None,
+    data_dir: PathLike | None = None,
+    image_size: int = 224,
+    eval_data: DataLike | None = None,
+    eval_limit: int = 10_000,
+    freeze: str | None = None,
+    out: PathLike | None = None,
+    inplace: bool = False,
+    example_input: torch.Tensor | None = None,
+    progress: Progress = True,
+    epochs: int = 5,
+    batch_size: int = 64,
+    optimizer: Literal["sgd", "adam", "rmsprop"] = "sgd",
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    clip_grad_norm: float | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    regularizer: Literal["none", "hessian", "sam", "fd-hessian", "noise", "randbet"] = "none",
+    hessian_lambda: float = 0.01,
+    hessian_method: Literal["gauss-newton", "hutchinson"] = "gauss-newton",
+    hessian_warmup: int = 0,
+    hessian_probes: int = 1,
+    hessian_every: int = 1,
+    hessian_layers: str = "all",
+    hessian_selective: bool = False,
+    hessian_reading: Literal["diag", "power", "lanczos"] = "lanczos",
+    hessian_top_p: int = 50,
+    hessian_diag_frac: float = 0.01,
+    hessian_batch: int = 0,
+    audit_readings: int = 0,
+    sam_rho: float = 0.05,
+    asam: bool = False,
+    fd_sigma: float = 0.01,
+    noise_std: float = 0.05,
+    noise_kind: Literal["additive", "relative"] = "additive",
+    scope: Literal["all", "params", "conv"] = "all",
+    params: str | None = None,
+    storage: Literal["int8", "int4"] = "int8",
+    bit_error_rate: float = 0.01,
+    clip_weights: float | None = None,
+    clip_relative: bool = False,
+) -> Model: ...

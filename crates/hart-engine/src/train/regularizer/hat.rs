@@ -71,13 +71,15 @@ pub(super) fn step(reg: &mut Regularizer, model: &Model, x: &Tensor, y: &Tensor)
     let loss = ce.f_double_value(&[])?;
     let n = x.size()[0];
     let sub = reg.cfg.sub_batch as i64;
-    let (pen_logits, pen_y) = if sub > 0 && sub < n {
+    // The sub-batch pass moves BatchNorm's running statistics, which are put
+    // back only after the backward passes: writing them in place earlier would
+    // invalidate the graphs of both passes, which saved them.
+    let (pen_logits, pen_y, buffers) = if sub > 0 && sub < n {
         let buffers = Snapshot::take(model);
         let sub_logits = model.forward(&x.narrow(0, 0, sub), Mode::Train)?;
-        buffers.restore()?;
-        (sub_logits, y.narrow(0, 0, sub))
+        (sub_logits, y.narrow(0, 0, sub), Some(buffers))
     } else {
-        (logits.shallow_clone(), y.shallow_clone())
+        (logits.shallow_clone(), y.shallow_clone(), None)
     };
     let lambda = reg.cfg.lambda * reg.warmup_factor();
     let (trace, reading, fired) = match reg.cfg.method {
@@ -124,6 +126,9 @@ pub(super) fn step(reg: &mut Regularizer, model: &Model, x: &Tensor, y: &Tensor)
             (pen.value.f_double_value(&[])?, reading, fired)
         }
     };
+    if let Some(b) = buffers {
+        b.restore()?;
+    }
     Ok(StepOutcome {
         loss,
         logits,
