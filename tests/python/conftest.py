@@ -67,6 +67,14 @@ def trained_cnn():
 
 
 @pytest.fixture(scope="session")
+def exported_cnn(trained_cnn):
+    """trained_cnn as one hart.Model, exported once for the error cases."""
+    import hart
+
+    return hart.load(trained_cnn)
+
+
+@pytest.fixture(scope="session")
 def hart_bin():
     path = Path(os.environ.get("HART_BIN", ROOT / "target" / "release" / "hart"))
     assert path.exists(), f"{path} missing: build with cargo build --release"

@@ -143,12 +143,6 @@ def test_a_model_file_fine_tunes_to_a_model_file(trained_cnn, tmp_path):
     assert res.summary["clean_correct"] == trained.hart_log.test["correct"]
 
 
-@pytest.fixture(scope="module")
-def exported_cnn(trained_cnn):
-    """One hart.Model for the error cases: exported once, not per case."""
-    return hart.load(trained_cnn)
-
-
 @pytest.mark.parametrize(
     "kwargs, kind, text",
     [

@@ -46,7 +46,7 @@ pub fn campaign(
     format: String,
     progress: Option<Bound<'_, PyAny>>,
 ) -> PyResult<()> {
-    run_on(py, model, data, progress.as_ref(), |bar, model, data| {
+    run_on(py, model, data, "cpu", progress.as_ref(), |bar, model, data| {
         let fault: FaultModel = parse("--fault", &fault)?;
         let choice: DefenseChoice = defense.parse()?;
         let format: hart::faults::Format = parse("--format", &format)?;

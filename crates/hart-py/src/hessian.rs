@@ -41,7 +41,7 @@ pub fn hessian(
     seed: u64,
     progress: Option<Bound<'_, PyAny>>,
 ) -> PyResult<String> {
-    run_on(py, model, data, progress.as_ref(), |bar, model, data| {
+    run_on(py, model, data, "cpu", progress.as_ref(), |bar, model, data| {
         let layers: LayerSelection = parse("--layers", &layers)?;
         let cfg = AnalysisConfig {
             method: parse::<TraceMethod>("--method", &method)?,

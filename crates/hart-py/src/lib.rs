@@ -5,6 +5,7 @@
 //! Imported by `hart/__init__.py` after `import torch`, so the libtorch this
 //! library links is the one torch already loaded.
 
+mod attack;
 mod call;
 mod campaign;
 mod data;
@@ -19,6 +20,8 @@ use pyo3::prelude::*;
 
 #[pymodule]
 mod _hart {
+    #[pymodule_export]
+    use super::attack::attack;
     #[pymodule_export]
     use super::campaign::campaign;
     #[pymodule_export]

@@ -9,8 +9,8 @@ use hart::model::{Model, ParamKind};
 use indicatif::ProgressBar;
 use pyo3::prelude::*;
 
-use crate::call;
 use crate::data::Data;
+use crate::{call, device};
 
 /// Where a model comes from, as the Python side passes it to every call.
 pub struct ModelSpec {
@@ -20,30 +20,33 @@ pub struct ModelSpec {
 }
 
 impl ModelSpec {
-    pub fn open(&self, data: &Dataset) -> hart::Result<Model> {
+    pub fn open(&self, data: &Dataset, device: tch::Device) -> hart::Result<Model> {
         hart::model::open(
             &self.path,
             self.arch.as_deref(),
             self.normalize.as_deref(),
             data,
-            tch::Device::Cpu,
+            device,
         )
     }
 }
 
 /// [`call::run`] of `job` on the model `(path, arch, normalize)` opened for
-/// `data`: how every function that measures a model starts.
+/// `data` on `device` (the CLI's `--device`): how every function that
+/// measures a model starts.
 pub fn run_on<T: Send>(
     py: Python<'_>,
     (path, arch, normalize): (PathBuf, Option<String>, Option<String>),
     data: &Data,
+    device: &str,
     progress: Option<&Bound<'_, PyAny>>,
     job: impl FnOnce(&ProgressBar, Model, &Dataset) -> hart::Result<T> + Send,
 ) -> PyResult<T> {
     let spec = ModelSpec { path, arch, normalize };
     let data = data.inner.clone();
+    let device = device.to_string();
     call::run(py, progress, move |bar| {
-        let model = spec.open(&data)?;
+        let model = spec.open(&data, device::parse(&device)?)?;
         job(bar, model, &data)
     })
 }
@@ -59,7 +62,7 @@ pub fn describe_model(
     arch: Option<String>,
     normalize: Option<String>,
 ) -> PyResult<String> {
-    run_on(py, (path, arch, normalize), data, None, |_, model, _| {
+    run_on(py, (path, arch, normalize), data, "cpu", None, |_, model, _| {
         let tensors: Vec<serde_json::Value> = model
             .named_tensors()
             .iter()

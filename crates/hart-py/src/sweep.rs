@@ -92,7 +92,7 @@ pub fn sweep(
     format: String,
     progress: Option<Bound<'_, PyAny>>,
 ) -> PyResult<String> {
-    run_on(py, model, data, progress.as_ref(), |bar, model, data| {
+    run_on(py, model, data, "cpu", progress.as_ref(), |bar, model, data| {
         let verdict: VerdictMode = parse("--verdict", &verdict)?;
         let sample = sample_params
             .map(|s| parse::<SampleSize>("--sample-params", &s))

@@ -43,7 +43,7 @@ def _check_torch():
 _check_torch()
 
 from . import _hart  # noqa: E402
-from ._api import campaign, hessian, sweep  # noqa: E402
+from ._api import attack, campaign, hessian, sweep  # noqa: E402
 from ._errors import (  # noqa: E402
     DataError,
     HartError,
@@ -55,12 +55,13 @@ from ._errors import (  # noqa: E402
     UnsupportedOperatorError,
 )
 from ._model import Model, load  # noqa: E402
-from ._results import CampaignResult, HessianResult, SweepResult  # noqa: E402
+from ._results import AttackResult, CampaignResult, HessianResult, SweepResult  # noqa: E402
 from ._train import TrainLog, fine_tune, train  # noqa: E402
 
 __version__ = _hart.__version__
 
 __all__ = [
+    "AttackResult",
     "CampaignResult",
     "DataError",
     "HartError",
@@ -75,6 +76,7 @@ __all__ = [
     "TrainLog",
     "UnsupportedOperatorError",
     "__version__",
+    "attack",
     "campaign",
     "fine_tune",
     "hessian",

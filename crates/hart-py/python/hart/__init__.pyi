@@ -86,6 +86,20 @@ class CampaignResult:
     summaries: dict[str, dict[str, Any]]
     out: str | None
 
+class AttackResult:
+    #: group, trial, method, iteration, param, index, bit, old, new, attack_loss, accuracy (flips.csv).
+    flips: pd.DataFrame
+    #: summary.json.
+    summary: dict[str, Any]
+    #: method, trial, flips, final_accuracy, reached, detected_flips, zeroed_weights, zeroed_groups.
+    trials: pd.DataFrame
+    #: method, trial, flips, accuracy: accuracy after 0, 1, ... flips.
+    curves: pd.DataFrame
+    mean_flips: float
+    ci95: list[float] | None
+    clean_accuracy: float
+    out: str | None
+
 class HessianResult:
     report: dict[str, Any]
     trace: float
@@ -179,6 +193,33 @@ def campaign(
     example_input: torch.Tensor | None = None,
     progress: Progress = True,
 ) -> CampaignResult: ...
+
+def attack(
+    model: ModelLike,
+    data: DataLike = "fashion-mnist",
+    *,
+    attack_data: DataLike | None = None,
+    limit: int = 128,
+    eval_limit: int | None = 1000,
+    data_dir: PathLike | None = None,
+    image_size: int = 224,
+    storage: Literal["fp32", "int8", "int4"] = "int8",
+    per_channel: bool = False,
+    method: Literal["bfa", "random"] = "bfa",
+    max_flips: int = 100,
+    target_accuracy: float | None = None,
+    top_k: int = 10,
+    trials: int = 5,
+    seed: int = 0,
+    defense: str = "none",
+    profile_data: PathLike | None = None,
+    profile_limit: int = 1000,
+    batch_size: int = 1000,
+    device: str = "cpu",
+    out: PathLike | None = None,
+    example_input: torch.Tensor | None = None,
+    progress: Progress = True,
+) -> AttackResult: ...
 
 class TrainLog:
     """A training run's log (the CLI's train.json), set as ``.hart_log`` on what hart.fine_tune returns."""

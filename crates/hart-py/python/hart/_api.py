@@ -12,7 +12,7 @@ from ._data import as_data
 from ._errors import InvalidArgumentError
 from ._model import load
 from ._progress import Bar
-from ._results import CampaignResult, HessianResult, SweepResult, remove
+from ._results import AttackResult, CampaignResult, HessianResult, SweepResult, remove
 
 
 def _bits(bits):
@@ -286,3 +286,89 @@ def _profile(defense, profile_data, data, data_dir, image_size):
             )
         profile_data = data
     return (os.fspath(profile_data), None if data_dir is None else os.fspath(data_dir), image_size)
+
+
+def attack(
+    model,
+    data="fashion-mnist",
+    *,
+    attack_data=None,
+    limit=128,
+    eval_limit=1000,
+    data_dir=None,
+    image_size=224,
+    storage="int8",
+    per_channel=False,
+    method="bfa",
+    max_flips=100,
+    target_accuracy=None,
+    top_k=10,
+    trials=5,
+    seed=0,
+    defense="none",
+    profile_data=None,
+    profile_limit=1000,
+    batch_size=1000,
+    device="cpu",
+    out=None,
+    example_input=None,
+    progress=True,
+):
+    """Worst-case bit flips, as ``hart attack``: the progressive bit search of
+    the bit-flip attack (``method="bfa"``, with the random baseline at each
+    trial's budget) or uniformly random flips, on the stored int8/int4 codes
+    or fp32 words (``storage``), through a run-time ``defense``.
+
+    ``data`` named (or a path): as the CLI, each trial's attack batch is
+    ``limit`` images drawn from the first ``10·limit`` training images and
+    accuracy is measured on the first ``eval_limit`` test images. Otherwise
+    ``data`` holds the evaluation images and ``attack_data`` (required) the
+    images attack batches are drawn from (its first ``10·limit``). Every
+    other option is the ``hart attack`` option of that name. ``out``: the
+    directory for flips.csv, summary.json and accuracy.png (default: a
+    temporary one, removed).
+
+    Returns a :class:`hart.AttackResult`.
+    """
+    if not isinstance(limit, int) or limit < 1:
+        raise InvalidArgumentError(f"limit (images per attack batch) must be a positive integer (got {limit!r})")
+    named = isinstance(data, (str, os.PathLike))
+    if attack_data is None:
+        if not named:
+            raise InvalidArgumentError(
+                "attack: with data given as arrays or a Dataset, pass attack_data= the images attack batches are drawn from"
+            )
+        attack_data = data
+    profile = _profile(defense, profile_data, data, data_dir, image_size)
+    m = load(model, example_input)
+    pool = as_data(attack_data, split="train", limit=10 * limit, data_dir=data_dir, image_size=image_size)
+    d = as_data(data, split="test", limit=eval_limit, data_dir=data_dir, image_size=image_size)
+    scratch = tempfile.mkdtemp(prefix="hart-attack-")
+    try:
+        directory = scratch if out is None else os.fspath(out)
+        path = m._resolve(d)
+        with Bar("attack", progress) as bar:
+            _hart.attack(
+                (path, m.arch, m.normalize),
+                pool,
+                d,
+                directory,
+                attack_images=limit,
+                storage=storage,
+                per_channel=per_channel,
+                method=method,
+                max_flips=max_flips,
+                target_accuracy=target_accuracy,
+                top_k=top_k,
+                trials=trials,
+                seed=seed,
+                defense=defense,
+                profile=profile,
+                profile_limit=profile_limit,
+                batch_size=batch_size,
+                device=device,
+                progress=bar,
+            )
+        return AttackResult(directory, None if out is None else directory)
+    finally:
+        remove(scratch)

@@ -105,6 +105,49 @@ class CampaignResult:
         return f"hart.CampaignResult({len(self.trials)} trials, storage {', '.join(self.summaries)})"
 
 
+class AttackResult:
+    """What ``hart.attack`` measured.
+
+    ``flips``: every committed flip, the columns of ``flips.csv`` (``group,
+    trial, method, iteration, param, index, bit, old, new, attack_loss,
+    accuracy``; a grouped fault list ``hart.sweep(faults=...)`` replays).
+    ``summary``: ``summary.json`` as a dict. ``trials``: one row per trial
+    (``method, trial, flips, final_accuracy, reached, detected_flips,
+    zeroed_weights, zeroed_groups``; the random baseline's rows too).
+    ``curves``: accuracy after 0, 1, … flips per trial (``method, trial,
+    flips, accuracy``). ``mean_flips`` and ``ci95``: flips to the target.
+    """
+
+    def __init__(self, directory, out):
+        with open(os.path.join(directory, "summary.json")) as f:
+            self.summary = json.load(f)
+        self.out = out
+        self.flips = pd.read_csv(os.path.join(directory, "flips.csv"))
+        s = self.summary
+        rows = [(s["method"], t) for t in s["trials"]] + [("random", t) for t in s.get("random_baseline", [])]
+        self.trials = pd.DataFrame(
+            [{"method": m, **{k: v for k, v in t.items() if k != "curve"}} for m, t in rows],
+            columns=["method", "trial", "flips", "final_accuracy", "reached", "detected_flips", "zeroed_weights",
+                     "zeroed_groups"],
+        )
+        self.curves = pd.DataFrame(
+            [(m, t["trial"], n, a) for m, t in rows for n, a in enumerate(t["curve"])],
+            columns=["method", "trial", "flips", "accuracy"],
+        )
+        self.mean_flips = s["mean_flips"]
+        self.ci95 = s["ci95"]
+        self.clean_accuracy = s["clean_accuracy"]
+
+    def __repr__(self):
+        s = self.summary
+        ci = "" if self.ci95 is None else f" (95% CI {self.ci95[0]:.1f}–{self.ci95[1]:.1f})"
+        return (
+            f"hart.AttackResult({s['method']} on {s['storage']}, defense {s['defense']}: clean accuracy "
+            f"{100 * s['clean_accuracy']:.2f}%, target {100 * s['target_accuracy']:.2f}%, "
+            f"{self.mean_flips:.1f} flips to it{ci} over {len(s['trials'])} trials)"
+        )
+
+
 class HessianResult:
     """What ``hart.hessian`` measured: ``hart hessian --json``'s report.
 
