@@ -489,7 +489,10 @@ accuracy_tolerance = 0.5
             }
             let word = c["verdict"].as_str().unwrap();
             assert!(["helps", "hurts", "inconclusive"].contains(&word), "{word}");
+            // An attack whose trials hit their budget adds "(N of M trials cut off …)".
+            let (text, note) = text.split_once(" (").unwrap_or((text, ""));
             assert!(text.ends_with(&format!(": {word}")), "{text}");
+            assert!(note.is_empty() || note.contains("cut off at the budget"), "{note}");
         }
     }
     // Accuracies pair every seed: the campaign cells are the campaign section's paired differences.
