@@ -90,7 +90,7 @@ fn rule(
     let node = &graph.nodes[u];
     Ok(match &node.op {
         // 1-Lipschitz elementwise: |f(a + d) − f(a)| ≤ |d| (clip covers Ranger's clamps).
-        Op::Relu | Op::Clip { .. } | Op::Tanh | Op::Identity => Some(gu.shallow_clone()),
+        Op::Relu | Op::Clip { .. } | Op::Tanh | Op::Identity | Op::Dropout { .. } => Some(gu.shallow_clone()),
         Op::Sigmoid => Some(gu * 0.25),
         Op::MaxPool2d {
             kernel,

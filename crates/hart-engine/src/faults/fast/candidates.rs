@@ -92,7 +92,7 @@ impl Scalar {
             acts.push(match graph.nodes[u].op {
                 Op::Relu => Act::Clamp(Some(0.0), None),
                 Op::Clip { min, max } => Act::Clamp(min.map(|v| v as f32), max.map(|v| v as f32)),
-                Op::Identity => Act::Identity,
+                Op::Identity | Op::Dropout { .. } => Act::Identity,
                 _ => return Ok(None),
             });
         }

@@ -108,7 +108,7 @@ impl Linear {
                 }
                 (_, Op::Mul | Op::MatMul) => moving.len() == 1 && others_static,
                 (_, Op::Div) => moving == [inputs[0]] && others_static,
-                (_, op) if rearranging(op) || matches!(op, Op::Identity) => {
+                (_, op) if rearranging(op) || matches!(op, Op::Identity | Op::Dropout { .. }) => {
                     moving == [inputs[0]] && !inputs.iter().any(|&v| zero(v))
                 }
                 (_, Op::Concat { .. }) => moving.len() == inputs.len(),

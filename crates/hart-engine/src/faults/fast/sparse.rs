@@ -36,7 +36,13 @@ fn consumers(graph: &Graph, v: usize) -> Vec<usize> {
 /// Ops that act on each channel by itself, with no parameter per channel.
 fn channelwise(op: &Op) -> bool {
     match op {
-        Op::Relu | Op::Clip { .. } | Op::Sigmoid | Op::Tanh | Op::Identity | Op::AvgPool2d { .. } => true,
+        Op::Relu
+        | Op::Clip { .. }
+        | Op::Sigmoid
+        | Op::Tanh
+        | Op::Identity
+        | Op::Dropout { .. }
+        | Op::AvgPool2d { .. } => true,
         Op::MaxPool2d { dilation, .. } => *dilation == [1, 1],
         _ => false,
     }
@@ -100,7 +106,7 @@ impl Sparse {
         self.chain.iter().all(|&u| {
             matches!(
                 graph.nodes[u].op,
-                Op::Relu | Op::Clip { .. } | Op::Sigmoid | Op::Tanh | Op::Identity
+                Op::Relu | Op::Clip { .. } | Op::Sigmoid | Op::Tanh | Op::Identity | Op::Dropout { .. }
             )
         })
     }

@@ -375,6 +375,10 @@ pub(super) fn eval_node(
         }
         Op::Cast { to } => inp(0)?.f_to_kind(*to)?,
         Op::Identity => inp(0)?.shallow_clone(),
+        Op::Dropout { ratio } => match mode {
+            Mode::Train => inp(0)?.f_dropout(*ratio, true)?,
+            Mode::Eval => inp(0)?.shallow_clone(),
+        },
     })
 }
 

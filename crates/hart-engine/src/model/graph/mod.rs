@@ -170,6 +170,13 @@ pub enum Op {
         to: Kind,
     },
     Identity,
+    /// Zeroes each element with probability `ratio` and scales the rest by
+    /// 1 / (1 − ratio) in training; the identity in evaluation (and so in
+    /// every sweep). An imported `training_mode` input is not read: the
+    /// forward's [`Mode`] decides, as `module.train()` does in PyTorch.
+    Dropout {
+        ratio: f64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -270,6 +277,7 @@ impl Op {
             Op::Expand => "Expand",
             Op::Cast { .. } => "Cast",
             Op::Identity => "Identity",
+            Op::Dropout { .. } => "Dropout",
         }
     }
 }

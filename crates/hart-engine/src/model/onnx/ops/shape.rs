@@ -12,7 +12,7 @@ use crate::model::graph::{Const, Op, ValueId};
 
 pub(super) const OPS: &[(&str, Convert)] = &[
     ("Identity", |c, n, name, _| c.input(n, name, 0)),
-    ("Dropout", |c, n, name, _| c.input(n, name, 0)),
+    ("Dropout", |c, n, name, a| c.dropout(n, name, a)),
     ("Flatten", |c, n, name, a| {
         let op = Op::Flatten {
             axis: a.int("axis")?.unwrap_or(1),
@@ -42,6 +42,32 @@ pub(super) const OPS: &[(&str, Convert)] = &[
 ];
 
 impl Converter<'_> {
+    /// The ratio is an attribute before opset 12 and an optional input
+    /// (a constant or initializer) after; the `training_mode` input is not
+    /// read (the forward's mode decides) and the mask output is refused
+    /// where a node reads it (see `Converter::secondary`).
+    fn dropout(&mut self, node: &NodeProto, name: &str, a: &Attrs) -> Result<ValueId> {
+        let x = self.input(node, name, 0)?;
+        let ratio = match self.opt_input(node, name, 1)? {
+            Some(id) => {
+                let t = match &self.nodes[id].op {
+                    Op::Constant(t) => t,
+                    Op::Param(p) => &self.inits[p],
+                    _ => return Err(unsupported("Dropout with a ratio computed at run time", name)),
+                };
+                t.f_double_value(&[])
+                    .map_err(|_| self.bad(format!("node {name}: Dropout's ratio is not a scalar")))?
+            }
+            None => a.float("ratio")?.map_or(0.5, f64::from),
+        };
+        if !(0.0..1.0).contains(&ratio) {
+            return Err(self.bad(format!(
+                "node {name}: Dropout ratio {ratio} is outside [0, 1)"
+            )));
+        }
+        self.emit(name, Op::Dropout { ratio }, vec![x])
+    }
+
     fn reshape(&mut self, node: &NodeProto, name: &str, a: &Attrs) -> Result<ValueId> {
         let x = self.input(node, name, 0)?;
         let shape = self.input(node, name, 1)?;
