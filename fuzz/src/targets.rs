@@ -11,6 +11,7 @@ use hart::experiment::ExperimentConfig;
 use hart::faults::{faultlist, journal, space, sweep, Format, Scope, SweepConfig};
 use hart::model::{load, onnx, safetensors_io, zoo, LoadOptions, Model, ModelInfo, ScriptModel};
 use hart::Result;
+use tch::Tensor;
 
 type Parse = Box<dyn Fn(&Path) -> Result<()>>;
 
@@ -223,6 +224,44 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+fn floats(t: &Tensor) -> Result<Vec<u32>> {
+    let t = t.f_to_kind(tch::Kind::Float)?.f_contiguous()?;
+    let mut v = vec![0f32; t.numel()];
+    t.f_copy_data(&mut v, t.numel())?;
+    Ok(v.into_iter().map(f32::to_bits).collect())
+}
+
+/// What `hart train --model m.onnx --out t.onnx` does with a file: check
+/// that it can hold the model's tensors, splice new values in, read the
+/// result back. A file that imported must import again after the splice
+/// with exactly the values written; anything else is HART's failure, so it
+/// panics rather than returning an error.
+fn onnx_write_back(dir: &Path) -> Result<()> {
+    let src = dir.join("m.onnx");
+    // The wire-level walk first, on every input, whether or not it imports.
+    if let Ok(bytes) = std::fs::read(&src) {
+        let _ = onnx::initializer_spans(&bytes);
+    }
+    let model = onnx::import(&src)?;
+    let names: Vec<String> = model.params.iter().map(|(n, _, _)| n.to_string()).collect();
+    onnx::check_writable(&src, &names)?;
+    let mut trained = Vec::new();
+    for (name, t, _) in model.params.iter() {
+        trained.push((name.to_string(), t.f_neg()?));
+    }
+    let out = dir.join("t.onnx");
+    onnx::write_back(&src, &out, &trained)?;
+    let back = onnx::import(&out).unwrap_or_else(|e| panic!("the written-back file does not import: {e}"));
+    for (name, t) in &trained {
+        let read = back
+            .params
+            .get(name)
+            .unwrap_or_else(|e| panic!("{name} is gone after the write-back: {e}"));
+        assert!(floats(read)? == floats(t)?, "{name} reads back other values than were written");
+    }
+    Ok(())
+}
+
 pub fn all() -> Vec<Target> {
     let data = |name, files, encode| Target {
         name,
@@ -267,6 +306,13 @@ pub fn all() -> Vec<Target> {
             text: false,
             encode: plain,
             parse: Box::new(|d| onnx::import(&d.join("m.onnx")).map(|_| ())),
+        },
+        Target {
+            name: "onnx-write",
+            files: vec![("m.onnx".into(), seed("mlp.onnx"))],
+            text: false,
+            encode: plain,
+            parse: Box::new(onnx_write_back),
         },
         Target {
             name: "onnx-external",
