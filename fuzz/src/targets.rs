@@ -257,7 +257,10 @@ fn onnx_write_back(dir: &Path) -> Result<()> {
             .params
             .get(name)
             .unwrap_or_else(|e| panic!("{name} is gone after the write-back: {e}"));
-        assert!(floats(read)? == floats(t)?, "{name} reads back other values than were written");
+        assert!(
+            floats(read)? == floats(t)?,
+            "{name} reads back other values than were written"
+        );
     }
     Ok(())
 }

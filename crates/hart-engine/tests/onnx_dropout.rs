@@ -53,7 +53,10 @@ fn dropout_draws_pytorchs_masks_in_training_and_is_the_identity_otherwise() {
     let d = max_abs_diff(&drawn, reference);
     assert!(d < 1e-5, "training-mode logits differ from PyTorch's by {d}");
     let moved = max_abs_diff(reference, get(&io, "eval"));
-    assert!(moved > 1e-2, "dropout changed nothing ({moved}); the comparison would prove nothing");
+    assert!(
+        moved > 1e-2,
+        "dropout changed nothing ({moved}); the comparison would prove nothing"
+    );
 
     // A sweep is an evaluation: flips of the export with Dropout count as
     // those of the eval-mode export without it, on the fast engine and the reference.
@@ -66,17 +69,30 @@ fn dropout_draws_pytorchs_masks_in_training_and_is_the_identity_otherwise() {
             exact_rad: true,
             ..SweepConfig::new()
         };
-        let rows = |m: &Model| prepare(m, &data, &cfg).and_then(|s| s.collect()).unwrap_or_else(|e| panic!("{e}"));
+        let rows = |m: &Model| {
+            prepare(m, &data, &cfg)
+                .and_then(|s| s.collect())
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
         let (a, b) = (rows(&train), rows(&plain));
         assert_eq!(a.len(), b.len());
         assert!(a.len() > 1000, "{} flips", a.len());
         for (r, s) in a.iter().zip(&b) {
-            assert_eq!((&r.param, r.index, r.bit, r.correct), (&s.param, s.index, s.bit, s.correct));
+            assert_eq!(
+                (&r.param, r.index, r.bit, r.correct),
+                (&s.param, s.index, s.bit, s.correct)
+            );
         }
-        assert!(a.iter().any(|r| r.rad > 0.1), "no flip mattered; the comparison would prove nothing");
+        assert!(
+            a.iter().any(|r| r.rad > 0.1),
+            "no flip mattered; the comparison would prove nothing"
+        );
     }
 
     let err = onnx::import(&dir.join("bad_ratio.onnx")).expect_err("ratio 1.5");
     let msg = err.to_string();
-    assert!(msg.contains("Dropout ratio 1.5 is outside [0, 1)") && !msg.contains('\n'), "{msg}");
+    assert!(
+        msg.contains("Dropout ratio 1.5 is outside [0, 1)") && !msg.contains('\n'),
+        "{msg}"
+    );
 }

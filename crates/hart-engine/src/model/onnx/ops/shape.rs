@@ -61,9 +61,7 @@ impl Converter<'_> {
             None => a.float("ratio")?.map_or(0.5, f64::from),
         };
         if !(0.0..1.0).contains(&ratio) {
-            return Err(self.bad(format!(
-                "node {name}: Dropout ratio {ratio} is outside [0, 1)"
-            )));
+            return Err(self.bad(format!("node {name}: Dropout ratio {ratio} is outside [0, 1)")));
         }
         self.emit(name, Op::Dropout { ratio }, vec![x])
     }
