@@ -12,7 +12,7 @@ use crate::model::graph::{Const, Op, ValueId};
 
 pub(super) const OPS: &[(&str, Convert)] = &[
     ("Identity", |c, n, name, _| c.input(n, name, 0)),
-    ("Dropout", |c, n, name, a| c.dropout(n, name, a)),
+    ("Dropout", |c, n, name, a| c.dropout_node(n, name, a)),
     ("Flatten", |c, n, name, a| {
         let op = Op::Flatten {
             axis: a.int("axis")?.unwrap_or(1),
@@ -46,7 +46,7 @@ impl Converter<'_> {
     /// (a constant or initializer) after; the `training_mode` input is not
     /// read (the forward's mode decides) and the mask output is refused
     /// where a node reads it (see `Converter::secondary`).
-    fn dropout(&mut self, node: &NodeProto, name: &str, a: &Attrs) -> Result<ValueId> {
+    fn dropout_node(&mut self, node: &NodeProto, name: &str, a: &Attrs) -> Result<ValueId> {
         let x = self.input(node, name, 0)?;
         let ratio = match self.opt_input(node, name, 1)? {
             Some(id) => {
