@@ -21,7 +21,7 @@ use crate::sweep::{defend, parse, Profile};
     model, data, out, *, fault, levels, storage="fp32".to_string(), per_channel=false,
     defense="none".to_string(), profile=None, profile_limit=1000, trials=100, seed=0,
     scope="all".to_string(), params=None, threshold=0.1, confidence=0.95, batch_size=1000,
-    format="parquet".to_string(), progress=None
+    format="parquet".to_string(), device="cpu".to_string(), progress=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn campaign(
@@ -44,9 +44,10 @@ pub fn campaign(
     confidence: f64,
     batch_size: usize,
     format: String,
+    device: String,
     progress: Option<Bound<'_, PyAny>>,
 ) -> PyResult<()> {
-    run_on(py, model, data, "cpu", progress.as_ref(), |bar, model, data| {
+    run_on(py, model, data, &device, progress.as_ref(), |bar, model, data| {
         let fault: FaultModel = parse("--fault", &fault)?;
         let choice: DefenseChoice = defense.parse()?;
         let format: hart::faults::Format = parse("--format", &format)?;

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use hart::data::{self, DataSpec, Dataset, Split};
+use hart::data::{self, DataSpec, Dataset, Pixels, Split};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 
@@ -42,8 +42,10 @@ impl Data {
         Ok(Data { inner: Arc::new(ds) })
     }
 
-    /// Images as a C-contiguous uint8 buffer of `shape` (N, C, H, W) and
-    /// int64 labels, each below `num_classes`.
+    /// Images as a C-contiguous buffer of `shape` (N, C, H, W), uint8 pixels
+    /// (0..=255, fed as x/255) or float32 ones the Python side checked to lie
+    /// in [0, 1] (fed as they are, no rounding to bytes), and int64 labels,
+    /// each below `num_classes`.
     #[staticmethod]
     fn arrays(
         py: Python<'_>,
@@ -53,7 +55,10 @@ impl Data {
         labels: &Bound<'_, PyAny>,
         num_classes: usize,
     ) -> PyResult<Data> {
-        let images = PyBuffer::<u8>::get(images)?.to_vec(py)?;
+        let images = match PyBuffer::<u8>::get(images) {
+            Ok(bytes) => Pixels::U8(bytes.to_vec(py)?),
+            Err(_) => Pixels::F32(PyBuffer::<f32>::get(images)?.to_vec(py)?),
+        };
         let labels = PyBuffer::<i64>::get(labels)?.to_vec(py)?;
         let (n, c, h, w) = shape;
         if images.len() != n * c * h * w || labels.len() != n {
@@ -75,7 +80,7 @@ impl Data {
         Ok(Data {
             inner: Arc::new(Dataset {
                 name,
-                images: hart::data::Pixels::U8(images),
+                images,
                 channels: c,
                 height: h,
                 width: w,

@@ -18,7 +18,7 @@ use crate::sweep::parse;
     model, data, *, batch_size=128, rel_stderr=0.02, min_probes=10,
     max_probes=1000, method="hutchinson".to_string(), sketch=10, top_k=1, eig_tol=1e-3,
     max_lanczos=100, density=false, density_runs=1, density_steps=80, layers="all".to_string(),
-    seed=0, progress=None
+    seed=0, device="cpu".to_string(), progress=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn hessian(
@@ -39,9 +39,10 @@ pub fn hessian(
     density_steps: usize,
     layers: String,
     seed: u64,
+    device: String,
     progress: Option<Bound<'_, PyAny>>,
 ) -> PyResult<String> {
-    run_on(py, model, data, "cpu", progress.as_ref(), |bar, model, data| {
+    run_on(py, model, data, &device, progress.as_ref(), |bar, model, data| {
         let layers: LayerSelection = parse("--layers", &layers)?;
         let cfg = AnalysisConfig {
             method: parse::<TraceMethod>("--method", &method)?,

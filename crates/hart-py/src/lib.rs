@@ -8,10 +8,12 @@
 mod attack;
 mod call;
 mod campaign;
+mod compress;
 mod data;
 mod device;
 mod errors;
 mod hessian;
+mod landscape;
 mod model;
 mod sweep;
 mod train;
@@ -25,9 +27,13 @@ mod _hart {
     #[pymodule_export]
     use super::campaign::campaign;
     #[pymodule_export]
+    use super::compress::{prune, quantize};
+    #[pymodule_export]
     use super::data::Data;
     #[pymodule_export]
     use super::hessian::hessian;
+    #[pymodule_export]
+    use super::landscape::landscape;
     #[pymodule_export]
     use super::model::describe_model;
     #[pymodule_export]

@@ -32,13 +32,26 @@ impl ModelSpec {
 }
 
 /// [`call::run`] of `job` on the model `(path, arch, normalize)` opened for
-/// `data` on `device` (the CLI's `--device`): how every function that
-/// measures a model starts.
+/// `data` on `device` (the CLI's `--device`) and checked to take `data`'s
+/// records and labels (`hart::model::check_input`, as the CLI's `--model`):
+/// how every function that measures a model starts.
 pub fn run_on<T: Send>(
+    py: Python<'_>,
+    model: (PathBuf, Option<String>, Option<String>),
+    data: &Data,
+    device: &str,
+    progress: Option<&Bound<'_, PyAny>>,
+    job: impl FnOnce(&ProgressBar, Model, &Dataset) -> hart::Result<T> + Send,
+) -> PyResult<T> {
+    open_then(py, model, data, device, true, progress, job)
+}
+
+fn open_then<T: Send>(
     py: Python<'_>,
     (path, arch, normalize): (PathBuf, Option<String>, Option<String>),
     data: &Data,
     device: &str,
+    check: bool,
     progress: Option<&Bound<'_, PyAny>>,
     job: impl FnOnce(&ProgressBar, Model, &Dataset) -> hart::Result<T> + Send,
 ) -> PyResult<T> {
@@ -47,12 +60,18 @@ pub fn run_on<T: Send>(
     let device = device.to_string();
     call::run(py, progress, move |bar| {
         let model = spec.open(&data, device::parse(&device)?)?;
+        if check {
+            hart::model::check_input(&model, &data)?;
+        }
         job(bar, model, &data)
     })
 }
 
 /// JSON `{"kind": "graph"|"torchscript", "arch", "tensors": [{"name", "shape", "trainable"}], "float_numel"}`
-/// of the model at `path` opened for `data`; raises what loading it raises.
+/// of the model at `path` opened for `data`; raises what loading it raises
+/// (the fit to `data` is checked by the call that measures it: an export
+/// that imports but does not fit is the caller's error, not a reason to fall
+/// back to TorchScript).
 #[pyfunction]
 #[pyo3(signature = (path, data, arch=None, normalize=None))]
 pub fn describe_model(
@@ -62,7 +81,7 @@ pub fn describe_model(
     arch: Option<String>,
     normalize: Option<String>,
 ) -> PyResult<String> {
-    run_on(py, (path, arch, normalize), data, "cpu", None, |_, model, _| {
+    open_then(py, (path, arch, normalize), data, "cpu", false, None, |_, model, _| {
         let tensors: Vec<serde_json::Value> = model
             .named_tensors()
             .iter()

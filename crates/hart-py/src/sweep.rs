@@ -62,7 +62,7 @@ pub fn defend(
     scope="all".to_string(), sample_params=None, seed=0, faults=None, threshold=0.1, exact_rad=false,
     verdict="exact".to_string(), confidence=None, storage="fp32".to_string(), per_channel=false,
     defense="none".to_string(), profile=None, profile_limit=1000, nan_policy="wrong".to_string(),
-    engine="auto".to_string(), batch_size=1000, jobs=None, format="parquet".to_string(), progress=None
+    engine="auto".to_string(), batch_size=1000, jobs=None, format="parquet".to_string(), device="cpu".to_string(), progress=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn sweep(
@@ -90,9 +90,10 @@ pub fn sweep(
     batch_size: usize,
     jobs: Option<usize>,
     format: String,
+    device: String,
     progress: Option<Bound<'_, PyAny>>,
 ) -> PyResult<String> {
-    run_on(py, model, data, "cpu", progress.as_ref(), |bar, model, data| {
+    run_on(py, model, data, &device, progress.as_ref(), |bar, model, data| {
         let verdict: VerdictMode = parse("--verdict", &verdict)?;
         let sample = sample_params
             .map(|s| parse::<SampleSize>("--sample-params", &s))

@@ -44,6 +44,7 @@ _check_torch()
 
 from . import _hart  # noqa: E402
 from ._api import attack, campaign, hessian, sweep  # noqa: E402
+from ._compress import LandscapeResult, landscape, prune, quantize  # noqa: E402
 from ._errors import (  # noqa: E402
     DataError,
     HartError,
@@ -68,6 +69,7 @@ __all__ = [
     "HartIOError",
     "HessianResult",
     "InvalidArgumentError",
+    "LandscapeResult",
     "Model",
     "ModelError",
     "NotFoundError",
@@ -80,7 +82,10 @@ __all__ = [
     "campaign",
     "fine_tune",
     "hessian",
+    "landscape",
     "load",
+    "prune",
+    "quantize",
     "sweep",
     "train",
 ]

@@ -13,7 +13,7 @@ __version__: str
 PathLike = Union[str, os.PathLike[str]]
 ArrayLike = Union[np.ndarray, torch.Tensor]
 #: A data set name (fashion-mnist, mnist, kmnist, cifar10, cifar100, imagenet) or path,
-#: an (x, y) pair (uint8 pixels or floats on the 1/255 grid, N×C×H×W or N×H×W; integer labels),
+#: an (x, y) pair (uint8 pixels or floats in [0, 1], N×C×H×W or N×H×W; integer labels),
 #: or a torch Dataset of (image, label) items.
 DataLike = Union[str, os.PathLike[str], tuple[ArrayLike, ArrayLike], torch.utils.data.Dataset]
 ModelLike = Union[str, os.PathLike[str], torch.nn.Module, "Model"]
@@ -136,6 +136,7 @@ def sweep(
     engine: Literal["auto", "generic", "reference"] = "auto",
     batch_size: int = 1000,
     jobs: int | None = None,
+    device: str = "cpu",
     out: PathLike | None = None,
     format: Literal["parquet", "csv"] = "parquet",
     example_input: torch.Tensor | None = None,
@@ -163,6 +164,7 @@ def hessian(
     density_steps: int = 80,
     layers: str = "all",
     seed: int = 0,
+    device: str = "cpu",
     example_input: torch.Tensor | None = None,
     progress: Progress = True,
 ) -> HessianResult: ...
@@ -188,6 +190,7 @@ def campaign(
     threshold: float = 0.1,
     confidence: float = 0.95,
     batch_size: int = 1000,
+    device: str = "cpu",
     out: PathLike | None = None,
     format: Literal["parquet", "csv"] = "parquet",
     example_input: torch.Tensor | None = None,
@@ -220,6 +223,79 @@ def attack(
     example_input: torch.Tensor | None = None,
     progress: Progress = True,
 ) -> AttackResult: ...
+
+#: One model, a list of models (labelled by file stem or class name), or {label: model}.
+ModelsLike = Union[ModelLike, Sequence[ModelLike], dict[str, ModelLike]]
+
+def quantize(
+    models: ModelsLike,
+    data: DataLike = "fashion-mnist",
+    *,
+    split: Literal["train", "test"] = "test",
+    limit: int | None = None,
+    data_dir: PathLike | None = None,
+    image_size: int = 224,
+    bits: str | int | Sequence[int] = "8,6,4,3,2",
+    per_channel: bool = False,
+    include_bias_bn: bool = False,
+    batch_size: int = 256,
+    device: str = "cpu",
+    out: PathLike | None = None,
+    save: bool = False,
+    example_input: torch.Tensor | None = None,
+    progress: Progress = True,
+) -> pd.DataFrame:
+    """Rows of quantize.json: model, bits, granularity, accuracy, loss, float_accuracy."""
+
+def prune(
+    models: ModelsLike,
+    data: DataLike = "fashion-mnist",
+    *,
+    split: Literal["train", "test"] = "test",
+    limit: int | None = None,
+    data_dir: PathLike | None = None,
+    image_size: int = 224,
+    sparsity: str | float | Sequence[float] = "0.5,0.7,0.9",
+    scope: Literal["global", "layer"] = "global",
+    include_bias_bn: bool = False,
+    batch_size: int = 256,
+    device: str = "cpu",
+    out: PathLike | None = None,
+    save: bool = False,
+    example_input: torch.Tensor | None = None,
+    progress: Progress = True,
+) -> pd.DataFrame:
+    """Rows of prune.json: model, sparsity, achieved_sparsity, zeros, weights, scope, accuracy, loss."""
+
+class LandscapeResult:
+    #: model, x, y (NaN in 1-D), loss, accuracy.
+    points: pd.DataFrame
+    #: label, path, csv, tensors, clean_loss, clean_accuracy, min_loss, seconds.
+    models: pd.DataFrame
+    #: landscape.json's keys (grid, seed, layer, include_bias_bn, dataset, split, images, models).
+    summary: dict[str, Any]
+    out: str | None
+
+def landscape(
+    models: ModelsLike,
+    data: DataLike = "fashion-mnist",
+    *,
+    split: Literal["train", "test"] = "test",
+    limit: int | None = None,
+    data_dir: PathLike | None = None,
+    image_size: int = 224,
+    dims: Literal[1, 2] = 1,
+    range: str | tuple[float, float] = "-1:1",
+    steps: int = 51,
+    layer: str | None = None,
+    seed: int = 0,
+    include_bias_bn: bool = False,
+    batch_size: int = 256,
+    device: str = "cpu",
+    out: PathLike | None = None,
+    example_input: torch.Tensor | None = None,
+    progress: Progress = True,
+) -> LandscapeResult: ...
 
 class TrainLog:
     """A training run's log (the CLI's train.json), set as ``.hart_log`` on what hart.fine_tune returns."""

@@ -75,6 +75,7 @@ def sweep(
     engine="auto",
     batch_size=1000,
     jobs=None,
+    device="cpu",
     out=None,
     format="parquet",
     example_input=None,
@@ -84,7 +85,7 @@ def sweep(
 
     ``model``: a file path, a ``torch.nn.Module`` (exported by HART) or a
     :class:`hart.Model`. ``data``: a data set name or path, an ``(x, y)`` pair
-    of arrays/tensors (uint8 pixels, or floats on the 1/255 grid) or a
+    of arrays/tensors (uint8 pixels, or floats in [0, 1]) or a
     ``torch.utils.data.Dataset``; ``split``, ``limit``, ``data_dir`` and
     ``image_size`` as the CLI's. ``bits``: a name (``all``, ``sign``,
     ``exponent``, ``exponent-msb``, ``mantissa``), a position or a list of them
@@ -129,6 +130,7 @@ def sweep(
                 batch_size=batch_size,
                 jobs=jobs,
                 format=format,
+                device=device,
                 progress=bar,
             )
         return SweepResult(directory, kind, None if out is None else directory)
@@ -158,6 +160,7 @@ def hessian(
     density_steps=80,
     layers="all",
     seed=0,
+    device="cpu",
     example_input=None,
     progress=True,
 ):
@@ -189,6 +192,7 @@ def hessian(
             density_steps=density_steps,
             layers=layers,
             seed=seed,
+            device=device,
             progress=bar,
         )
     return HessianResult(json.loads(report))
@@ -216,6 +220,7 @@ def campaign(
     threshold=0.1,
     confidence=0.95,
     batch_size=1000,
+    device="cpu",
     out=None,
     format="parquet",
     example_input=None,
@@ -267,6 +272,7 @@ def campaign(
                     confidence=confidence,
                     batch_size=batch_size,
                     format=format,
+                    device=device,
                     progress=bar,
                 )
             dirs[st] = directory

@@ -1,6 +1,6 @@
 """Data as the engine takes it: a named or path data set read by the engine,
 or ``(x, y)`` arrays / tensors / a ``torch.utils.data.Dataset`` read once
-into the engine's form (uint8 NCHW pixels, integer labels)."""
+into the engine's form (uint8 or float32 NCHW pixels, integer labels)."""
 
 from __future__ import annotations
 
@@ -56,9 +56,11 @@ def _numpy(a, what):
 
 
 def pixels(x):
-    """uint8 NCHW pixels from images as N×C×H×W or N×H×W, uint8 in 0..255 or
-    float in [0, 1] on the 1/255 grid (what torchvision's ToTensor gives:
-    the engine feeds models x/255, so other floats cannot be represented)."""
+    """NCHW pixels as the engine keeps them, from images as N×C×H×W or N×H×W:
+    uint8 in 0..255 as bytes (fed to models as x/255, as torchvision's
+    ToTensor does), floats in [0, 1] as float32 values fed as they are (no
+    rounding to bytes). Normalised floats, outside [0, 1], are refused: the
+    normalisation belongs inside the model."""
     x = _numpy(x, "x")
     if x.ndim == 3:
         x = x[:, None]
@@ -68,18 +70,15 @@ def pixels(x):
         return np.ascontiguousarray(x)
     if not np.issubdtype(x.dtype, np.floating):
         raise InvalidArgumentError(f"x: expected uint8 or float images, got {x.dtype}")
-    x = x.astype(np.float32, copy=False)
+    x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(x).all():
         raise InvalidArgumentError("x: holds NaN or infinite values")
     if x.size and (x.min() < 0 or x.max() > 1):
-        raise InvalidArgumentError(f"x: float images must lie in [0, 1] (range {x.min():g} to {x.max():g})")
-    k = np.rint(x * 255).astype(np.uint8)
-    if not np.array_equal(k.astype(np.float32) / np.float32(255), x):
         raise InvalidArgumentError(
-            "x: float images must be multiples of 1/255 (uint8 pixels / 255, as torchvision's ToTensor "
-            "gives); pass normalisation inside the model instead"
+            f"x: float images must lie in [0, 1] (range {x.min():g} to {x.max():g}); "
+            "put the normalisation inside the model"
         )
-    return np.ascontiguousarray(k)
+    return x
 
 
 def labels(y, n):
@@ -116,7 +115,11 @@ def from_torch_dataset(ds, *, limit=None, name="dataset"):
         size += x.nbytes
         if size > MAX_DATASET_BYTES:
             raise InvalidArgumentError(
-                f"data: the Dataset's first {i + 1} images exceed {MAX_DATASET_BYTES >> 30} GiB; pass limit="
+                f"data: the Dataset's first {i + 1} images exceed {MAX_DATASET_BYTES / 2**30:g} GiB; pass limit="
+            )
+        if xs and (x.dtype != xs[0].dtype or x.shape[1:] != xs[0].shape[1:]):
+            raise InvalidArgumentError(
+                f"data: item {i} is a {x.dtype} image of {x.shape[1:]}, item 0 a {xs[0].dtype} one of {xs[0].shape[1:]}"
             )
         xs.append(x)
         ys.append(int(y))

@@ -97,6 +97,7 @@ class Model:
         try:
             device = next((p.device for p in module.parameters()), torch.device("cpu"))
             example = self._example(data).to(device)
+            _check_forward(module, example, data)
             onnx_path = os.path.join(self._dir, "model.onnx")
             try:
                 _quietly(lambda: _export_onnx(module, example, onnx_path))
@@ -138,6 +139,20 @@ class Model:
         if self.info:
             parts.append(f"{len(self.info['tensors'])} tensors, {self.info['float_numel']:,} float32 values")
         return f"hart.Model({'; '.join(parts)})"
+
+
+def _check_forward(module, example, data):
+    """The module runs on an input of the data's shape: else no exporter can
+    trace it, and the error to report is the mismatch, not the exporters'."""
+    try:
+        with torch.no_grad():
+            module(example)
+    except Exception as e:  # noqa: BLE001 - any failure of the user's forward
+        _, c, h, w = data.shape
+        given = f"{data.name} gives ({c}×{h}×{w})"
+        if tuple(example.shape[1:]) != (c, h, w):
+            given = f"example_input of shape {tuple(example.shape)}"
+        raise InvalidArgumentError(f"the module cannot take the inputs {given}: {_first_line(e)}") from None
 
 
 def _export_onnx(module, example, path):
