@@ -104,6 +104,12 @@ impl Data {
         (d.len(), d.channels, d.height, d.width)
     }
 
+    /// How the engine read it (what its errors say after "read as").
+    #[getter]
+    fn source(&self) -> String {
+        self.inner.source.clone()
+    }
+
     #[getter]
     fn num_classes(&self) -> usize {
         self.inner.num_classes

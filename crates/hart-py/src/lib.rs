@@ -12,6 +12,7 @@ mod compress;
 mod data;
 mod device;
 mod errors;
+mod experiment;
 mod hessian;
 mod landscape;
 mod model;
@@ -30,6 +31,8 @@ mod _hart {
     use super::compress::{prune, quantize};
     #[pymodule_export]
     use super::data::Data;
+    #[pymodule_export]
+    use super::experiment::experiment;
     #[pymodule_export]
     use super::hessian::hessian;
     #[pymodule_export]

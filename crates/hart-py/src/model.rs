@@ -68,20 +68,21 @@ fn open_then<T: Send>(
 }
 
 /// JSON `{"kind": "graph"|"torchscript", "arch", "tensors": [{"name", "shape", "trainable"}], "float_numel"}`
-/// of the model at `path` opened for `data`; raises what loading it raises
-/// (the fit to `data` is checked by the call that measures it: an export
-/// that imports but does not fit is the caller's error, not a reason to fall
-/// back to TorchScript).
+/// of the model at `path` opened for `data`; raises what loading it raises,
+/// and with `check` what `hart::model::check_input` raises for `data`
+/// (off while choosing an exporter: an export that imports but does not fit
+/// is the caller's error, not a reason to fall back to TorchScript).
 #[pyfunction]
-#[pyo3(signature = (path, data, arch=None, normalize=None))]
+#[pyo3(signature = (path, data, arch=None, normalize=None, check=false))]
 pub fn describe_model(
     py: Python<'_>,
     path: PathBuf,
     data: &Data,
     arch: Option<String>,
     normalize: Option<String>,
+    check: bool,
 ) -> PyResult<String> {
-    open_then(py, (path, arch, normalize), data, "cpu", false, None, |_, model, _| {
+    open_then(py, (path, arch, normalize), data, "cpu", check, None, |_, model, _| {
         let tensors: Vec<serde_json::Value> = model
             .named_tensors()
             .iter()

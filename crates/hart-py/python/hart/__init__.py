@@ -55,6 +55,7 @@ from ._errors import (  # noqa: E402
     TorchError,
     UnsupportedOperatorError,
 )
+from ._experiment import ExperimentResult, experiment  # noqa: E402
 from ._model import Model, load  # noqa: E402
 from ._results import AttackResult, CampaignResult, HessianResult, SweepResult  # noqa: E402
 from ._train import TrainLog, fine_tune, train  # noqa: E402
@@ -65,6 +66,7 @@ __all__ = [
     "AttackResult",
     "CampaignResult",
     "DataError",
+    "ExperimentResult",
     "HartError",
     "HartIOError",
     "HessianResult",
@@ -80,6 +82,7 @@ __all__ = [
     "__version__",
     "attack",
     "campaign",
+    "experiment",
     "fine_tune",
     "hessian",
     "landscape",

@@ -72,6 +72,11 @@ class Model:
             self._key = key
         return self.path
 
+    def _check(self, data):
+        """Raises what the engine's ``check_input`` raises for ``data``."""
+        path = self._resolve(data)
+        _hart.describe_model(path, data, arch=self.arch, normalize=self.normalize, check=True)
+
     def _fingerprint(self, data):
         state = tuple((k, v.data_ptr(), v._version) for k, v in self.module.state_dict(keep_vars=True).items())
         return (self._example_shape(data), state)
@@ -143,16 +148,34 @@ class Model:
 
 def _check_forward(module, example, data):
     """The module runs on an input of the data's shape: else no exporter can
-    trace it, and the error to report is the mismatch, not the exporters'."""
+    trace it, and the error to report is the mismatch (in the words of the
+    engine's ``check_input``), not the exporters'."""
     try:
         with torch.no_grad():
             module(example)
     except Exception as e:  # noqa: BLE001 - any failure of the user's forward
         _, c, h, w = data.shape
-        given = f"{data.name} gives ({c}×{h}×{w})"
-        if tuple(example.shape[1:]) != (c, h, w):
-            given = f"example_input of shape {tuple(example.shape)}"
-        raise InvalidArgumentError(f"the module cannot take the inputs {given}: {_first_line(e)}") from None
+        if tuple(example.shape[1:]) == (c, h, w):
+            gives = f"{data.name} gives {c}×{h}×{w} (read as {data.source})"
+        else:
+            gives = f"example_input gives {'×'.join(str(s) for s in example.shape[1:])}"
+        raise InvalidArgumentError(
+            f"the model ({type(module).__name__}) cannot take the inputs {gives}: {_first_line(e)}"
+        ) from None
+
+
+def _example_data(example_input):
+    """A one-record data set of ``example_input``'s shape (zeros, label 0),
+    for checking a model against it before any data is given."""
+    import numpy as np
+
+    from ._data import from_arrays
+
+    shape = tuple(example_input.shape)
+    if len(shape) != 4 or not all(int(s) > 0 for s in shape):
+        raise InvalidArgumentError(f"example_input: expected an N×C×H×W batch, got shape {shape}")
+    x = np.zeros((1, *shape[1:]), np.uint8)
+    return from_arrays(x, np.zeros(1, np.int64), name="example_input")
 
 
 def _export_onnx(module, example, path):
@@ -187,20 +210,29 @@ def load(path_or_module, example_input=None, *, arch=None, normalize=None):
     (``arch`` names its zoo architecture or ONNX graph, ``normalize`` its
     input normalisation, as the CLI's ``--arch``/``--normalize``), an eager
     module, or a ``hart.Model`` (returned as is). ``example_input``: an input
-    batch for exporting a module, when the data's shape is not the one to use.
+    batch (N×C×H×W) for exporting a module, when the data's shape is not the
+    one to use; given, the model is opened (a module exported) and checked
+    against it at once, as every call checks it against its data first (the
+    engine's ``check_input``, as the CLI's ``--model``): a model that cannot
+    take it raises :class:`InvalidArgumentError` (a ``ValueError``) naming
+    both shapes where the model declares its own.
     """
     if isinstance(path_or_module, Model):
         return path_or_module
     if isinstance(path_or_module, torch.nn.Module):
         if arch is not None or normalize is not None:
             raise InvalidArgumentError("arch and normalize apply to model files, not to a torch module")
-        return Model(module=path_or_module, example_input=example_input)
-    if isinstance(path_or_module, (str, os.PathLike)):
+        model = Model(module=path_or_module, example_input=example_input)
+    elif isinstance(path_or_module, (str, os.PathLike)):
         if not os.path.exists(path_or_module):
             from ._errors import NotFoundError
 
             raise NotFoundError(f"{os.fspath(path_or_module)}: no such model file")
-        return Model(path_or_module, arch=arch, normalize=normalize)
-    raise InvalidArgumentError(
-        f"model must be a file path, a torch.nn.Module or a hart.Model (got {type(path_or_module).__name__})"
-    )
+        model = Model(path_or_module, arch=arch, normalize=normalize)
+    else:
+        raise InvalidArgumentError(
+            f"model must be a file path, a torch.nn.Module or a hart.Model (got {type(path_or_module).__name__})"
+        )
+    if example_input is not None:
+        model._check(_example_data(example_input))
+    return model
