@@ -56,7 +56,7 @@ def without_times(value):
     if isinstance(value, dict):
         return {k: without_times(v) for k, v in value.items() if "seconds" not in k}
     if isinstance(value, list):
-        return [without_times(v) for v in value]
+        return [without_times(v) for v in value if not (isinstance(v, str) and "training time" in v)]
     return value
 
 

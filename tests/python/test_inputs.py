@@ -74,7 +74,8 @@ def test_load_checks_a_model_against_its_example_input(trained_cnn, exported_cnn
         hart.load(exported, example_input=torch.zeros(2, 3, 32, 32))
     assert "takes 1×28×28 inputs, but example_input gives 3×32×32" in str(info.value), str(info.value)
     assert "\n" not in str(info.value)
-    with pytest.raises(hart.InvalidArgumentError, match=r"example_input gives 3×32×32: RuntimeError"):
+    with pytest.raises(hart.InvalidArgumentError, match=r"the model \(SmallCnn\) cannot take the inputs example_input "
+                       r"gives 3×32×32 \(read as tensors passed from Python\): RuntimeError"):
         hart.load(trained_cnn, example_input=torch.zeros(2, 3, 32, 32))
     fits = hart.load(trained_cnn, example_input=torch.zeros(2, 1, 28, 28))
     assert fits.exporter == "onnx", "exported and checked at load"

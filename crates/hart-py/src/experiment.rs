@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use hart::experiment::{self, cache::Outcome, ExperimentConfig};
+use hart::experiment::{cache::Outcome, run as run_experiment, ExperimentConfig};
 use hart::outdir::OutDirLock;
 use hart::HartError;
 use pyo3::prelude::*;
@@ -42,7 +42,7 @@ pub fn experiment(
             _ => return Err(HartError::Invalid("experiment: pass a config path or a config dict".into())),
         };
         let cfg = ExperimentConfig::from_file(&path)?;
-        let output = experiment::run(&cfg, &out, device, bar.clone(), true)?;
+        let output = run_experiment(&cfg, &out, device, bar.clone(), true)?;
         let stages: Vec<_> = output
             .log
             .entries

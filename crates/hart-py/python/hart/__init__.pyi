@@ -54,7 +54,8 @@ def load(
     *,
     arch: str | None = None,
     normalize: str | None = None,
-) -> Model: ...
+) -> Model:
+    """A model file or torch module; with example_input, opened and checked against it at once."""
 
 class SweepResult:
     #: One row per flip: param, index, bit, old, new, correct, total, rad, exact, samples, bound, sure.
@@ -296,6 +297,37 @@ def landscape(
     example_input: torch.Tensor | None = None,
     progress: Progress = True,
 ) -> LandscapeResult: ...
+
+class ExperimentResult:
+    """What hart.experiment ran (the CLI's ``hart experiment`` outputs)."""
+
+    #: One dict per architecture × recipe: the groups of summary.json.
+    groups: list[dict[str, Any]]
+    #: The groups' scalar statistics, one row per group, nested ones as "section.key".
+    table: pd.DataFrame
+    #: report.html's path (summary.md and summary.json beside it).
+    report: str
+    #: summary.json (name, config, groups, verdict_table, not_better).
+    summary: dict[str, Any]
+    #: stage, outcome ("computed" or "cached").
+    stages: pd.DataFrame
+    #: The lines hart experiment prints after its stage count.
+    console: list[str]
+    #: The TOML file the engine read (out/config.toml for a dict).
+    config: str
+    out: str
+    #: Stages this call computed (the rest came from the cache).
+    @property
+    def computed(self) -> int: ...
+
+def experiment(
+    config: PathLike | dict[str, Any],
+    out: PathLike = "hart-experiment",
+    *,
+    device: str = "cpu",
+    progress: Progress = True,
+) -> ExperimentResult:
+    """hart experiment CONFIG --out OUT: a TOML path, or a dict written to out/config.toml."""
 
 class TrainLog:
     """A training run's log (the CLI's train.json), set as ``.hart_log`` on what hart.fine_tune returns."""
