@@ -69,8 +69,10 @@ def main(size, out):
     model.eval()
 
     # 2. Its exponent MSBs (bit 30) swept: every parameter flipped in turn.
+    trained = hart.load(model)  # exported once (ONNX), reused by every call below
     sweep = dict(limit=size["test"], bits="exponent-msb", progress=False)
-    base = hart.sweep(model, "fashion-mnist", **sweep)
+    base = hart.sweep(trained, "fashion-mnist", **sweep)
+    print(trained)
     print(base)
 
     # 3. Erratic bits per layer, from the per-tensor DataFrame.
@@ -84,16 +86,20 @@ def main(size, out):
     tune = dict(limit=size["tune"], eval_limit=size["test"], epochs=size["epochs"], optimizer="adam",
                 lr=5e-4, progress=False)
     models = {
-        "trained": model,
-        "plain": hart.fine_tune(model, "fashion-mnist", **tune),
-        "hat": hart.fine_tune(model, "fashion-mnist", regularizer="hessian", hessian_lambda=0.01, **tune),
-        "noise": hart.fine_tune(model, "fashion-mnist", regularizer="noise", noise_std=0.1, **tune),
+        "trained": trained,
+        "plain": hart.fine_tune(trained, "fashion-mnist", **tune),
+        "hat": hart.fine_tune(trained, "fashion-mnist", regularizer="hessian", hessian_lambda=0.01, **tune),
+        "noise": hart.fine_tune(trained, "fashion-mnist", regularizer="noise", noise_std=0.1, **tune),
     }
+    for name, m in models.items():
+        if name != "trained":
+            print(f"{name:6s}", m.hart_log)
 
     # 5. Compared: clean accuracy, erratic exponent-MSB bits, accuracy under weight noise.
     rows, layers = [], {}
     for name, m in models.items():
-        res = base if m is model else hart.sweep(m, "fashion-mnist", **sweep)
+        m = hart.load(m)
+        res = base if m is trained else hart.sweep(m, "fashion-mnist", **sweep)
         noise = hart.campaign(m, "fashion-mnist", fault="gaussian", levels=[0.1], limit=size["test"],
                               trials=size["trials"], progress=False).levels
         layers[name] = per_layer(res)["erratic_bits"]
