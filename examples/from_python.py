@@ -88,20 +88,21 @@ def main(size, out):
     models = {
         "trained": trained,
         "plain": hart.fine_tune(trained, "fashion-mnist", **tune),
-        "hat": hart.fine_tune(trained, "fashion-mnist", regularizer="hessian", hessian_lambda=0.01, **tune),
+        "hat": hart.fine_tune(trained, "fashion-mnist", regularizer="hessian", hessian_lambda=0.001, **tune),
         "noise": hart.fine_tune(trained, "fashion-mnist", regularizer="noise", noise_std=0.1, **tune),
     }
     for name, m in models.items():
         if name != "trained":
             print(f"{name:6s}", m.hart_log)
 
-    # 5. Compared: clean accuracy, erratic exponent-MSB bits, accuracy under weight noise.
+    # 5. Compared: clean accuracy, erratic exponent-MSB bits, accuracy under Gaussian noise of
+    #    σ = 0.1·max|W| in every parameter tensor (scope="params": not BatchNorm's running statistics).
     rows, layers = [], {}
     for name, m in models.items():
         m = hart.load(m)
         res = base if m is trained else hart.sweep(m, "fashion-mnist", **sweep)
-        noise = hart.campaign(m, "fashion-mnist", fault="gaussian", levels=[0.1], limit=size["test"],
-                              trials=size["trials"], progress=False).levels
+        noise = hart.campaign(m, "fashion-mnist", fault="gaussian", levels=[0.1], scope="params",
+                              limit=size["test"], trials=size["trials"], progress=False).levels
         layers[name] = per_layer(res)["erratic_bits"]
         rows.append(dict(model=name, clean_accuracy=res.clean_accuracy, erratic_bits=res.summary["erratic_bits"],
                          erratic_share=res.summary["erratic_bits"] / res.summary["flips"],

@@ -8,7 +8,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 TORCH_VERSION=2.11.0
-TEST_PY_PACKAGES=(torchvision==0.26.0 timm onnx onnxscript safetensors numpy pytest)
+TEST_PY_PACKAGES=(torchvision==0.26.0 timm onnx onnxscript safetensors numpy pytest matplotlib)
 # Builds and installs the Python package (crates/hart-py); its runtime
 # dependencies (pandas, pyarrow, tqdm, onnx, ...) come from its pyproject.toml.
 MATURIN="maturin>=1.9.4,<2"
@@ -48,7 +48,7 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
     .venv/bin/pip install -q --disable-pip-version-check "torch==$TORCH_VERSION"
 fi
 if [ "${1:-}" = "--test" ]; then
-    if ! .venv/bin/python -c 'import torchvision, timm, onnx, onnxscript, safetensors, numpy, pytest' 2>/dev/null; then
+    if ! .venv/bin/python -c 'import torchvision, timm, onnx, onnxscript, safetensors, numpy, pytest, matplotlib' 2>/dev/null; then
         say "installing test packages: ${TEST_PY_PACKAGES[*]}"
         .venv/bin/pip install -q --disable-pip-version-check "${TEST_PY_PACKAGES[@]}"
     fi
