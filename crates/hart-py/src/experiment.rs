@@ -39,7 +39,11 @@ pub fn experiment(
                 hart::util::write_atomic(&path, to_toml(&text)?.as_bytes())?;
                 path
             }
-            _ => return Err(HartError::Invalid("experiment: pass a config path or a config dict".into())),
+            _ => {
+                return Err(HartError::Invalid(
+                    "experiment: pass a config path or a config dict".into(),
+                ))
+            }
         };
         let cfg = ExperimentConfig::from_file(&path)?;
         let output = run_experiment(&cfg, &out, device, bar.clone(), true)?;
@@ -71,7 +75,9 @@ fn to_toml(text: &str) -> hart::Result<String> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| HartError::Invalid(format!("experiment config: {e}")))?;
     if !value.is_object() {
-        return Err(HartError::Invalid("experiment config: expected a dict of tables and keys".into()));
+        return Err(HartError::Invalid(
+            "experiment config: expected a dict of tables and keys".into(),
+        ));
     }
     toml::to_string(&value).map_err(|e| HartError::Invalid(format!("experiment config: not writable as TOML: {e}")))
 }
