@@ -117,7 +117,19 @@ pub fn run(cfg: &ExperimentConfig, out: &Path, device: tch::Device, bar: Progres
     };
     let groups = aggregate(&results, &names, &recipes, &sections)?;
     let verdict = matrix::matrix(&groups, cfg.verdict.accuracy_tolerance)?;
-    let report = report::build(&cfg.name, &groups, &verdict, &names, &out.join("plots"))?;
+    let mut report = report::build(&cfg.name, &groups, &verdict, &names, &out.join("plots"))?;
+    let mut console = vec![];
+    if let Some(t) = matrix::table(&verdict) {
+        console.push("verdict per fault model (paired change vs the baseline, 95% interval):".to_string());
+        console.extend(present::table_lines(&t).into_iter().skip(1));
+        console.push(String::new());
+    }
+    for m in REGISTRY {
+        console.extend(m.console(&groups)?);
+    }
+    if !cfg.models.is_empty() {
+        present::name_models(&mut report, &mut console);
+    }
     let html = out.join("report.html");
     write_atomic(&html, crate::report::to_html(&report).as_bytes())?;
     write_atomic(&out.join("summary.md"), crate::report::to_markdown(&report).as_bytes())?;
@@ -130,15 +142,6 @@ pub fn run(cfg: &ExperimentConfig, out: &Path, device: tch::Device, bar: Progres
     });
     let text = serde_json::to_string_pretty(&summary).map_err(|e| crate::HartError::Invalid(e.to_string()))?;
     write_atomic(&out.join("summary.json"), text.as_bytes())?;
-    let mut console = vec![];
-    if let Some(t) = matrix::table(&verdict) {
-        console.push("verdict per fault model (paired change vs the baseline, 95% interval):".to_string());
-        console.extend(present::table_lines(&t).into_iter().skip(1));
-        console.push(String::new());
-    }
-    for m in REGISTRY {
-        console.extend(m.console(&groups)?);
-    }
     Ok(Output {
         groups,
         report: html,

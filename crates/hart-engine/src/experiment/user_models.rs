@@ -23,7 +23,7 @@ use crate::data::Dataset;
 use crate::error::{HartError, Result};
 use crate::faults::ranger::DefenseChoice;
 use crate::model::init::reinit;
-use crate::model::{check_input, onnx, Model, SourceFormat, Start};
+use crate::model::{check_input, onnx, Model, ModelSource, SourceFormat, Start};
 use crate::train::Regularizer;
 
 /// An entry ready to train from: where training starts, and what the stages trained from it key on.
@@ -33,6 +33,9 @@ pub struct UserModel {
     pub format: SourceFormat,
     /// Name, start, arch and the hash of the file: the stage keys' `model`.
     pub key: serde_json::Value,
+    /// The ONNX graph a `.safetensors` entry's weights belong to (HART's
+    /// file of an imported model records it by name, beside the weights).
+    pub graph: Option<PathBuf>,
 }
 
 /// Reads every `[[model]]` entry once, before any stage runs: it must take
@@ -76,7 +79,8 @@ pub fn prepare(
                 ))
             })?;
         }
-        let hash = file_hash(&m.path, (format == SourceFormat::Onnx).then_some(&model))?;
+        let graph = graph_of(&source, &model)?;
+        let hash = file_hash(&m.path, (format == SourceFormat::Onnx).then_some(&model), graph.as_deref())?;
         let start = if m.reinit() {
             reinit(&mut model).map_err(named)?;
             Start::Reinit(source)
@@ -84,17 +88,44 @@ pub fn prepare(
             Start::Weights(source)
         };
         let key = serde_json::json!({"name": m.name, "start": m.start, "arch": m.arch, "sha256": hash});
-        out.insert(m.name.clone(), UserModel { start, format, key });
+        out.insert(
+            m.name.clone(),
+            UserModel {
+                start,
+                format,
+                key,
+                graph,
+            },
+        );
     }
     Ok(out)
 }
 
-/// SHA-256 of the file's bytes, and of `weights`' tensors where given (an
-/// ONNX graph's initializers may sit in external data files beside it).
-fn file_hash(path: &Path, weights: Option<&Model>) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| HartError::io(path, e))?;
+/// The ONNX graph file a safetensors entry was loaded onto, made absolute:
+/// the trained weights, saved in a stage directory, must still find it, and
+/// its bytes are part of what the stages key on.
+fn graph_of(source: &ModelSource, model: &Model) -> Result<Option<PathBuf>> {
+    if source.format != SourceFormat::Safetensors {
+        return Ok(None);
+    }
+    let Some(file) = model.info().arch.strip_prefix("onnx:") else {
+        return Ok(None);
+    };
+    let graph = source.path.parent().unwrap_or(Path::new(".")).join(file);
+    graph.canonicalize().map(Some).map_err(|e| HartError::io(&graph, e))
+}
+
+/// SHA-256 of the file's bytes, of `weights`' tensors where given (an
+/// ONNX graph's initializers may sit in external data files beside it), and
+/// of the graph file a state dict's weights are loaded onto.
+fn file_hash(path: &Path, weights: Option<&Model>, graph: Option<&Path>) -> Result<String> {
     let mut h = Sha256::new();
-    h.update(&bytes);
+    for file in std::iter::once(path).chain(graph) {
+        let bytes = std::fs::read(file).map_err(|e| HartError::io(file, e))?;
+        // Length-prefixed: a graph's bytes never read as the weights' tail.
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
     for (name, t, _) in weights.map(|m| m.named_tensors()).unwrap_or_default() {
         let t = t.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?;
         let kind = t.f_kind()?;
@@ -130,7 +161,10 @@ pub fn save(user: &UserModel, model: &Model, dir: &Path) -> Result<(PathBuf, Opt
             }
         }
         SourceFormat::TorchScript => PathBuf::from("model.pt"),
-        SourceFormat::Safetensors => PathBuf::from("model.safetensors"),
+        SourceFormat::Safetensors => {
+            model.save(&dir.join("model.safetensors"))?;
+            return Ok((PathBuf::from("model.safetensors"), user.graph.clone()));
+        }
     };
     source.save(model, &dir.join(&file))?;
     Ok((file, None))
