@@ -12,10 +12,13 @@ Usage:
       trained a few steps by PyTorch first so that they start from weights
       worth fine-tuning.
   experiment_models.py check DATA.npz TRAINED SOURCE [TRAINED SOURCE ...]
-      prints a JSON list, per pair: the accuracy of the trained model (.onnx
-      loaded into the PyTorch module by initializer name, or a TorchScript
-      .pt) on the test split, and the distance of its weights from SOURCE's,
-      ||w_trained - w_source|| / ||w_source|| over every float tensor.
+      prints a JSON list, per pair: the accuracy of the trained model on the
+      test split by PyTorch (an .onnx's initializers or a .safetensors'
+      tensors loaded into the PyTorch module by name, a TorchScript .pt run
+      as it is), for an .onnx also by onnx's reference evaluator running the
+      file's own graph ("graph_accuracy"), and the distance of its weights
+      from SOURCE's, ||w_trained - w_source|| / ||w_source|| over every float
+      tensor.
 Everything comes from fixed seeds.
 """
 
@@ -125,12 +128,17 @@ def export(out):
 
 def weights(path):
     """The float tensors of a model file by name, and a module running it."""
-    if path.suffix == ".onnx":
-        import onnx
-        from onnx import numpy_helper
+    if path.suffix in (".onnx", ".safetensors"):
+        if path.suffix == ".onnx":
+            import onnx
+            from onnx import numpy_helper
 
-        proto = onnx.load(str(path))
-        inits = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in proto.graph.initializer}
+            proto = onnx.load(str(path))
+            inits = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in proto.graph.initializer}
+        else:
+            from safetensors.torch import load_file
+
+            inits = load_file(str(path))
         m = Cnn()
         m.load_state_dict({k: inits[k] for k in m.state_dict() if k in inits}, strict=False)
         missing = [k for k in m.state_dict() if k not in inits and not k.endswith("num_batches_tracked")]
@@ -142,6 +150,17 @@ def weights(path):
         tensors = {k: v.detach() for k, v in list(m.named_parameters()) + list(m.named_buffers())}
     m.eval()
     return tensors, m
+
+
+def graph_accuracy(path, d):
+    """The written ONNX file run as a graph, by onnx's own evaluator: the file, not only its weights, is right."""
+    import onnx
+    from onnx.reference import ReferenceEvaluator
+
+    proto = onnx.load(str(path))
+    x = d["x_test"].astype(np.float32) / 255
+    logits = ReferenceEvaluator(proto).run(None, {proto.graph.input[0].name: x})[0]
+    return float((logits.argmax(1) == d["y_test"]).mean())
 
 
 def check(data, pairs):
@@ -157,7 +176,10 @@ def check(data, pairs):
         norm = sum(float(s[k].pow(2).sum()) for k in s) ** 0.5
         with torch.no_grad():
             pred = model(x).argmax(1).numpy()
-        rows.append({"accuracy": float((pred == d["y_test"]).mean()), "distance": diff / norm})
+        row = {"accuracy": float((pred == d["y_test"]).mean()), "distance": diff / norm}
+        if Path(trained).suffix == ".onnx":
+            row["graph_accuracy"] = graph_accuracy(Path(trained), d)
+        rows.append(row)
     print(json.dumps(rows))
 
 

@@ -3,7 +3,7 @@
 //! for what the run does with it). Its checks read no model, only whether
 //! the file is there, so a config parses in an instant.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +24,8 @@ pub struct ModelEntry {
     /// graph with PyTorch's default initialisation, drawn per seed).
     #[serde(default = "default_start")]
     pub start: String,
-    /// The zoo architecture of a state dict that records none.
+    /// The zoo architecture of a state dict that records none, or the
+    /// `.onnx` graph its weights belong to (as `--arch` of `hart train`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arch: Option<String>,
 }
@@ -41,6 +42,11 @@ impl ModelEntry {
     pub fn source(&self) -> Result<ModelSource> {
         ModelSource::new(&self.path, self.arch.as_deref(), None)
     }
+}
+
+/// An `arch` naming the ONNX graph a state dict's weights belong to, as `--arch PATH.onnx` does.
+pub fn is_graph(arch: &str) -> bool {
+    arch.to_lowercase().ends_with(".onnx")
 }
 
 /// A model name units and files can carry: no `/` (unit names), no spaces (plot files).
@@ -90,8 +96,19 @@ pub fn validate(models: &[ModelEntry], archs: &[String]) -> Result<()> {
                     "only a .safetensors state dict takes an arch; ONNX and TorchScript files carry their own",
                 ))
             }
+            Some(a) if is_graph(a) => {
+                if !Path::new(a).is_file() {
+                    return Err(invalid(&key("arch"), format!("{a}: no such ONNX graph")));
+                }
+            }
             Some(a) if !zoo::ARCHS.contains(&a.as_str()) => {
-                return Err(invalid(&key("arch"), format!("unknown architecture {a:?}")))
+                return Err(invalid(
+                    &key("arch"),
+                    format!(
+                        "unknown architecture {a:?} (one of {}, or the .onnx graph the weights belong to)",
+                        zoo::ARCHS.join(", ")
+                    ),
+                ))
             }
             _ => {}
         }

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use tch::Device;
 
 use super::config::ExperimentConfig;
+use super::model_entry::is_graph;
 use super::recipe;
 use super::sections::invalid;
 use crate::data::Dataset;
@@ -101,17 +102,19 @@ pub fn prepare(
     Ok(out)
 }
 
-/// The ONNX graph file a safetensors entry was loaded onto, made absolute:
-/// the trained weights, saved in a stage directory, must still find it, and
-/// its bytes are part of what the stages key on.
+/// The ONNX graph file a safetensors entry was loaded onto (its `arch`, or
+/// the graph HART's file names, beside it), made absolute: the trained
+/// weights, saved in a stage directory, must still find it, and its bytes
+/// are part of what the stages key on.
 fn graph_of(source: &ModelSource, model: &Model) -> Result<Option<PathBuf>> {
     if source.format != SourceFormat::Safetensors {
         return Ok(None);
     }
-    let Some(file) = model.info().arch.strip_prefix("onnx:") else {
-        return Ok(None);
+    let graph = match (source.arch.as_deref(), model.info().arch.strip_prefix("onnx:")) {
+        (Some(a), _) if is_graph(a) => PathBuf::from(a),
+        (_, Some(file)) => source.path.parent().unwrap_or(Path::new(".")).join(file),
+        _ => return Ok(None),
     };
-    let graph = source.path.parent().unwrap_or(Path::new(".")).join(file);
     graph.canonicalize().map(Some).map_err(|e| HartError::io(&graph, e))
 }
 
