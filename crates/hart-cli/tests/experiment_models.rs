@@ -39,7 +39,14 @@ fn fixtures() -> &'static Path {
 /// relative paths are read from the working directory).
 fn workdir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for f in ["data.npz", "wide.npz", "cnn.onnx", "cnn-v2.onnx", "mlp.pt", "cnnw.safetensors"] {
+    for f in [
+        "data.npz",
+        "wide.npz",
+        "cnn.onnx",
+        "cnn-v2.onnx",
+        "mlp.pt",
+        "cnnw.safetensors",
+    ] {
         std::fs::copy(fixtures().join(f), dir.path().join(f)).unwrap();
     }
     dir
@@ -163,7 +170,12 @@ fn check(data: &Path, pairs: &[(PathBuf, PathBuf)]) -> Vec<(f64, f64)> {
         .map(|(r, (t, _))| {
             let accuracy = r["accuracy"].as_f64().unwrap();
             if let Some(g) = r.get("graph_accuracy") {
-                assert_eq!(g.as_f64(), Some(accuracy), "{}: the ONNX graph and PyTorch disagree", t.display());
+                assert_eq!(
+                    g.as_f64(),
+                    Some(accuracy),
+                    "{}: the ONNX graph and PyTorch disagree",
+                    t.display()
+                );
             }
             (accuracy, r["distance"].as_f64().unwrap())
         })
@@ -514,9 +526,20 @@ fn every_section_runs_on_a_state_dict_and_a_torchscript_module() {
     assert_eq!(groups.len(), 4);
     for g in groups {
         let name = format!("{}/{}", g["arch"], g["recipe"]);
-        for key in ["hessian_trace", "quantize", "prune", "landscape", "erratic_bits", "attack", "defended", "campaign"] {
+        for key in [
+            "hessian_trace",
+            "quantize",
+            "prune",
+            "landscape",
+            "erratic_bits",
+            "attack",
+            "defended",
+            "campaign",
+        ] {
             let v = &g[key];
-            let empty = v.is_null() || v.as_array().is_some_and(|a| a.is_empty()) || v.as_object().is_some_and(|o| o.is_empty());
+            let empty = v.is_null()
+                || v.as_array().is_some_and(|a| a.is_empty())
+                || v.as_object().is_some_and(|o| o.is_empty());
             assert!(!empty, "{name}: no {key} in summary.json: {v}");
         }
     }
@@ -528,13 +551,19 @@ fn every_section_runs_on_a_state_dict_and_a_torchscript_module() {
         .filter(|(_, r)| r["arch"] == "cnnw")
         .map(|(stage, r)| {
             let pair = (stage.join("model.safetensors"), dir.join("sub/cnnw.safetensors"));
-            (pair, (r["recipe"].as_str().unwrap(), r["test_accuracy"].as_f64().unwrap()))
+            (
+                pair,
+                (r["recipe"].as_str().unwrap(), r["test_accuracy"].as_f64().unwrap()),
+            )
         })
         .unzip();
     assert_eq!(pairs.len(), 2);
     let checked = check(&dir.join("data.npz"), &pairs);
     for ((recipe, hart), (accuracy, distance)) in rows.iter().zip(&checked) {
-        assert!((accuracy - hart).abs() < 0.011, "cnnw/{recipe}: PyTorch {accuracy}, HART {hart}");
+        assert!(
+            (accuracy - hart).abs() < 0.011,
+            "cnnw/{recipe}: PyTorch {accuracy}, HART {hart}"
+        );
         assert!(*distance < 0.15, "cnnw/{recipe}: {distance} from the file's weights");
     }
     let pytorch: Vec<(&str, &str, f64)> = rows.iter().zip(&checked).map(|(r, c)| ("cnnw", r.0, c.0)).collect();
@@ -544,5 +573,8 @@ fn every_section_runs_on_a_state_dict_and_a_torchscript_module() {
     // that entry's stages only.
     std::fs::copy(dir.join("cnn-v2.onnx"), dir.join("sub/cnn.onnx")).unwrap();
     let changed = ok(&experiment(dir, EVERY_SECTION, &[]));
-    assert!(changed.contains("48 stages: 24 computed, 24 from the cache"), "{changed}");
+    assert!(
+        changed.contains("48 stages: 24 computed, 24 from the cache"),
+        "{changed}"
+    );
 }

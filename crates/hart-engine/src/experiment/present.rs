@@ -87,16 +87,28 @@ mod tests {
     #[test]
     fn the_name_column_says_model_and_keeps_its_width() {
         let mut r = Report::new("t");
-        r.table(vec![NAME_COLUMN.into(), "recipe".into()], vec![vec!["architecture".into(), "x".into()]]);
+        r.table(
+            vec![NAME_COLUMN.into(), "recipe".into()],
+            vec![vec!["architecture".into(), "x".into()]],
+        );
         let mut console = vec![
             "architecture  recipe".to_string(),
             "cnn           plain".to_string(),
             "architectures are listed".to_string(),
         ];
         name_models(&mut r, &mut console);
-        let Block::Table { header, rows } = &r.blocks[0] else { panic!() };
+        let Block::Table { header, rows } = &r.blocks[0] else {
+            panic!()
+        };
         // Only the header: a row's cell is a name, whatever it reads.
         assert_eq!((header[0].as_str(), rows[0][0].as_str()), ("model", "architecture"));
-        assert_eq!(console, ["model         recipe", "cnn           plain", "architectures are listed"]);
+        assert_eq!(
+            console,
+            [
+                "model         recipe",
+                "cnn           plain",
+                "architectures are listed"
+            ]
+        );
     }
 }

@@ -26,12 +26,7 @@ pub fn build(title: &str, groups: &[Group], verdict: &[Line], archs: &[String], 
     if !claims.is_empty() {
         r.heading("The HAT paper's claims, tested");
         r.paragraph(claims::EXPLANATION);
-        let header = [
-            NAME_COLUMN,
-            "claim",
-            "measured (paired over seeds, 95% CI)",
-            "verdict",
-        ];
+        let header = [NAME_COLUMN, "claim", "measured (paired over seeds, 95% CI)", "verdict"];
         r.table(
             header.map(String::from).to_vec(),
             claims.into_iter().map(|c| c.row()).collect(),

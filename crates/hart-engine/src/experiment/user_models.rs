@@ -81,7 +81,11 @@ pub fn prepare(
             })?;
         }
         let graph = graph_of(&source, &model)?;
-        let hash = file_hash(&m.path, (format == SourceFormat::Onnx).then_some(&model), graph.as_deref())?;
+        let hash = file_hash(
+            &m.path,
+            (format == SourceFormat::Onnx).then_some(&model),
+            graph.as_deref(),
+        )?;
         let start = if m.reinit() {
             reinit(&mut model).map_err(named)?;
             Start::Reinit(source)
