@@ -61,7 +61,7 @@ pub fn hart(args: &[&str]) -> Output {
 /// Runs `tests/python/<script>` with the project's venv and returns its
 /// stdout. A missing interpreter or package fails the test: a comparison
 /// with PyTorch that silently skips proves nothing.
-pub fn python(script: &str, args: &[&str]) -> String {
+pub fn python<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(script: &str, args: &[S]) -> String {
     let root = slurm::repo();
     let py = root.join(".venv/bin/python");
     let o = Command::new(&py)
@@ -129,19 +129,4 @@ pub fn sweep_args<'a>(model: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'
     ];
     v.extend_from_slice(extra);
     v
-}
-
-/// Runs `tests/python/<script>` with the project's venv and returns its
-/// stdout; a missing interpreter or package fails the test (a comparison
-/// with PyTorch that silently skips proves nothing).
-pub fn python(script: &str, args: &[&Path]) -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = root.join(".venv/bin/python");
-    let o = Command::new(&python)
-        .arg(root.join("tests/python").join(script))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (run scripts/setup.sh --test)", python.display()));
-    assert!(o.status.success(), "{script} failed: {}", stderr(&o));
-    stdout(&o)
 }
