@@ -96,11 +96,10 @@ pub fn validate(models: &[ModelEntry], archs: &[String]) -> Result<()> {
                     "only a .safetensors state dict takes an arch; ONNX and TorchScript files carry their own",
                 ))
             }
-            Some(a) if is_graph(a) => {
-                if !Path::new(a).is_file() {
-                    return Err(invalid(&key("arch"), format!("{a}: no such ONNX graph")));
-                }
+            Some(a) if is_graph(a) && !Path::new(a).is_file() => {
+                return Err(invalid(&key("arch"), format!("{a}: no such ONNX graph")));
             }
+            Some(a) if is_graph(a) => {}
             Some(a) if !zoo::ARCHS.contains(&a.as_str()) => {
                 return Err(invalid(
                     &key("arch"),
