@@ -58,6 +58,21 @@ pub fn hart(args: &[&str]) -> Output {
         .expect("hart binary runs")
 }
 
+/// Runs `tests/python/<script>` with the project's venv and returns its
+/// stdout. A missing interpreter or package fails the test: a comparison
+/// with PyTorch that silently skips proves nothing.
+pub fn python<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(script: &str, args: &[S]) -> String {
+    let root = slurm::repo();
+    let py = root.join(".venv/bin/python");
+    let o = Command::new(&py)
+        .arg(root.join("tests/python").join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e} (run scripts/setup.sh --test)", py.display()));
+    assert!(o.status.success(), "{script} {args:?} failed: {}", stderr(&o));
+    stdout(&o)
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use super::model_entry::ModelEntry;
 use super::sections::invalid;
 pub use super::sections::{AttackSettings, CampaignSettings, DefenseSettings, LandscapeConfig, SweepConfig};
 use crate::error::{HartError, Result};
@@ -16,7 +17,12 @@ pub struct ExperimentConfig {
     pub name: String,
     pub data: DataConfig,
     /// Zoo architectures to compare.
+    #[serde(default)]
     pub archs: Vec<String>,
+    /// `[[model]]`: the user's own model files, trained and measured beside the architectures.
+    /// Absent, the key stays out of the serialised config (summary.json, the shards' records).
+    #[serde(default, rename = "model", skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelEntry>,
     /// One training run per seed and recipe; means and 95% intervals are over seeds.
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
@@ -357,15 +363,26 @@ impl ExperimentConfig {
         Ok(cfg)
     }
 
+    /// What the experiment trains from, as units and the report name them:
+    /// the architectures, then the `[[model]]` entries.
+    pub fn model_names(&self) -> Vec<String> {
+        let models = self.models.iter().map(|m| m.name.clone());
+        self.archs.iter().cloned().chain(models).collect()
+    }
+
     fn validate(&self) -> Result<()> {
-        if self.archs.is_empty() {
-            return Err(invalid("archs", "name at least one architecture"));
+        if self.archs.is_empty() && self.models.is_empty() {
+            return Err(invalid(
+                "archs",
+                "name at least one architecture, or a [[model]] file of your own",
+            ));
         }
         for a in &self.archs {
             if !crate::model::zoo::ARCHS.contains(&a.as_str()) {
                 return Err(invalid("archs", format!("unknown architecture {a:?}")));
             }
         }
+        super::model_entry::validate(&self.models, &self.archs)?;
         if self.seeds.is_empty() {
             return Err(invalid("seeds", "need at least one seed"));
         }

@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use super::measure::{Better, Change, Headline, REGISTRY};
-use super::present::Table;
+use super::present::{Table, NAME_COLUMN};
 use super::results::Group;
 use crate::error::Result;
 use crate::stats::MeanCi;
@@ -211,7 +211,7 @@ pub fn matrix(groups: &[Group], tolerance: f64) -> Result<Vec<Line>> {
 /// the baseline's first); None when no architecture has two recipes.
 pub fn table(lines: &[Line]) -> Option<Table> {
     let first = lines.first()?;
-    let mut header = vec!["architecture".to_string(), "fault model".to_string()];
+    let mut header = vec![NAME_COLUMN.to_string(), "fault model".to_string()];
     header.extend(first.cells.iter().map(|c| {
         if first.cells[0].recipe == c.recipe {
             format!("{} (baseline)", c.recipe)

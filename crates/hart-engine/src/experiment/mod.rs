@@ -1,5 +1,5 @@
 //! `hart experiment`: baseline vs Hessian-aware training, end to end —
-//! train every architecture × recipe × seed, then run every measurement of
+//! train every architecture (and `[[model]]` file, [`user_models`]) × recipe × seed, then run every measurement of
 //! [`measure::REGISTRY`] (bit-flip sweeps, curvature, compression,
 //! landscapes, attacks, defences, campaigns) on each trained model, and
 //! report means and 95% intervals over seeds. Every stage is cached by its
@@ -14,6 +14,7 @@ pub mod config;
 pub mod manifest;
 pub mod matrix;
 pub mod measure;
+pub mod model_entry;
 pub mod present;
 pub mod recipe;
 pub mod report;
@@ -23,6 +24,7 @@ pub mod sbatch;
 pub mod sections;
 pub mod shards;
 pub mod units;
+pub mod user_models;
 pub mod verdicts;
 
 use std::collections::BTreeMap;
@@ -56,7 +58,8 @@ fn stages_per_model(cfg: &ExperimentConfig) -> u64 {
 /// after the shards) every stage must come from the cache: the units
 /// missing are one error naming them all, and nothing is computed.
 pub fn run(cfg: &ExperimentConfig, out: &Path, device: tch::Device, bar: ProgressBar, compute: bool) -> Result<Output> {
-    let models = (cfg.archs.len() * cfg.recipes.len() * cfg.seeds.len()) as u64;
+    let names = cfg.model_names();
+    let models = (names.len() * cfg.recipes.len() * cfg.seeds.len()) as u64;
     bar.set_length(models * stages_per_model(cfg));
     let test_images = REGISTRY.iter().filter_map(|m| m.test_images(cfg)).max().unwrap_or(0);
     let mut runner = Runner::new(cfg, out, device, bar, test_images)?;
@@ -112,9 +115,21 @@ pub fn run(cfg: &ExperimentConfig, out: &Path, device: tch::Device, bar: Progres
         }
         Ok(map)
     };
-    let groups = aggregate(&results, &cfg.archs, &recipes, &sections)?;
+    let groups = aggregate(&results, &names, &recipes, &sections)?;
     let verdict = matrix::matrix(&groups, cfg.verdict.accuracy_tolerance)?;
-    let report = report::build(&cfg.name, &groups, &verdict, &cfg.archs, &out.join("plots"))?;
+    let mut report = report::build(&cfg.name, &groups, &verdict, &names, &out.join("plots"))?;
+    let mut console = vec![];
+    if let Some(t) = matrix::table(&verdict) {
+        console.push("verdict per fault model (paired change vs the baseline, 95% interval):".to_string());
+        console.extend(present::table_lines(&t).into_iter().skip(1));
+        console.push(String::new());
+    }
+    for m in REGISTRY {
+        console.extend(m.console(&groups)?);
+    }
+    if !cfg.models.is_empty() {
+        present::name_models(&mut report, &mut console);
+    }
     let html = out.join("report.html");
     write_atomic(&html, crate::report::to_html(&report).as_bytes())?;
     write_atomic(&out.join("summary.md"), crate::report::to_markdown(&report).as_bytes())?;
@@ -127,15 +142,6 @@ pub fn run(cfg: &ExperimentConfig, out: &Path, device: tch::Device, bar: Progres
     });
     let text = serde_json::to_string_pretty(&summary).map_err(|e| crate::HartError::Invalid(e.to_string()))?;
     write_atomic(&out.join("summary.json"), text.as_bytes())?;
-    let mut console = vec![];
-    if let Some(t) = matrix::table(&verdict) {
-        console.push("verdict per fault model (paired change vs the baseline, 95% interval):".to_string());
-        console.extend(present::table_lines(&t).into_iter().skip(1));
-        console.push(String::new());
-    }
-    for m in REGISTRY {
-        console.extend(m.console(&groups)?);
-    }
     Ok(Output {
         groups,
         report: html,

@@ -1,13 +1,13 @@
 //! What the report and the console share: drawing a figure into the report,
-//! picking one architecture's groups, the fault tables' change cells, and
-//! tables as console lines.
+//! picking one architecture's groups, the fault tables' change cells,
+//! tables as console lines, and what their name column is called.
 
 use std::path::Path;
 
 use super::results::Group;
 use crate::error::{HartError, Result};
 use crate::plot::{self, LinePlot};
-use crate::report::Report;
+use crate::report::{Block, Report};
 use crate::stats::MeanCi;
 
 /// Draws `chart` to `dir/name.png` and adds it to the report.
@@ -53,4 +53,62 @@ pub fn table_lines((header, rows): &Table) -> Vec<String> {
         out.push(cells.join("  ").trim_end().to_string());
     }
     out
+}
+
+/// The header every table and console listing gives its name column.
+pub const NAME_COLUMN: &str = "architecture";
+
+/// With `[[model]]` entries among the rows the name column says "model":
+/// renamed here, in one pass over the finished report and console lines,
+/// rather than by a column name threaded through every measurement's tables.
+/// Console headers keep their width, so the columns stay aligned.
+pub fn name_models(report: &mut Report, console: &mut [String]) {
+    for block in &mut report.blocks {
+        if let Block::Table { header, .. } = block {
+            for cell in header.iter_mut().filter(|c| *c == NAME_COLUMN) {
+                *cell = "model".into();
+            }
+        }
+    }
+    let padded = format!("{:<w$}", "model", w = NAME_COLUMN.len());
+    for line in console.iter_mut() {
+        if let Some(rest) = line.strip_prefix(NAME_COLUMN) {
+            if rest.is_empty() || rest.starts_with(' ') {
+                *line = format!("{padded}{rest}").trim_end().to_string();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_name_column_says_model_and_keeps_its_width() {
+        let mut r = Report::new("t");
+        r.table(
+            vec![NAME_COLUMN.into(), "recipe".into()],
+            vec![vec!["architecture".into(), "x".into()]],
+        );
+        let mut console = vec![
+            "architecture  recipe".to_string(),
+            "cnn           plain".to_string(),
+            "architectures are listed".to_string(),
+        ];
+        name_models(&mut r, &mut console);
+        let Block::Table { header, rows } = &r.blocks[0] else {
+            panic!()
+        };
+        // Only the header: a row's cell is a name, whatever it reads.
+        assert_eq!((header[0].as_str(), rows[0][0].as_str()), ("model", "architecture"));
+        assert_eq!(
+            console,
+            [
+                "model         recipe",
+                "cnn           plain",
+                "architectures are listed"
+            ]
+        );
+    }
 }

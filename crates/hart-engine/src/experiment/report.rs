@@ -8,6 +8,7 @@ use std::path::Path;
 use super::claims;
 use super::matrix::{self, Line};
 use super::measure::REGISTRY;
+use super::present::NAME_COLUMN;
 use super::results::Group;
 use super::verdicts::{claims_table, not_better};
 use crate::error::{HartError, Result};
@@ -25,12 +26,7 @@ pub fn build(title: &str, groups: &[Group], verdict: &[Line], archs: &[String], 
     if !claims.is_empty() {
         r.heading("The HAT paper's claims, tested");
         r.paragraph(claims::EXPLANATION);
-        let header = [
-            "architecture",
-            "claim",
-            "measured (paired over seeds, 95% CI)",
-            "verdict",
-        ];
+        let header = [NAME_COLUMN, "claim", "measured (paired over seeds, 95% CI)", "verdict"];
         r.table(
             header.map(String::from).to_vec(),
             claims.into_iter().map(|c| c.row()).collect(),
@@ -48,7 +44,7 @@ pub fn build(title: &str, groups: &[Group], verdict: &[Line], archs: &[String], 
     }
 
     r.heading("Clean accuracy and training time");
-    let header = ["architecture", "recipe", "seeds", "test accuracy", "training time (s)"];
+    let header = [NAME_COLUMN, "recipe", "seeds", "test accuracy", "training time (s)"];
     let rows = groups
         .iter()
         .map(|g| {

@@ -11,10 +11,11 @@ use tch::Device;
 use super::cache::{hash_json, Cache, Outcome};
 use super::config::ExperimentConfig;
 use super::recipe;
+use super::user_models::{self, UserModel};
 use crate::data::{self, DataSpec, Dataset, Split};
 use crate::error::Result;
 use crate::eval::evaluate;
-use crate::model::{load, zoo, LoadOptions, Model, ModelInfo, Start};
+use crate::model::{load, LoadOptions, Model, ModelInfo, Start};
 use crate::train::tune::{tune_lambda, TuneConfig};
 use crate::train::{train_with, RegularizerKind};
 
@@ -35,13 +36,30 @@ pub struct TrainedModel {
     pub epochs: serde_json::Value,
     /// Hash of the training stage's inputs: later stages key on it.
     pub key: String,
+    /// The trained model's file: in result.json its name in the stage
+    /// directory (empty: `model.safetensors`), once read its full path.
     pub path: PathBuf,
+    /// A `[[model]]`'s info as fitted to the data (a TorchScript file records
+    /// no classes or input shape); absent for architectures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<ModelInfo>,
+    /// The ONNX graph a `.safetensors` of an imported model's weights belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<PathBuf>,
 }
 
 impl TrainedModel {
     /// The trained model, loaded onto `device`.
     pub fn open(&self, device: Device) -> Result<Model> {
-        let mut model = load(&self.path, &LoadOptions::default())?;
+        let opts = LoadOptions {
+            arch: self.graph.as_ref().map(|g| g.display().to_string()),
+            hint: self.info.clone(),
+            normalize: None,
+        };
+        let mut model = load(&self.path, &opts)?;
+        if let Some(info) = &self.info {
+            *model.info_mut() = info.clone();
+        }
         model.to_device(device)?;
         Ok(model)
     }
@@ -77,6 +95,8 @@ pub struct Runner<'a> {
     test_images: usize,
     /// The λ `[tune]` chose, by architecture and recipe, once read.
     tuned: BTreeMap<(String, usize), f64>,
+    /// The `[[model]]` entries, read and checked when the runner starts.
+    models: BTreeMap<String, UserModel>,
 }
 
 impl<'a> Runner<'a> {
@@ -88,7 +108,7 @@ impl<'a> Runner<'a> {
         bar: ProgressBar,
         test_images: usize,
     ) -> Result<Self> {
-        Ok(Runner {
+        let mut runner = Runner {
             cfg,
             out: out.to_path_buf(),
             cache: Cache::new(out.join("cache"))?,
@@ -99,7 +119,36 @@ impl<'a> Runner<'a> {
             test_data: None,
             test_images,
             tuned: BTreeMap::new(),
-        })
+            models: BTreeMap::new(),
+        };
+        // Before any stage: a model that does not fit the data or a recipe
+        // must not surface after hours of other trainings.
+        if !cfg.models.is_empty() {
+            let train = runner.train_data()?.clone();
+            let test = runner.test_data()?.clone();
+            runner.models = user_models::prepare(cfg, &train, &test, device)?;
+        }
+        Ok(runner)
+    }
+
+    /// Where training `name` (an architecture or a `[[model]]` entry) starts,
+    /// and the entry (None for an architecture).
+    fn start(&self, name: &str, data: &Dataset) -> (Start, Option<&UserModel>) {
+        match self.models.get(name) {
+            Some(u) => (u.start.clone(), Some(u)),
+            None => (Start::Arch(ModelInfo::for_data(name, data)), None),
+        }
+    }
+
+    /// A training or search stage's key: an architecture's as it always was,
+    /// a `[[model]]`'s with the entry (and its file's hash) in place of `arch`.
+    fn start_key(&self, name: &str, mut key: serde_json::Value) -> serde_json::Value {
+        let user = self.models.get(name).map(|u| u.key.clone());
+        if let (Some(user), Some(map)) = (user, key.as_object_mut()) {
+            map.remove("arch");
+            map.insert("model".into(), user);
+        }
+        key
     }
 
     pub fn spec(&self, split: Split, limit: Option<usize>) -> DataSpec {
@@ -158,10 +207,13 @@ impl<'a> Runner<'a> {
         }
         let t = self.cfg.tune.clone();
         let r = &self.cfg.recipes[i];
-        let key = serde_json::json!({
-            "stage": "tune", "arch": arch, "recipe": r, "defaults": self.cfg.train, "tune": t,
-            "dataset": self.cfg.data.dataset, "data_dir": self.cfg.data.data_dir,
-        });
+        let key = self.start_key(
+            arch,
+            serde_json::json!({
+                "stage": "tune", "arch": arch, "recipe": r, "defaults": self.cfg.train, "tune": t,
+                "dataset": self.cfg.data.dataset, "data_dir": self.cfg.data.data_dir,
+            }),
+        );
         // The λ of the grid stands in until the search picks one.
         let (mut train_cfg, reg) = recipe::training(self.cfg, i, t.seed, self.device, Some(t.grid[0]))?;
         train_cfg.epochs = t.epochs;
@@ -182,16 +234,8 @@ impl<'a> Runner<'a> {
                 accuracy_budget: t.accuracy_budget,
                 freeze: None,
             };
-            let info = ModelInfo::for_data(arch, &train);
-            tune_lambda(
-                &Start::Arch(info),
-                &train,
-                &val,
-                &cfg,
-                dir,
-                &ProgressBar::hidden(),
-                |_| {},
-            )
+            let (start, _) = self.start(arch, &train);
+            tune_lambda(&start, &train, &val, &cfg, dir, &ProgressBar::hidden(), |_| {})
         })?;
         self.log.record(format!("tune {arch}/{}", r.name), outcome);
         let lambda = report.chosen.unwrap_or_else(|| {
@@ -210,32 +254,48 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// The training stage's key; an architecture's is what it was before
+    /// `[[model]]` existed, so existing caches stay valid.
+    pub fn train_key(&self, arch: &str, i: usize, seed: u64, tuned: Option<f64>) -> serde_json::Value {
+        self.start_key(
+            arch,
+            serde_json::json!({
+                "stage": "train", "arch": arch, "recipe": self.cfg.recipes[i], "defaults": self.cfg.train,
+                "data": self.cfg.data, "seed": seed, "tuned_lambda": tuned,
+            }),
+        )
+    }
+
     /// Trains (or fetches from the cache) recipe `i` on `arch` with `seed`.
     pub fn train(&mut self, arch: &str, i: usize, seed: u64) -> Result<TrainedModel> {
         let tuned = self.searched_lambda(arch, i)?;
         let r = self.cfg.recipes[i].clone();
         let (train_cfg, reg) = recipe::training(self.cfg, i, seed, self.device, tuned)?;
-        let key = serde_json::json!({
-            "stage": "train", "arch": arch, "recipe": r, "defaults": self.cfg.train,
-            "data": self.cfg.data, "seed": seed, "tuned_lambda": tuned,
-        });
+        let key = self.train_key(arch, i, seed, tuned);
         let test_n = self.cfg.data.test_limit;
         let test = self.test_prefix(test_n)?;
         let train_data = self.train_data()?.clone();
         let device = self.device;
         let key_hash = hash_json(&key)?;
         let bar = self.bar.clone();
+        let (start, user) = self.start(arch, &train_data);
         let (mut m, dir, outcome) = self.cache.stage("train", &key, |dir| {
             bar.set_message(format!("training {arch} / {} / seed {seed}", r.name));
-            let info = ModelInfo::for_data(arch, &train_data);
-            tch::manual_seed(seed as i64);
-            let mut model = Model::Graph(zoo::build(&info)?);
+            // Seeded: a zoo architecture's or a re-initialised graph's draws; a
+            // fine-tune's per-seed difference is its data order (`train_cfg.seed`).
+            let mut model = start.build(&train_data, seed)?;
             model.to_device(device)?;
             let start = Instant::now();
             let logs = train_with(&model, &train_data, &train_cfg, &reg, &ProgressBar::hidden())?;
             let seconds = start.elapsed().as_secs_f64();
             let acc = evaluate(&model, &test, 512, device)?;
-            model.save(&dir.join("model.safetensors"))?;
+            let (path, graph) = match user {
+                Some(u) => user_models::save(u, &model, dir)?,
+                None => {
+                    model.save(&dir.join("model.safetensors"))?;
+                    (PathBuf::new(), None)
+                }
+            };
             Ok(TrainedModel {
                 arch: arch.to_string(),
                 recipe: r.name.clone(),
@@ -246,12 +306,40 @@ impl<'a> Runner<'a> {
                 test_accuracy: acc.accuracy,
                 epochs: serde_json::to_value(&logs).unwrap_or_default(),
                 key: key_hash.clone(),
-                path: PathBuf::new(),
+                path,
+                info: user.map(|_| model.info().clone()),
+                graph,
             })
         })?;
-        m.path = dir.join("model.safetensors");
+        m.path = dir.join(if m.path.as_os_str().is_empty() {
+            Path::new("model.safetensors")
+        } else {
+            &m.path
+        });
         self.log.record(format!("train {arch}/{}/seed{seed}", r.name), outcome);
         self.bar.inc(1);
         Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An architecture's training key, field for field, as HART wrote it
+    /// before `[[model]]` existed: caches of archs-only configs stay valid.
+    #[test]
+    fn an_architectures_training_key_is_unchanged() {
+        let cfg = ExperimentConfig::parse(crate::experiment::config::tests::MINIMAL).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let runner = Runner::new(&cfg, dir.path(), Device::Cpu, ProgressBar::hidden(), 0).unwrap();
+        let key = runner.train_key("lenet5", 1, 2, Some(0.5));
+        let expected = serde_json::json!({
+            "stage": "train", "arch": "lenet5", "recipe": cfg.recipes[1], "defaults": cfg.train,
+            "data": cfg.data, "seed": 2, "tuned_lambda": 0.5,
+        });
+        assert_eq!(key, expected);
+        // The config serialises without a `model` key, as before (summary.json, shard records).
+        assert!(serde_json::to_value(&cfg).unwrap().get("model").is_none());
     }
 }

@@ -52,7 +52,8 @@ impl std::fmt::Display for Phase {
     }
 }
 
-/// One unit of work; `recipe` indexes the config's recipes, `section` [`REGISTRY`].
+/// One unit of work; `arch` is an architecture or a `[[model]]` entry's name
+/// (they never clash), `recipe` indexes the config's recipes, `section` [`REGISTRY`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unit {
     Tune {
@@ -111,7 +112,7 @@ impl Unit {
 /// its trainings; per model, the measurements in [`REGISTRY`] order.
 pub fn units(cfg: &ExperimentConfig, phase: Phase) -> Vec<Unit> {
     let mut out = vec![];
-    for arch in &cfg.archs {
+    for arch in &cfg.model_names() {
         for (recipe, r) in cfg.recipes.iter().enumerate() {
             let arch = arch.clone();
             if phase == Phase::Train && r.hessian_lambda.as_ref().is_some_and(|l| l.is_tuned()) {
@@ -222,5 +223,39 @@ mod tests {
             assert!(all.iter().all(|u| seen.contains(u)));
         }
         assert!("compute".parse::<Phase>().unwrap_err().to_string().contains("--phase"));
+    }
+
+    /// `[[model]]` entries are units as architectures are, after them, and every one lands in one shard.
+    #[test]
+    fn model_entries_are_units_beside_the_architectures() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("own.onnx");
+        std::fs::write(&file, b"").unwrap();
+        let base =
+            crate::experiment::config::tests::MINIMAL.replace("archs = [\"lenet5\"]", "archs = [\"mlp\"]\nseeds = [0]");
+        let text = format!(
+            "{base}[analysis]\nhessian = false\nprune_sparsity = []\nquantize_bits = []\n[[model]]\nname = \"own\"\npath = {:?}\n",
+            file.display().to_string()
+        );
+        let cfg = ExperimentConfig::parse(&text).unwrap();
+        assert_eq!(cfg.model_names(), ["mlp", "own"]);
+        let train: Vec<String> = units(&cfg, Phase::Train).iter().map(|u| u.name(&cfg)).collect();
+        assert_eq!(
+            train,
+            [
+                "train mlp/plain/seed0",
+                "train mlp/hat/seed0",
+                "train own/plain/seed0",
+                "train own/hat/seed0"
+            ]
+        );
+        let measure = units(&cfg, Phase::Measure);
+        assert_eq!(measure.len(), 4, "the sweep of each of 4 models");
+        let mut seen = vec![];
+        for i in 0..2 {
+            seen.extend(owned(&cfg, Phase::Measure, Shard { index: i, count: 2 }));
+        }
+        assert_eq!(seen.len(), measure.len());
+        assert!(measure.iter().all(|u| seen.contains(u)));
     }
 }

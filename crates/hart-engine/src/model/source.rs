@@ -202,7 +202,7 @@ pub fn check_fit(model: &Model, data: &Dataset, path: &Path) -> Result<ModelInfo
         HartError::data(
             path,
             format!(
-                "the model does not take {given}: {}",
+                "the model fails on one image ({given}): {}",
                 e.to_string().lines().next().unwrap_or("")
             ),
         )

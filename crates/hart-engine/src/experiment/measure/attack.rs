@@ -14,7 +14,7 @@ use crate::error::{HartError, Result};
 use crate::experiment::claims::{describe, flips_increase, Claim, ClaimContext};
 use crate::experiment::config::ExperimentConfig;
 use crate::experiment::present::paired_label;
-use crate::experiment::present::{table_lines, Table};
+use crate::experiment::present::{table_lines, Table, NAME_COLUMN};
 use crate::experiment::results::{mean_of, paired_change, per_seed, Group, Row};
 use crate::experiment::run::{Runner, TrainedModel};
 use crate::faults::Defense;
@@ -84,7 +84,7 @@ pub fn attack_table(groups: &[Group]) -> Result<Option<Table>> {
         return Ok(None);
     }
     let header = [
-        "architecture",
+        NAME_COLUMN,
         "recipe",
         "method",
         "storage",

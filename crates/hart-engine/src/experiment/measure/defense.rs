@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::experiment::claims::{describe, reduction, Claim, ClaimContext};
 use crate::experiment::config::ExperimentConfig;
 use crate::experiment::present::paired_label;
-use crate::experiment::present::{table_lines, Table};
+use crate::experiment::present::{table_lines, Table, NAME_COLUMN};
 use crate::experiment::results::{mean_of, paired_change, per_seed, Group, Row};
 use crate::experiment::run::{Runner, TrainedModel};
 use crate::faults::Summary;
@@ -55,7 +55,7 @@ pub fn defended_table(groups: &[Group]) -> Result<Option<Table>> {
     if all.iter().all(|(_, s)| s.defended.is_empty()) {
         return Ok(None);
     }
-    let header = ["architecture", "recipe", "defence", "erratic bits", "change"];
+    let header = [NAME_COLUMN, "recipe", "defence", "erratic bits", "change"];
     let mut rows = vec![];
     for (g, s) in &all {
         let sweep = stats::<Sweep>(g)?;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{with_stats, Better, Comparison, Measurement};
 use crate::error::Result;
 use crate::experiment::config::ExperimentConfig;
+use crate::experiment::present::NAME_COLUMN;
 use crate::experiment::results::{mean_of, Group, Row};
 use crate::experiment::run::{Runner, TrainedModel};
 use crate::hessian::{self, data_hessian, HessianReport, LayerSelection, ParamSet};
@@ -110,7 +111,7 @@ impl Measurement for Hessian {
     fn report(&self, r: &mut Report, groups: &[Group], _archs: &[String], _plots: &Path) -> Result<()> {
         let opt = |m: &Option<MeanCi>| m.map_or("—".into(), |m| m.to_string());
         r.heading("Hessian trace and top eigenvalue");
-        let header = ["architecture", "recipe", "Hessian trace", "top eigenvalue"];
+        let header = [NAME_COLUMN, "recipe", "Hessian trace", "top eigenvalue"];
         let rows = with_stats::<Self>(groups)?
             .iter()
             .map(|(g, s)| {

@@ -12,7 +12,7 @@ use crate::data::{self, Split};
 use crate::error::Result;
 use crate::experiment::claims::{describe, reduction, sam_no_better, Claim, ClaimContext};
 use crate::experiment::config::ExperimentConfig;
-use crate::experiment::present::{figure, per_arch};
+use crate::experiment::present::{figure, per_arch, NAME_COLUMN};
 use crate::experiment::results::{elementwise_mean, mean_of, paired_change, Group, Row};
 use crate::experiment::run::{Runner, TrainedModel};
 use crate::faults::ranger::{self, DefenseChoice};
@@ -272,7 +272,7 @@ impl Measurement for Sweep {
         r.heading("Erratic bits and parameters");
         r.paragraph("An erratic bit is a single (parameter element, bit) flip whose relative accuracy drop exceeds the threshold; an erratic parameter has at least one. Changes are relative to the baseline recipe with the same seed, averaged over seeds.");
         let header = [
-            "architecture",
+            NAME_COLUMN,
             "recipe",
             "flips",
             "erratic bits",
@@ -299,7 +299,7 @@ impl Measurement for Sweep {
 
         r.heading("RAD histograms");
         let header = [
-            "architecture",
+            NAME_COLUMN,
             "recipe",
             "RAD < 0",
             "90–95 %",
@@ -411,7 +411,7 @@ impl Measurement for Sweep {
             )
         };
         let mut out = vec![line([
-            "architecture",
+            NAME_COLUMN,
             "recipe",
             "test accuracy",
             "erratic bits",
