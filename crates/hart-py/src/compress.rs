@@ -3,15 +3,13 @@
 //! repeated `--model`), from the same engine calls (`hart::compress`);
 //! each returns the rows the CLI writes to quantize.json / prune.json.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use hart::compress::prune::{parse_sparsities, prune_in_place, Pruned, Scope};
-use hart::compress::quantize::{parse_bits, quantize_in_place, Granularity};
-use hart::compress::{select, sweep, Selection};
+use hart::compress::prune::{parse_sparsities, Scope};
+use hart::compress::quantize::{parse_bits, Granularity};
+use hart::compress::{anchored, prune_curve, quantize_curve, select, CurveRun, Selection};
 use hart::model::Model;
-use hart::HartError;
 use pyo3::prelude::*;
-use serde_json::json;
 
 use crate::data::Data;
 use crate::device;
@@ -52,30 +50,14 @@ pub fn quantize(
         let dev = device::parse(&device)?;
         let targets = selected(&model, include_bias_bn)?;
         bar.set_length(bits.len() as u64 + 1);
-        let float = hart::eval::evaluate(&model, data, batch_size, dev)?;
-        bar.inc(1);
-        let mut rows = vec![];
-        sweep(
-            &model,
-            &targets,
-            &bits,
+        let run = CurveRun {
             data,
             batch_size,
-            dev,
-            |t, b| quantize_in_place(t, b, granularity),
-            |b, (), r| {
-                if let Some(dir) = &save {
-                    save_model(&model, dir, &format!("{label}-int{b}"))?;
-                }
-                rows.push(json!({
-                    "model": label, "bits": b, "granularity": granularity, "accuracy": r.accuracy,
-                    "loss": r.loss, "float_accuracy": float.accuracy,
-                }));
-                bar.inc(1);
-                Ok(())
-            },
-        )?;
-        Ok(json!(rows).to_string())
+            device: dev,
+            save: save.as_deref(),
+        };
+        let rows = quantize_curve(&label, &model, &targets, &bits, granularity, &run, || bar.inc(1))?;
+        Ok(serde_json::json!(rows).to_string())
     })
 }
 
@@ -102,40 +84,19 @@ pub fn prune(
     progress: Option<Bound<'_, PyAny>>,
 ) -> PyResult<String> {
     run_on(py, model, data, &device, progress.as_ref(), |bar, model, data| {
-        let mut levels = parse_sparsities(&sparsity)?;
-        if !levels.contains(&0.0) {
-            levels.insert(0, 0.0);
-        }
+        let levels = anchored(parse_sparsities(&sparsity)?);
         let scope: Scope = parse("--scope", &scope)?;
         let dev = device::parse(&device)?;
         let targets = selected(&model, include_bias_bn)?;
         bar.set_length(levels.len() as u64);
-        let mut rows = vec![];
-        sweep(
-            &model,
-            &targets,
-            &levels,
+        let run = CurveRun {
             data,
             batch_size,
-            dev,
-            |t, s| prune_in_place(t, s, scope),
-            |s, p: Pruned, r| {
-                if save.is_some() && s > 0.0 {
-                    save_model(
-                        &model,
-                        save.as_deref().unwrap_or(Path::new(".")),
-                        &format!("{label}-sparse{s}"),
-                    )?;
-                }
-                rows.push(json!({
-                    "model": label, "sparsity": s, "achieved_sparsity": p.sparsity, "zeros": p.zeros,
-                    "weights": p.total, "scope": scope, "accuracy": r.accuracy, "loss": r.loss,
-                }));
-                bar.inc(1);
-                Ok(())
-            },
-        )?;
-        Ok(json!(rows).to_string())
+            device: dev,
+            save: save.as_deref(),
+        };
+        let rows = prune_curve(&label, &model, &targets, &levels, scope, &run, || bar.inc(1))?;
+        Ok(serde_json::json!(rows).to_string())
     })
 }
 
@@ -148,11 +109,4 @@ pub fn selected(model: &Model, include_bias_bn: bool) -> hart::Result<Vec<(Strin
             layer: None,
         },
     )
-}
-
-/// A compressed model beside the results, in the format it came in (as the CLI's `--save`).
-fn save_model(model: &Model, dir: &Path, stem: &str) -> hart::Result<()> {
-    let ext = if model.graph().is_some() { "safetensors" } else { "pt" };
-    std::fs::create_dir_all(dir).map_err(|e| HartError::io(dir, e))?;
-    model.save(&dir.join(format!("{stem}.{ext}")))
 }

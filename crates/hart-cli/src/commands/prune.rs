@@ -3,14 +3,12 @@
 
 use anyhow::Result;
 use clap::Args;
-use hart::compress::prune::{parse_sparsities, prune_in_place, Pruned, Scope};
-use hart::compress::sweep;
+use hart::compress::prune::{parse_sparsities, Scope};
+use hart::compress::{anchored, prune_curve, PruneRow};
 use hart::plot::{Figure, Series, SeriesLabelPosition};
 
-use serde::Serialize;
-
 use super::common::progress_bar;
-use super::quantize::{plot_lines, print_table, save_model, SweepArgs};
+use super::quantize::{plot_lines, print_table, SweepArgs};
 
 #[derive(Args, Debug)]
 pub struct PruneArgs {
@@ -27,59 +25,17 @@ pub struct PruneArgs {
     pub save: bool,
 }
 
-#[derive(Serialize)]
-struct Row {
-    model: String,
-    /// Requested.
-    sparsity: f64,
-    /// Zero weights / selected weights after pruning.
-    achieved_sparsity: f64,
-    zeros: i64,
-    weights: i64,
-    scope: Scope,
-    accuracy: f64,
-    loss: f64,
-}
-
 pub fn run(a: PruneArgs) -> Result<()> {
-    let mut levels = parse_sparsities(&a.sparsity)?;
-    // The unpruned model anchors each line at sparsity 0.
-    if !levels.contains(&0.0) {
-        levels.insert(0, 0.0);
-    }
+    let levels = anchored(parse_sparsities(&a.sparsity)?);
     let out = a.sweep.out_dir("hart-prune");
     let l = a.sweep.load()?;
     let bar = progress_bar((l.models.len() * levels.len()) as u64, "prune");
+    let run = l.curve_run(a.sweep.batch_size, a.save.then_some(out.as_path()));
     let mut rows = Vec::new();
     for (label, model, targets) in &l.models {
-        let apply = |t: &[(String, tch::Tensor)], s| prune_in_place(t, s, a.scope);
-        sweep(
-            model,
-            targets,
-            &levels,
-            &l.data,
-            a.sweep.batch_size,
-            l.device,
-            apply,
-            |s, p: Pruned, r| {
-                tracing::info!(model = %label, sparsity = s, achieved = p.sparsity, accuracy = r.accuracy, "pruned");
-                if a.save && s > 0.0 {
-                    save_model(model, &out, &format!("{label}-sparse{s}"))?;
-                }
-                rows.push(Row {
-                    model: label.clone(),
-                    sparsity: s,
-                    achieved_sparsity: p.sparsity,
-                    zeros: p.zeros,
-                    weights: p.total,
-                    scope: a.scope,
-                    accuracy: r.accuracy,
-                    loss: r.loss,
-                });
-                bar.inc(1);
-                Ok(())
-            },
-        )?;
+        rows.extend(prune_curve(label, model, targets, &levels, a.scope, &run, || {
+            bar.inc(1)
+        })?);
     }
     bar.finish_and_clear();
     super::common::write_json(&out.join("prune.json"), &rows)?;
@@ -126,7 +82,7 @@ pub fn run(a: PruneArgs) -> Result<()> {
 }
 
 /// One line per model: accuracy against the sparsity actually achieved.
-fn labels_series(labels: &[String], rows: &[Row]) -> Vec<Series> {
+fn labels_series(labels: &[String], rows: &[PruneRow]) -> Vec<Series> {
     labels
         .iter()
         .map(|m| {

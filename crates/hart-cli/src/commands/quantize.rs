@@ -7,13 +7,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use hart::compress::quantize::{parse_bits, quantize_in_place, Granularity};
-use hart::compress::{select, sweep, Selection};
+use hart::compress::quantize::{parse_bits, Granularity};
+use hart::compress::{quantize_curve, select, CurveRun, QuantizeRow, Selection};
 use hart::data::{Dataset, Split};
 use hart::model::Model;
 use hart::plot::{self, Figure, LinePlot, Series, SeriesLabelPosition};
 
-use serde::Serialize;
 use tch::Device;
 
 use super::common::{parse_device, progress_bar, write_json, DataArgs, ModelArgs};
@@ -138,6 +137,18 @@ impl SweepArgs {
     }
 }
 
+impl Loaded {
+    /// The engine's curve settings for these data, saving into `save` when given.
+    pub fn curve_run<'a>(&'a self, batch_size: usize, save: Option<&'a Path>) -> CurveRun<'a> {
+        CurveRun {
+            data: &self.data,
+            batch_size,
+            device: self.device,
+            save,
+        }
+    }
+}
+
 /// Prints a table with a header row, columns padded to their widest cell.
 pub fn print_table(header: &[String], rows: &[Vec<String>]) {
     let widths: Vec<usize> = (0..header.len())
@@ -181,16 +192,6 @@ pub struct QuantizeArgs {
     pub save: bool,
 }
 
-#[derive(Serialize)]
-struct Row {
-    model: String,
-    bits: u32,
-    granularity: Granularity,
-    accuracy: f64,
-    loss: f64,
-    float_accuracy: f64,
-}
-
 pub fn run(a: QuantizeArgs) -> Result<()> {
     let bits = parse_bits(&a.bits)?;
     let granularity = if a.per_channel {
@@ -201,35 +202,12 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
     let out = a.sweep.out_dir("hart-quantize");
     let l = a.sweep.load()?;
     let bar = progress_bar((l.models.len() * (bits.len() + 1)) as u64, "quantize");
+    let run = l.curve_run(a.sweep.batch_size, a.save.then_some(out.as_path()));
     let mut rows = Vec::new();
     for (label, model, targets) in &l.models {
-        let float = hart::eval::evaluate(model, &l.data, a.sweep.batch_size, l.device)?;
-        bar.inc(1);
-        sweep(
-            model,
-            targets,
-            &bits,
-            &l.data,
-            a.sweep.batch_size,
-            l.device,
-            |t, b| quantize_in_place(t, b, granularity),
-            |b, (), r| {
-                tracing::info!(model = %label, bits = b, accuracy = r.accuracy, "quantized");
-                if a.save {
-                    save_model(model, &out, &format!("{label}-int{b}"))?;
-                }
-                rows.push(Row {
-                    model: label.clone(),
-                    bits: b,
-                    granularity,
-                    accuracy: r.accuracy,
-                    loss: r.loss,
-                    float_accuracy: float.accuracy,
-                });
-                bar.inc(1);
-                Ok(())
-            },
-        )?;
+        rows.extend(quantize_curve(label, model, targets, &bits, granularity, &run, || {
+            bar.inc(1)
+        })?);
     }
     bar.finish_and_clear();
     write_json(&out.join("quantize.json"), &rows)?;
@@ -242,7 +220,7 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
         .models
         .iter()
         .map(|(label, _, _)| {
-            let mine: Vec<&Row> = rows.iter().filter(|r| &r.model == label).collect();
+            let mine: Vec<&QuantizeRow> = rows.iter().filter(|r| &r.model == label).collect();
             let float = mine.first().map_or(f64::NAN, |r| r.float_accuracy);
             let points = mine.iter().map(|r| (r.bits as f64, 100.0 * r.accuracy)).collect();
             Series::new(format!("{label} (float32: {:.2}%)", 100.0 * float), points)
@@ -267,10 +245,10 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
     )
 }
 
-fn print_quantize_table(models: &[Labelled], bits: &[u32], rows: &[Row]) {
+fn print_quantize_table(models: &[Labelled], bits: &[u32], rows: &[QuantizeRow]) {
     let mut header = vec!["bits".to_string()];
     header.extend(models.iter().map(|(l, _, _)| l.clone()));
-    let acc = |label: &str, pick: &dyn Fn(&Row) -> Option<f64>| {
+    let acc = |label: &str, pick: &dyn Fn(&QuantizeRow) -> Option<f64>| {
         rows.iter()
             .filter(|r| r.model == label)
             .find_map(pick)
@@ -291,15 +269,4 @@ fn print_quantize_table(models: &[Labelled], bits: &[u32], rows: &[Row]) {
         );
     }
     print_table(&header, &table);
-}
-
-/// Saves a compressed model beside the results, in the format it came in.
-/// Library errors, because it runs inside the engine's sweep callback.
-pub fn save_model(model: &Model, dir: &Path, stem: &str) -> hart::Result<()> {
-    let ext = if model.graph().is_some() { "safetensors" } else { "pt" };
-    let path = dir.join(format!("{stem}.{ext}"));
-    std::fs::create_dir_all(dir).map_err(|e| hart::HartError::io(dir, e))?;
-    model.save(&path)?;
-    tracing::info!(path = %path.display(), "saved compressed model");
-    Ok(())
 }

@@ -2,6 +2,7 @@
 //! magnitude pruning applied in place, evaluated, and undone, so a baseline
 //! and a Hessian-aware model can be compared at each compression level.
 
+pub mod curve;
 pub mod prune;
 pub mod quantize;
 pub mod targets;
@@ -12,6 +13,7 @@ use crate::data::Dataset;
 use crate::error::Result;
 use crate::eval::{evaluate, EvalResult};
 use crate::model::Model;
+pub use curve::{anchored, prune_curve, quantize_curve, save_compressed, CurveRun, PruneRow, QuantizeRow};
 pub use targets::{select, Selection, Snapshot};
 
 /// Applies `apply` for each setting, evaluates, hands the result to `on_point`
