@@ -166,3 +166,47 @@ def test_bad_training_arguments_raise_the_right_exceptions(exported_cnn, tmp_pat
     assert isinstance(info.value, hart.HartError)
     assert text in str(info.value)
     assert "\n" not in str(info.value)
+
+
+class DropoutMlp(torch.nn.Module):
+    def __init__(self, p):
+        super().__init__()
+        self.fc = torch.nn.Linear(784, 64)
+        self.drop = torch.nn.Dropout(p) if p is not None else torch.nn.Identity()
+        self.head = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.head(self.drop(torch.relu(self.fc(torch.flatten(x, 1)))))
+
+
+def test_a_modules_dropout_is_kept_for_training_and_off_elsewhere(fashion_test, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    torch.manual_seed(0)
+    modules = {p: DropoutMlp(p) for p in (0.5, 0.0, None)}
+    for m in modules.values():
+        m.load_state_dict(modules[0.5].state_dict())
+    model = hart.load(modules[0.5])
+    path = model.save(tmp_path / "drop.onnx")
+    assert "1 nn.Dropout kept, active in training only" in repr(model)
+    assert modules[0.5].training and modules[0.5].drop.training, "load changed the module's mode"
+    graph = onnx.load(str(path)).graph
+    drop = next(n for n in graph.node if n.op_type == "Dropout")
+    consts = {o: n for n in graph.node for o in n.output if n.op_type == "Constant"}
+    ratio = numpy_helper.to_array(consts[drop.input[1]].attribute[0].t) if drop.input[1] in consts else \
+        numpy_helper.to_array(next(i for i in graph.initializer if i.name == drop.input[1]))
+    assert float(ratio) == pytest.approx(0.5)
+
+    x, y = fashion_test
+    opts = dict(epochs=1, batch_size=32, lr=0.01, eval_data=(x[:EVAL], y[:EVAL]), seed=3, progress=False)
+    tuned = {p: hart.fine_tune(m, (x[:256], y[:256]), **opts) for p, m in modules.items()}
+    # Ratio 0 draws nothing: training equals that of the module without dropout, bit for bit.
+    for k, v in tuned[None].state_dict().items():
+        assert torch.equal(tuned[0.0].state_dict()[k], v), k
+    # Ratio 0.5 drops half the hidden units in every step: other weights.
+    gap = (tuned[0.5].head.weight - tuned[None].head.weight).abs().max()
+    assert gap > 1e-3, gap
+    # HART's evaluation of the dropout model is in eval mode, as PyTorch's.
+    for p, t in tuned.items():
+        assert pytorch_correct(t, fashion_test) == t.hart_log.test["correct"], p

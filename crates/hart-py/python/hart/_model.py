@@ -42,7 +42,10 @@ class Model:
     exporter, unoptimised so that every tensor keeps its ``state_dict`` name),
     or, if that export or HART's import of it fails, ``torch.jit.trace``
     (then ``torch.jit.script``). ``repr`` says which was taken and why. The
-    export is redone when the module's weights change.
+    export is redone when the module's weights change. ``nn.Dropout``
+    submodules are exported in training mode, so the ONNX graph keeps them:
+    HART applies them when it trains (``hart.fine_tune``) and nowhere else;
+    a TorchScript fallback is traced in eval mode and trains without them.
     """
 
     def __init__(self, path=None, *, module=None, example_input=None, arch=None, normalize=None):
@@ -104,16 +107,28 @@ class Model:
             example = self._example(data).to(device)
             _check_forward(module, example, data)
             onnx_path = os.path.join(self._dir, "model.onnx")
+            drops = [m for m in module.modules() if isinstance(m, torch.nn.Dropout)]
             try:
+                # An eval-mode export leaves nn.Dropout out; in training mode
+                # it is kept as an ONNX Dropout node, which HART applies only
+                # when it trains (evaluation and sweeps treat it as the
+                # identity), so fine-tuning keeps the module's dropout.
+                for d in drops:
+                    d.train()
                 _quietly(lambda: _export_onnx(module, example, onnx_path))
                 info = json.loads(_hart.describe_model(onnx_path, data))
                 self.path, self.exporter, self.info = onnx_path, "onnx", info
                 self.reason = "torch.onnx.export (dynamo, unoptimised: state_dict names kept), imported as HART's layer graph"
+                if drops:
+                    self.reason += f"; {len(drops)} nn.Dropout kept, active in training only"
                 return
             except HartError as e:
                 why = f"HART cannot import its ONNX export ({e})"
             except Exception as e:  # noqa: BLE001 - any exporter failure falls back
                 why = f"torch.onnx.export failed ({_first_line(e)})"
+            finally:
+                for d in drops:
+                    d.eval()
             pt_path = os.path.join(self._dir, "model.pt")
             try:
                 how = _quietly(lambda: _export_torchscript(module, example, pt_path))
