@@ -3,11 +3,12 @@
 //! repeated `--model`), from the same engine calls (`hart::compress`);
 //! each returns the rows the CLI writes to quantize.json / prune.json.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use hart::compress::prune::{parse_sparsities, Scope};
 use hart::compress::quantize::{parse_bits, Granularity};
 use hart::compress::{anchored, prune_curve, quantize_curve, select, CurveRun, Selection};
+use hart::data::Dataset;
 use hart::model::Model;
 use pyo3::prelude::*;
 
@@ -47,15 +48,8 @@ pub fn quantize(
         } else {
             Granularity::PerTensor
         };
-        let dev = device::parse(&device)?;
-        let targets = selected(&model, include_bias_bn)?;
+        let (targets, run) = prepared(&model, data, include_bias_bn, batch_size, &device, save.as_deref())?;
         bar.set_length(bits.len() as u64 + 1);
-        let run = CurveRun {
-            data,
-            batch_size,
-            device: dev,
-            save: save.as_deref(),
-        };
         let rows = quantize_curve(&label, &model, &targets, &bits, granularity, &run, || bar.inc(1))?;
         Ok(serde_json::json!(rows).to_string())
     })
@@ -86,27 +80,32 @@ pub fn prune(
     run_on(py, model, data, &device, progress.as_ref(), |bar, model, data| {
         let levels = anchored(parse_sparsities(&sparsity)?);
         let scope: Scope = parse("--scope", &scope)?;
-        let dev = device::parse(&device)?;
-        let targets = selected(&model, include_bias_bn)?;
+        let (targets, run) = prepared(&model, data, include_bias_bn, batch_size, &device, save.as_deref())?;
         bar.set_length(levels.len() as u64);
-        let run = CurveRun {
-            data,
-            batch_size,
-            device: dev,
-            save: save.as_deref(),
-        };
         let rows = prune_curve(&label, &model, &targets, &levels, scope, &run, || bar.inc(1))?;
         Ok(serde_json::json!(rows).to_string())
     })
 }
 
-/// The weight tensors a compression sweep changes (`--include-bias-bn`: the rank-1 ones too).
-pub fn selected(model: &Model, include_bias_bn: bool) -> hart::Result<Vec<(String, tch::Tensor)>> {
-    select(
-        model,
-        &Selection {
-            include_bias_bn,
-            layer: None,
-        },
-    )
+/// The weight tensors a curve compresses (`include_bias_bn`: the rank-1 ones
+/// too) and where it runs.
+fn prepared<'a>(
+    model: &Model,
+    data: &'a Dataset,
+    include_bias_bn: bool,
+    batch_size: usize,
+    device: &str,
+    save: Option<&'a Path>,
+) -> hart::Result<(Vec<(String, tch::Tensor)>, CurveRun<'a>)> {
+    let selection = Selection {
+        include_bias_bn,
+        layer: None,
+    };
+    let run = CurveRun {
+        data,
+        batch_size,
+        device: device::parse(device)?,
+        save,
+    };
+    Ok((select(model, &selection)?, run))
 }

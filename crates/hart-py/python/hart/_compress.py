@@ -70,6 +70,22 @@ def _prepare(models, data, split, limit, data_dir, image_size, example_input, ou
     return d, [(label, load(m, example_input)) for label, m in labelled(models)]
 
 
+def _curve(engine, name, columns, models, data, split, limit, data_dir, image_size, example_input, out, save,
+           progress, **options):
+    """One engine curve per model, their rows as a DataFrame (and ``{name}.json`` in ``out``)."""
+    d, ms = _prepare(models, data, split, limit, data_dir, image_size, example_input, out, save)
+    rows = []
+    for label, m in ms:
+        path = m._resolve(d)
+        with Bar(f"{name} {label}", progress) as bar:
+            saved = None if not save else os.fspath(out)
+            rows += json.loads(engine((path, m.arch, m.normalize), d, label=label, save=saved, progress=bar, **options))
+    rows = [{k: r[k] for k in columns} for r in rows]
+    if out is not None:
+        _write_json(os.fspath(out), f"{name}.json", rows)
+    return pd.DataFrame(rows, columns=columns)
+
+
 def quantize(
     models,
     data="fashion-mnist",
@@ -100,29 +116,12 @@ def quantize(
     Returns a DataFrame with the rows of ``quantize.json``: ``model, bits,
     granularity, accuracy, loss, float_accuracy``.
     """
-    d, ms = _prepare(models, data, split, limit, data_dir, image_size, example_input, out, save)
-    rows = []
-    for label, m in ms:
-        path = m._resolve(d)
-        with Bar(f"quantize {label}", progress) as bar:
-            rows += json.loads(
-                _hart.quantize(
-                    (path, m.arch, m.normalize),
-                    d,
-                    label=label,
-                    bits=_csv(bits, "bits"),
-                    per_channel=per_channel,
-                    include_bias_bn=include_bias_bn,
-                    batch_size=batch_size,
-                    device=device,
-                    save=None if not save else os.fspath(out),
-                    progress=bar,
-                )
-            )
-    rows = [{k: r[k] for k in QUANTIZE_COLUMNS} for r in rows]
-    if out is not None:
-        _write_json(os.fspath(out), "quantize.json", rows)
-    return pd.DataFrame(rows, columns=QUANTIZE_COLUMNS)
+    return _curve(
+        _hart.quantize, "quantize", QUANTIZE_COLUMNS, models, data, split, limit, data_dir, image_size,
+        example_input, out, save, progress,
+        bits=_csv(bits, "bits"), per_channel=per_channel, include_bias_bn=include_bias_bn,
+        batch_size=batch_size, device=device,
+    )
 
 
 def prune(
@@ -153,29 +152,12 @@ def prune(
     Returns a DataFrame with the rows of ``prune.json``: ``model, sparsity,
     achieved_sparsity, zeros, weights, scope, accuracy, loss``.
     """
-    d, ms = _prepare(models, data, split, limit, data_dir, image_size, example_input, out, save)
-    rows = []
-    for label, m in ms:
-        path = m._resolve(d)
-        with Bar(f"prune {label}", progress) as bar:
-            rows += json.loads(
-                _hart.prune(
-                    (path, m.arch, m.normalize),
-                    d,
-                    label=label,
-                    sparsity=_csv(sparsity, "sparsity"),
-                    scope=scope,
-                    include_bias_bn=include_bias_bn,
-                    batch_size=batch_size,
-                    device=device,
-                    save=None if not save else os.fspath(out),
-                    progress=bar,
-                )
-            )
-    rows = [{k: r[k] for k in PRUNE_COLUMNS} for r in rows]
-    if out is not None:
-        _write_json(os.fspath(out), "prune.json", rows)
-    return pd.DataFrame(rows, columns=PRUNE_COLUMNS)
+    return _curve(
+        _hart.prune, "prune", PRUNE_COLUMNS, models, data, split, limit, data_dir, image_size,
+        example_input, out, save, progress,
+        sparsity=_csv(sparsity, "sparsity"), scope=scope, include_bias_bn=include_bias_bn,
+        batch_size=batch_size, device=device,
+    )
 
 
 class LandscapeResult:
