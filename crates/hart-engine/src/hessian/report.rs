@@ -102,7 +102,7 @@ impl HessianReport {
         let rel = self.trace_stderr / self.trace.abs();
         let _ = writeln!(
             s,
-            "trace {:.6e} ± {:.2e} ({:.2}% rel. stderr, target {:.2}%{}) from {} probes, {} HVPs",
+            "trace {:.6e} ± {:.2e} ({:.2}% rel. stderr, target {:.2}%{}) from {} probes, {}",
             self.trace,
             self.trace_stderr,
             100.0 * rel,
@@ -113,7 +113,10 @@ impl HessianReport {
                 ", NOT reached: raise --max-probes"
             },
             self.probes,
-            self.trace_hvps
+            match self.method {
+                TraceMethod::GaussNewton => "Gauss–Newton (gradients, no HVPs)".to_string(),
+                _ => format!("{} HVPs", self.trace_hvps),
+            }
         );
         for (i, (v, r)) in self.top_eigenvalues.iter().zip(&self.eigenvalue_residuals).enumerate() {
             let _ = writeln!(s, "λ{:<3} {:>14.6e}   (residual {:.1e})", i + 1, v, r);
