@@ -120,7 +120,7 @@ fn load_safetensors(path: &Path, opts: &LoadOptions) -> Result<GraphModel> {
     let mut model = if let Some(graph) = onnx_graph_path(path, &arch) {
         if !graph.exists() {
             return Err(HartError::Invalid(format!(
-                "{}: the weights belong to the ONNX graph {}, which is missing; pass --arch PATH.onnx",
+                "{}: the weights belong to the ONNX graph {}, which is missing; name the graph as the arch (--arch PATH.onnx, arch = \"PATH.onnx\" in a [[model]], arch= in Python)",
                 path.display(),
                 graph.display()
             )));
