@@ -1,33 +1,39 @@
-"""HART from Python, notebook style (the README's "From Python"): define a
-PyTorch CNN and train it briefly in plain PyTorch, sweep its exponent MSBs,
-plot the erratic bits per layer from the DataFrame, fine-tune it plainly,
-with HAT (the Hessian-aware regulariser) and with noise training, and
-compare the four models under the same sweep and a Gaussian weight-noise
-campaign.
+# %% [markdown]
+# # HART from Python
+#
+# The README's "From Python", notebook style: define a PyTorch CNN and train it briefly in plain
+# PyTorch, sweep its exponent MSBs, plot the erratic bits per layer from the DataFrame, fine-tune
+# it plainly, with HAT (the Hessian-aware regulariser) and with noise training, and compare the
+# four models under the same sweep and a Gaussian weight-noise campaign.
+#
+# Run as a script: `.venv/bin/python examples/from_python.py [--out DIR] [--tiny]`, or open
+# `examples/from_python.ipynb` (this file's cells, executed by `scripts/notebook.py`). `--tiny`
+# (or `HART_EXAMPLE_TINY=1`) runs every step on a few hundred images, as
+# `tests/python/test_examples.py` does so the example cannot rot.
 
-Run:  .venv/bin/python examples/from_python.py [--out DIR] [--tiny]
---tiny (or HART_EXAMPLE_TINY=1) runs every step on a few hundred images,
-as tests/python/test_examples.py does so this script cannot rot.
-"""
-
+# %%
 import argparse
 import gzip
 import os
 import time
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
 
-matplotlib.use("Agg")  # a file, not a window: run as a script or in CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-import hart  # noqa: E402
+import hart
 
 FULL = dict(train=5000, steps=300, test=500, tune=5000, epochs=1, trials=20)
 TINY = dict(train=500, steps=20, test=60, tune=300, epochs=1, trials=2)
+p = argparse.ArgumentParser(description="HART from Python, notebook style")
+p.add_argument("--out", default="hart-from-python", help="folder for the plot")
+p.add_argument("--tiny", action="store_true", help="a few hundred images per step (the test's run)")
+args, _ = p.parse_known_args()  # known only: a notebook kernel passes its own
+size = TINY if args.tiny or os.environ.get("HART_EXAMPLE_TINY") else FULL
+os.makedirs(args.out, exist_ok=True)
+started = time.time()
 
 
 def fashion(split, n):
@@ -39,6 +45,10 @@ def fashion(split, n):
     return torch.from_numpy(x.copy()).float() / 255, torch.from_numpy(y)
 
 
+# %% [markdown]
+# ## 1. A model of your own, trained in plain PyTorch
+
+# %%
 class Cnn(nn.Module):
     def __init__(self):
         super().__init__()
@@ -52,77 +62,79 @@ class Cnn(nn.Module):
         return self.fc2(torch.relu(self.fc1(torch.flatten(h, 1))))
 
 
-def main(size, out):
-    os.makedirs(out, exist_ok=True)
-    started = time.time()
+torch.manual_seed(0)
+model = Cnn()
+x, y = fashion("train", size["train"])
+opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+for _ in range(size["steps"]):
+    b = torch.randint(0, len(x), (64,))
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(x[b]), y[b]).backward()
+    opt.step()
+model.eval()
 
-    # 1. A model of your own, trained in plain PyTorch.
-    torch.manual_seed(0)
-    model = Cnn()
-    x, y = fashion("train", size["train"])
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    for _ in range(size["steps"]):
-        b = torch.randint(0, len(x), (64,))
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x[b]), y[b]).backward()
-        opt.step()
-    model.eval()
+# %% [markdown]
+# ## 2. Its exponent MSBs (bit 30) swept: every parameter flipped in turn
 
-    # 2. Its exponent MSBs (bit 30) swept: every parameter flipped in turn.
-    trained = hart.load(model)  # exported once (ONNX), reused by every call below
-    sweep = dict(limit=size["test"], bits="exponent-msb", progress=False)
-    base = hart.sweep(trained, "fashion-mnist", **sweep)
-    print(trained)
-    print(base)
+# %%
+trained = hart.load(model)  # exported once (ONNX), reused by every call below
+sweep = dict(limit=size["test"], bits="exponent-msb", progress=False)
+base = hart.sweep(trained, "fashion-mnist", **sweep)
+print(trained)
+print(base)
 
-    # 3. Erratic bits per layer, from the per-tensor DataFrame.
-    def per_layer(res):
-        t = res.per_tensor.assign(layer=lambda d: d["param"].str.rsplit(".", n=1).str[0])
-        return t.groupby("layer", sort=False)[["flips", "erratic_bits"]].sum()
+# %% [markdown]
+# ## 3. Erratic bits per layer, from the per-tensor DataFrame
 
-    print(per_layer(base).to_string())
-
-    # 4. Fine-tuned three ways from the same weights, with the same schedule.
-    tune = dict(limit=size["tune"], eval_limit=size["test"], epochs=size["epochs"], optimizer="adam",
-                lr=5e-4, progress=False)
-    models = {
-        "trained": trained,
-        "plain": hart.fine_tune(trained, "fashion-mnist", **tune),
-        "hat": hart.fine_tune(trained, "fashion-mnist", regularizer="hessian", hessian_lambda=0.001, **tune),
-        "noise": hart.fine_tune(trained, "fashion-mnist", regularizer="noise", noise_std=0.1, **tune),
-    }
-    for name, m in models.items():
-        if name != "trained":
-            print(f"{name:6s}", m.hart_log)
-
-    # 5. Compared: clean accuracy, erratic exponent-MSB bits, accuracy under Gaussian noise of
-    #    σ = 0.1·max|W| in every parameter tensor (scope="params": not BatchNorm's running statistics).
-    rows, layers = [], {}
-    for name, m in models.items():
-        m = hart.load(m)
-        res = base if m is trained else hart.sweep(m, "fashion-mnist", **sweep)
-        noise = hart.campaign(m, "fashion-mnist", fault="gaussian", levels=[0.1], scope="params",
-                              limit=size["test"], trials=size["trials"], progress=False).levels
-        layers[name] = per_layer(res)["erratic_bits"]
-        rows.append(dict(model=name, clean_accuracy=res.clean_accuracy, erratic_bits=res.summary["erratic_bits"],
-                         erratic_share=res.summary["erratic_bits"] / res.summary["flips"],
-                         noise_accuracy=noise["mean_accuracy"].iloc[0]))
-    table = pd.DataFrame(rows)
-    print(table.to_string(index=False, float_format="%.4f"))
-
-    ax = pd.DataFrame(layers).plot.bar(logy=True, rot=0, figsize=(7, 4))
-    ax.set(xlabel="layer", ylabel="erratic exponent-MSB bits (RAD > 0.1)",
-           title=f"Erratic bits per layer ({size['test']} Fashion-MNIST test images)")
-    plt.tight_layout()
-    png = os.path.join(out, "erratic_per_layer.png")
-    plt.savefig(png, dpi=120)
-    print(f"plot: {png}; {time.time() - started:.0f} s")
-    return table
+# %%
+def per_layer(res):
+    t = res.per_tensor.assign(layer=lambda d: d["param"].str.rsplit(".", n=1).str[0])
+    return t.groupby("layer", sort=False)[["flips", "erratic_bits"]].sum()
 
 
-if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="hart-from-python", help="folder for the plot")
-    p.add_argument("--tiny", action="store_true", help="a few hundred images per step (the test's run)")
-    a = p.parse_args()
-    main(TINY if a.tiny or os.environ.get("HART_EXAMPLE_TINY") else FULL, a.out)
+print(per_layer(base).to_string())
+
+# %% [markdown]
+# ## 4. Fine-tuned three ways from the same weights, with the same schedule
+
+# %%
+tune = dict(limit=size["tune"], eval_limit=size["test"], epochs=size["epochs"], optimizer="adam", lr=5e-4,
+            progress=False)
+models = {
+    "trained": trained,
+    "plain": hart.fine_tune(trained, "fashion-mnist", **tune),
+    "hat": hart.fine_tune(trained, "fashion-mnist", regularizer="hessian", hessian_lambda=0.001, **tune),
+    "noise": hart.fine_tune(trained, "fashion-mnist", regularizer="noise", noise_std=0.1, **tune),
+}
+for name, m in models.items():
+    if name != "trained":
+        print(f"{name:6s}", m.hart_log)
+
+# %% [markdown]
+# ## 5. Compared
+# Clean accuracy, erratic exponent-MSB bits, and accuracy under Gaussian noise of σ = 0.1·max|W| in
+# every parameter tensor (`scope="params"`: not BatchNorm's running statistics). One seed: a
+# direction to test over seeds with `hart.experiment`, not a result.
+
+# %%
+rows, layers = [], {}
+for name, m in models.items():
+    m = hart.load(m)
+    res = base if m is trained else hart.sweep(m, "fashion-mnist", **sweep)
+    noise = hart.campaign(m, "fashion-mnist", fault="gaussian", levels=[0.1], scope="params",
+                          limit=size["test"], trials=size["trials"], progress=False).levels
+    layers[name] = per_layer(res)["erratic_bits"]
+    rows.append(dict(model=name, clean_accuracy=res.clean_accuracy, erratic_bits=res.summary["erratic_bits"],
+                     erratic_share=res.summary["erratic_bits"] / res.summary["flips"],
+                     noise_accuracy=noise["mean_accuracy"].iloc[0]))
+table = pd.DataFrame(rows)
+print(table.to_string(index=False, float_format="%.4f"))
+
+# %%
+ax = pd.DataFrame(layers).plot.bar(logy=True, rot=0, figsize=(7, 4))
+ax.set(xlabel="layer", ylabel="erratic exponent-MSB bits (RAD > 0.1)",
+       title=f"Erratic bits per layer ({size['test']} Fashion-MNIST test images)")
+plt.tight_layout()
+png = os.path.join(args.out, "erratic_per_layer.png")
+plt.savefig(png, dpi=120)
+print(f"plot: {png}; {time.time() - started:.0f} s")
