@@ -3,7 +3,6 @@ scripts/test.sh with .venv's pytest): a small CNN trained briefly in plain
 PyTorch, the Fashion-MNIST test images read straight from their IDX files,
 and the CLI binary the package must agree with."""
 
-import gzip
 import os
 from pathlib import Path
 
@@ -12,17 +11,9 @@ import pytest
 import torch
 from torch import nn
 
+from fashion_idx import idx
+
 ROOT = Path(__file__).resolve().parents[2]
-FASHION = Path("/usr/share/datasets/fashion-mnist")
-
-
-def idx(name):
-    with gzip.open(FASHION / name) as f:
-        raw = f.read()
-    magic = int.from_bytes(raw[2:4], "big")
-    dims = magic & 0xFF
-    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,6 @@ Usage:
       first N test images, eval mode.
 """
 
-import gzip
 import json
 import sys
 import warnings
@@ -28,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-FASHION = Path("/usr/share/datasets/fashion-mnist")
+from fashion_idx import idx
+
 
 
 class Mlp(nn.Module):
@@ -41,14 +41,6 @@ class Mlp(nn.Module):
     def forward(self, x):
         x = torch.flatten(x, 1)
         return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
-
-
-def idx(name):
-    with gzip.open(FASHION / name) as f:
-        raw = f.read()
-    dims = raw[3]
-    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 def fashion(split, lo, hi):
