@@ -51,3 +51,36 @@ def test_sigint_stops_the_sweep_and_leaves_it_resumable(trained_cnn, tmp_path):
     pd.testing.assert_frame_equal(resumed.flips, fresh.flips)
     assert resumed.summary == fresh.summary
     assert len(fresh.flips) == 32 * trained_cnn.fc.weight.numel()
+
+
+TRAIN = textwrap.dedent(
+    """
+    import sys, hart
+    def progress(done, total, message):
+        if done:
+            print("progress", done, total, flush=True)
+    hart.fine_tune(sys.argv[1], "fashion-mnist", limit=512, epochs=5000, eval_limit=0, out=sys.argv[2],
+                   progress=progress)
+    print("finished", flush=True)
+    """
+)
+
+
+def test_sigint_stops_fine_tuning_between_steps(trained_cnn, tmp_path):
+    # 5,000 epochs would run for many minutes: only a stop between steps ends it within the timeout.
+    model = tmp_path / "cnn.onnx"
+    hart.load(trained_cnn).save(model)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TRAIN, str(model), str(tmp_path / "tuned.onnx")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    first = proc.stdout.readline()
+    assert first.startswith("progress"), (first, proc.stderr.read())
+    proc.send_signal(signal.SIGINT)
+    try:
+        rest, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("fine_tune went on training after Ctrl-C") from None
+    assert "finished" not in rest and "KeyboardInterrupt" in err, err
+    assert not (tmp_path / "tuned.onnx").exists(), "an interrupted training wrote a model"

@@ -179,6 +179,7 @@ pub fn bfa(attack: &Attack, t: usize, progress: &mut dyn FnMut(u64)) -> Result<T
     let (x, y) = attack.attack_batch(t)?;
     let mut p = Progress::new(attack, t, Method::Bfa);
     while p.faults.len() < attack.cfg.max_flips && p.accuracy() > attack.target {
+        crate::interrupt::check()?;
         let grads = attack
             .inject
             .with_faults(attack.model, &p.faults, |_| gradients(attack, &x, &y))?;

@@ -32,6 +32,7 @@ pub fn sweep<S: Copy, R>(
 ) -> Result<()> {
     let snapshot = Snapshot::take(targets);
     for &s in settings {
+        crate::interrupt::check()?;
         let applied = apply(targets, s)?;
         let r = evaluate(model, data, batch_size, device)?;
         on_point(s, applied, r)?;

@@ -61,6 +61,7 @@ pub fn compute(
                 live.shallow_clone().copy_(&moved);
             }
         });
+        crate::interrupt::check()?;
         let r = evaluate(model, data, batch_size, device)?;
         points.push(Point {
             x,

@@ -118,6 +118,8 @@ pub fn train_with(
         let (mut readings, mut audit) = (vec![], vec![]);
         let mut injected: Option<(u64, u64, f64, usize)> = None;
         for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
+            // A Python caller's Ctrl-C ends training between steps (nothing is written).
+            crate::interrupt::check()?;
             let (x, y) = data.batch(idx);
             let (x, y) = (x.to_device(cfg.device), y.to_device(cfg.device));
             opt.zero_grad();
