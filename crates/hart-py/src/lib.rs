@@ -12,6 +12,7 @@ mod compress;
 mod data;
 mod device;
 mod errors;
+mod eval;
 mod experiment;
 mod hessian;
 mod landscape;
@@ -31,6 +32,8 @@ mod _hart {
     use super::compress::{prune, quantize};
     #[pymodule_export]
     use super::data::Data;
+    #[pymodule_export]
+    use super::eval::evaluate;
     #[pymodule_export]
     use super::experiment::experiment;
     #[pymodule_export]

@@ -33,10 +33,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let model = a.model.load(&data, device)?;
     let r = evaluate_with(&model, &data, a.batch_size, device, a.nan_policy)?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::json!({"accuracy": r.accuracy, "correct": r.correct, "total": r.total, "loss": r.loss})
-        );
+        println!("{}", serde_json::json!(r));
     } else {
         println!(
             "{} on {} ({}): accuracy {:.2}% ({}/{}), loss {:.4}",

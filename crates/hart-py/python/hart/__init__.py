@@ -43,7 +43,7 @@ def _check_torch():
 _check_torch()
 
 from . import _hart  # noqa: E402
-from ._api import attack, campaign, hessian, sweep  # noqa: E402
+from ._api import attack, campaign, evaluate, hessian, sweep  # noqa: E402
 from ._compress import LandscapeResult, landscape, prune, quantize  # noqa: E402
 from ._errors import (  # noqa: E402
     DataError,
@@ -82,6 +82,7 @@ __all__ = [
     "__version__",
     "attack",
     "campaign",
+    "evaluate",
     "experiment",
     "fine_tune",
     "hessian",

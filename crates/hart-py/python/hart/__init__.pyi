@@ -143,6 +143,19 @@ def sweep(
     example_input: torch.Tensor | None = None,
     progress: Progress = True,
 ) -> SweepResult: ...
+def evaluate(
+    model: ModelLike,
+    data: DataLike = "fashion-mnist",
+    *,
+    split: Literal["train", "test"] = "test",
+    limit: int | None = None,
+    data_dir: PathLike | None = None,
+    image_size: int = 224,
+    batch_size: int = 256,
+    nan_policy: Literal["wrong", "argmax"] = "wrong",
+    device: str = "cpu",
+    example_input: torch.Tensor | None = None,
+) -> dict[str, float | int]: ...
 def hessian(
     model: ModelLike,
     data: DataLike = "fashion-mnist",

@@ -138,6 +138,33 @@ def sweep(
         remove(scratch)
 
 
+def evaluate(
+    model,
+    data="fashion-mnist",
+    *,
+    split="test",
+    limit=None,
+    data_dir=None,
+    image_size=224,
+    batch_size=256,
+    nan_policy="wrong",
+    device="cpu",
+    example_input=None,
+):
+    """Accuracy of the model on the data in eval mode, as ``hart eval --json``:
+    a dict ``{"accuracy", "correct", "total", "loss"}`` (accuracy a fraction,
+    loss the mean cross-entropy over the samples with finite logits).
+    ``nan_policy``: a sample whose logits hold a NaN counts as wrong
+    (``"wrong"``, HART's rule) or by ``torch.argmax``'s reading (``"argmax"``).
+    """
+    m = load(model, example_input)
+    d = as_data(data, split=split, limit=limit, data_dir=data_dir, image_size=image_size)
+    path = m._resolve(d)
+    return json.loads(
+        _hart.evaluate((path, m.arch, m.normalize), d, batch_size=batch_size, nan_policy=nan_policy, device=device)
+    )
+
+
 def hessian(
     model,
     data="fashion-mnist",
