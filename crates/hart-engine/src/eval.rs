@@ -91,6 +91,9 @@ pub fn evaluate_with(
     let (mut correct, mut loss_sum, mut loss_n) = (0i64, 0f64, 0i64);
     tch::no_grad(|| -> Result<()> {
         for start in (0..data.len()).step_by(batch_size) {
+            // Every caller restores what it changed on an error, so a Python
+            // caller's Ctrl-C may end an evaluation between batches.
+            crate::interrupt::check()?;
             let end = (start + batch_size).min(data.len());
             let (x, y) = data.batch_range(start, end);
             let (x, y) = (x.to_device(device), y.to_device(device));
