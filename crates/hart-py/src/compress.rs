@@ -43,11 +43,7 @@ pub fn quantize(
 ) -> PyResult<String> {
     run_on(py, model, data, &device, progress.as_ref(), |bar, model, data| {
         let bits = parse_bits(&bits)?;
-        let granularity = if per_channel {
-            Granularity::PerChannel
-        } else {
-            Granularity::PerTensor
-        };
+        let granularity = Granularity::of(per_channel);
         let (targets, run) = prepared(&model, data, include_bias_bn, batch_size, &device, save.as_deref())?;
         bar.set_length(bits.len() as u64 + 1);
         let rows = quantize_curve(&label, &model, &targets, &bits, granularity, &run, || bar.inc(1))?;

@@ -194,11 +194,7 @@ pub struct QuantizeArgs {
 
 pub fn run(a: QuantizeArgs) -> Result<()> {
     let bits = parse_bits(&a.bits)?;
-    let granularity = if a.per_channel {
-        Granularity::PerChannel
-    } else {
-        Granularity::PerTensor
-    };
+    let granularity = Granularity::of(a.per_channel);
     let out = a.sweep.out_dir("hart-quantize");
     let l = a.sweep.load()?;
     let bar = progress_bar((l.models.len() * (bits.len() + 1)) as u64, "quantize");

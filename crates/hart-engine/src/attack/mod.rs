@@ -145,11 +145,7 @@ impl<'a> Attack<'a> {
             .map(|(n, t, _)| (n, t))
             .collect();
         let restore = Snapshot::take(&floats);
-        let granularity = if cfg.per_channel {
-            Granularity::PerChannel
-        } else {
-            Granularity::PerTensor
-        };
+        let granularity = Granularity::of(cfg.per_channel);
         let inject = Injector::new(model, cfg.storage, granularity, cfg.defense, cfg.seed)?;
         let layers: Vec<usize> = model
             .named_tensors()

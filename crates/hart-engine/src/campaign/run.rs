@@ -143,11 +143,7 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &CampaignConfig) ->
     model.check_finite()?;
     let targets = select_targets(model, cfg.scope, cfg.params.as_deref())?;
     let restore = (cfg.storage != Storage::Fp32).then(|| Snapshot::take(&float_tensors(model)));
-    let granularity = if cfg.per_channel {
-        Granularity::PerChannel
-    } else {
-        Granularity::PerTensor
-    };
+    let granularity = Granularity::of(cfg.per_channel);
     let inject = Injector::new(model, cfg.storage, granularity, cfg.defense, cfg.seed)?;
     let stored_of = targets
         .iter()

@@ -19,6 +19,17 @@ pub enum Granularity {
     PerChannel,
 }
 
+impl Granularity {
+    /// The granularity a `--per-channel` flag selects.
+    pub fn of(per_channel: bool) -> Self {
+        if per_channel {
+            Granularity::PerChannel
+        } else {
+            Granularity::PerTensor
+        }
+    }
+}
+
 impl fmt::Display for Granularity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -148,11 +148,7 @@ pub fn prepare<'a>(model: &'a Model, data: &'a Dataset, cfg: &SweepConfig) -> Re
     let inject = if plain && !grouped {
         None
     } else {
-        let granularity = if cfg.per_channel {
-            Granularity::PerChannel
-        } else {
-            Granularity::PerTensor
-        };
+        let granularity = Granularity::of(cfg.per_channel);
         Some(Arc::new(Injector::new(
             model,
             cfg.storage,
